@@ -1,0 +1,165 @@
+"""The ``littleboss_*`` keys of ``[program:x]``: reading, validating, and the group config.
+
+supervisord ignores keys it does not know, so every ``littleboss_*`` key is checked
+here; errors are ValueErrors that name the section, the key, the bad value and the
+accepted forms, raised from supervisord's own config path (startup and ``reread``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from supervisor.datatypes import colon_separated_user_group, integer, list_of_strings, octal_type
+from supervisor.options import ProcessGroupConfig, ServerOptions, UnhosedConfigParser
+
+from .sockets import URL_FORMS, SocketOptions, SocketSpec, parse_socket_list
+
+PREFIX = "littleboss_"
+SOCKETS_KEY = "littleboss_sockets"
+
+
+@dataclass(frozen=True)
+class LittlebossSettings:
+    """Everything a ``[program:x]`` section says about littleboss."""
+
+    sockets: tuple[SocketSpec, ...]
+    socket_options: SocketOptions
+
+
+def _positive_integer(value: str) -> int:
+    number = integer(value)
+    if number < 1:
+        raise ValueError("must be a positive integer")
+    return number
+
+
+def _unix_mode(value: str) -> int:
+    mode = octal_type(value)
+    if not 0 <= mode <= 0o777:
+        raise ValueError("must be an octal mode between 0 and 777")
+    return mode
+
+
+# key -> (converter, accepted forms for the error message)
+SOCKET_OPTION_KEYS: dict[str, tuple[Callable[[str], object], str]] = {
+    "littleboss_socket_backlog": (_positive_integer, "a positive integer"),
+    "littleboss_socket_mode": (_unix_mode, "an octal mode such as 0660"),
+    "littleboss_socket_owner": (colon_separated_user_group, "user or user:group"),
+}
+KNOWN_KEYS = (SOCKETS_KEY, *SOCKET_OPTION_KEYS)
+
+
+class LittlebossGroupConfig(ProcessGroupConfig):
+    """A ``[program:x]`` group config that carries littleboss settings."""
+
+    def __init__(self, options, name, priority, process_configs, littleboss: LittlebossSettings):
+        super().__init__(options, name, priority, process_configs)
+        self.littleboss = littleboss
+
+    def __eq__(self, other) -> bool:
+        # a change of littleboss settings alone makes `reread` report the program changed
+        return (
+            isinstance(other, LittlebossGroupConfig)
+            and self.littleboss == other.littleboss
+            and super().__eq__(other)
+        )
+
+    def make_group(self):
+        from .process import LittlebossProcessGroup
+
+        return LittlebossProcessGroup(self)
+
+
+def read_settings(parser: UnhosedConfigParser, section: str, expansions: dict) -> LittlebossSettings | None:
+    """Read a section's ``littleboss_*`` keys; None if it has none."""
+    keys = sorted(k for k in parser.options(section) if k.startswith(PREFIX))
+    if not keys:
+        return None
+    for key in keys:
+        if key not in KNOWN_KEYS:
+            raise ValueError(
+                f"[{section}] has unknown setting {key!r}; littleboss settings are: "
+                + ", ".join(KNOWN_KEYS)
+            )
+    if SOCKETS_KEY not in keys:
+        raise ValueError(f"[{section}] sets {', '.join(keys)} but not {SOCKETS_KEY}, which littleboss programs need")
+
+    def get(key: str) -> str | None:
+        return parser.saneget(section, key, None, expansions=expansions)
+
+    raw_sockets = get(SOCKETS_KEY)
+    try:
+        sockets = parse_socket_list(raw_sockets)
+    except ValueError as exc:
+        raise ValueError(
+            f"[{section}] {SOCKETS_KEY} = {raw_sockets!r} is invalid: {exc}. "
+            f"Expected name=URL, name=URL, ... with URL {URL_FORMS}"
+        ) from None
+    values = {}
+    for key, (convert, forms) in SOCKET_OPTION_KEYS.items():
+        raw = get(key)
+        if raw is None:
+            continue
+        try:
+            values[key[len("littleboss_socket_"):]] = convert(raw)
+        except ValueError as exc:
+            raise ValueError(f"[{section}] {key} = {raw!r} is invalid ({exc}); expected {forms}") from None
+    unix_only = {"mode", "owner"} & values.keys()
+    if unix_only and not any(spec.is_unix for spec in sockets):
+        raise ValueError(
+            f"[{section}] littleboss_socket_{sorted(unix_only)[0]} applies to unix sockets, "
+            f"but {SOCKETS_KEY} lists none"
+        )
+    return LittlebossSettings(sockets, SocketOptions(**values))
+
+
+def apply_littleboss_settings(options: ServerOptions, parser: UnhosedConfigParser, groups: list) -> list:
+    """Return ``groups`` with each littleboss program's config replaced by a LittlebossGroupConfig."""
+    by_name = {group.name: group for group in groups}
+    grouped = _programs_in_heterogeneous_groups(options, parser)
+    claimed: dict[str, str] = {}  # url -> section
+    result = {}
+    for section in parser.sections():
+        kind, _, name = section.partition(":")
+        expansions = {"here": options.here, "program_name": name, "group_name": name}
+        settings = read_settings(parser, section, expansions)
+        if settings is None:
+            continue
+        if kind != "program":
+            raise ValueError(f"[{section}]: littleboss_* settings are only valid in [program:x] sections")
+        if name in grouped:
+            raise ValueError(
+                f"[{section}]: a littleboss program cannot be a member of [group:{grouped[name]}]; "
+                "remove it from the group's programs="
+            )
+        for spec in settings.sockets:
+            if spec.url in claimed:
+                raise ValueError(
+                    f"[{section}] {SOCKETS_KEY}: address {spec.url} is already claimed by [{claimed[spec.url]}]; "
+                    "each address can belong to one program only"
+                )
+            claimed[spec.url] = section
+        base = by_name[name]
+        result[name] = LittlebossGroupConfig(options, base.name, base.priority, base.process_configs, settings)
+    return [result.get(group.name, group) for group in groups]
+
+
+def _programs_in_heterogeneous_groups(options: ServerOptions, parser: UnhosedConfigParser) -> dict[str, str]:
+    """Map program name -> [group:x] name for programs listed in a heterogeneous group."""
+    members = {}
+    for section in parser.sections():
+        if section.startswith("group:"):
+            programs = parser.saneget(section, "programs", "", expansions={"here": options.here})
+            for program in list_of_strings(programs):
+                members[program] = section.partition(":")[2]
+    return members
+
+
+def wrap_groups_from_parser(options: ServerOptions) -> None:
+    """Make ``options`` build LittlebossGroupConfigs for littleboss programs (startup and reread)."""
+    original = options.process_groups_from_parser
+
+    def process_groups_from_parser(parser):
+        return apply_littleboss_settings(options, parser, original(parser))
+
+    options.process_groups_from_parser = process_groups_from_parser

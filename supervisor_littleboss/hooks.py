@@ -1,0 +1,102 @@
+"""Installs littleboss into a running supervisord, once per supervisord run.
+
+supervisord calls the RPC interface factory once per HTTP server section and again,
+with a new ``Supervisor`` and ``ServerOptions``, after every SIGHUP. At that moment
+the process groups exist but nothing has been spawned, so littleboss programs'
+groups can still be replaced by ours.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+
+from supervisor.options import ServerOptions
+
+from .config import LittlebossGroupConfig, wrap_groups_from_parser
+from .sockets import REGISTRY
+
+
+class Plugin:
+    """What littleboss adds to one supervisord run (one ``ServerOptions`` instance)."""
+
+    def __init__(self, supervisord) -> None:
+        self.supervisord = supervisord
+        self.options = supervisord.options
+
+    def littleboss_groups(self) -> list:
+        return [
+            group for group in self.supervisord.process_groups.values()
+            if isinstance(group.config, LittlebossGroupConfig)
+        ]
+
+    def adopt_groups(self) -> None:
+        """Re-read the configuration with littleboss settings and swap in our groups."""
+        options, groups = self.options, self.supervisord.process_groups
+        try:
+            options.process_config(do_usage=False)
+        except ValueError as exc:
+            options.logger.critical(str(exc))
+            options.usage(str(exc))  # supervisord's own way out for a bad config: message, exit 2
+        configs = []
+        for config in options.process_group_configs:
+            current = groups.get(config.name)
+            if isinstance(config, LittlebossGroupConfig) and current is not None:
+                if config.process_configs == current.config.process_configs:
+                    # keep the already resolved AUTO log file names
+                    config.process_configs = current.config.process_configs
+                else:
+                    config.after_setuid()
+                groups[config.name] = config.make_group()
+            elif current is not None:
+                config = current.config
+            configs.append(config)
+        options.process_group_configs = configs
+
+    def addresses_in_use(self, leaving=None) -> set[str]:
+        """URLs used by a configured littleboss program or a live group other than ``leaving``."""
+        configs = [c for c in self.options.process_group_configs if isinstance(c, LittlebossGroupConfig)]
+        configs += [g.config for g in self.littleboss_groups() if g is not leaving]
+        return {spec.url for config in configs for spec in config.littleboss.sockets}
+
+    def release_unused_sockets(self, leaving=None) -> None:
+        for url in REGISTRY.retain_only(self.addresses_in_use(leaving)):
+            self.options.logger.info(f"littleboss: closed socket {url}: no program uses it any more")
+
+
+def install(supervisord) -> Plugin:
+    """Install littleboss into ``supervisord``; calling it again for the same run is a no-op."""
+    options = supervisord.options
+    plugin = getattr(options, "littleboss", None)
+    if plugin is not None:
+        return plugin
+    _install_process_wide_hooks()
+    plugin = options.littleboss = Plugin(supervisord)
+    wrap_groups_from_parser(options)
+    plugin.adopt_groups()
+    plugin.release_unused_sockets()
+    return plugin
+
+
+_process_wide_hooks_installed = False
+
+
+def _install_process_wide_hooks() -> None:
+    """Hooks that must outlive one ``ServerOptions``: they run before the factory on SIGHUP."""
+    global _process_wide_hooks_installed
+    if _process_wide_hooks_installed:
+        return
+    _process_wide_hooks_installed = True
+    original_cleanup_fds = ServerOptions.cleanup_fds
+
+    def cleanup_fds(self) -> None:
+        """supervisord's fd cleanup on SIGHUP (closes fds 5 and up), sparing held sockets."""
+        held = REGISTRY.fds()
+        if not held:
+            return original_cleanup_fds(self)
+        start = 5
+        for fd in sorted(fd for fd in held if start <= fd < self.minfds) + [self.minfds]:
+            os.closerange(start, fd)
+            start = fd + 1
+
+    ServerOptions.cleanup_fds = cleanup_fds
+    atexit.register(REGISTRY.close_all)  # supervisord exits: close, remove unix socket files

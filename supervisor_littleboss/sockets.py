@@ -1,0 +1,264 @@
+"""Listening sockets that supervisord holds on behalf of littleboss programs.
+
+Owns the ``littleboss_sockets`` URL syntax, binding (IPv4, IPv6 and unix sockets,
+built on supervisord's own socket configs and ``SocketManager``) and the registry
+that keeps each socket open, the same socket, for as long as a configured program
+uses its address: across crashes, restarts, ``update`` and SIGHUP.
+"""
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import re
+import socket
+import stat
+from dataclasses import dataclass
+
+from supervisor.datatypes import InetStreamSocketConfig, UnixStreamSocketConfig
+from supervisor.socket_manager import SocketManager
+
+URL_FORMS = "tcp://HOST:PORT, tcp://[IPV6]:PORT or unix:///absolute/path"
+NAME_FORM = "letters, digits, '_', '.' and '-', starting with a letter or digit"
+LISTEN_FDS_START = 3  # the systemd convention: the first passed socket is fd 3
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
+_TCP_RE = re.compile(r"^tcp://(?:\[(?P<ipv6>[^\]]+)\]|(?P<host>[^:/\[\]]+)):(?P<port>\d+)$")
+_UNIX_PATH_MAX = 107  # sizeof(sun_path) - 1 on Linux
+
+
+@dataclass(frozen=True)
+class SocketOptions:
+    """Program-wide settings applied to its sockets."""
+
+    backlog: int | None = None
+    mode: int | None = None  # unix sockets only
+    owner: tuple[int, int] | None = None  # (uid, gid); unix sockets only
+
+
+@dataclass(frozen=True)
+class SocketSpec:
+    """One ``name=URL`` entry of ``littleboss_sockets``."""
+
+    name: str
+    url: str  # canonical form, the registry's key
+
+    @property
+    def is_unix(self) -> bool:
+        return self.url.startswith("unix://")
+
+    def make_config(self, opts: SocketOptions) -> InetStreamSocketConfig | UnixStreamSocketConfig:
+        """Return the supervisord socket config that binds this address."""
+        if self.is_unix:
+            return SafeUnixStreamSocketConfig(
+                self.url[len("unix://"):], mode=opts.mode, owner=opts.owner, backlog=opts.backlog
+            )
+        match = _TCP_RE.match(self.url)
+        if match["ipv6"]:
+            return Inet6StreamSocketConfig(match["ipv6"], match["port"], backlog=opts.backlog)
+        return InetStreamSocketConfig(match["host"], match["port"], backlog=opts.backlog)
+
+
+def parse_socket_url(url: str) -> str:
+    """Validate a socket URL and return its canonical form; ValueError names the problem."""
+    url = url.strip()
+    if url.startswith("unix://"):
+        path = url[len("unix://"):]
+        if not path.startswith("/"):
+            raise ValueError("a unix socket path must be absolute")
+        if len(os.fsencode(path)) > _UNIX_PATH_MAX:
+            raise ValueError(f"a unix socket path is limited to {_UNIX_PATH_MAX} bytes")
+        return "unix://" + os.path.normpath(path)
+    match = _TCP_RE.match(url)
+    if not match:
+        raise ValueError("not a socket URL")
+    port = int(match["port"])
+    if not 0 < port < 65536:
+        raise ValueError("the port must be between 1 and 65535")
+    if match["ipv6"]:
+        try:
+            host = ipaddress.IPv6Address(match["ipv6"]).compressed
+        except ValueError:
+            raise ValueError(f"{match['ipv6']!r} is not an IPv6 address") from None
+        return f"tcp://[{host}]:{port}"
+    return f"tcp://{match['host'].lower()}:{port}"
+
+
+def parse_socket_list(value: str) -> tuple[SocketSpec, ...]:
+    """Parse ``name=URL, name=URL``; ValueError says which entry is wrong and why."""
+    specs: list[SocketSpec] = []
+    for entry in value.split(","):
+        entry = entry.strip()
+        name, sep, url = entry.partition("=")
+        name = name.strip()
+        if not entry:
+            raise ValueError("an entry is empty; expected name=URL, name=URL, ...")
+        if not sep:
+            raise ValueError(f"{entry!r} is not name=URL")
+        if not _NAME_RE.match(name):
+            raise ValueError(f"socket name {name!r} is not valid; a name uses {NAME_FORM}")
+        if any(spec.name == name for spec in specs):
+            raise ValueError(f"socket name {name!r} is used twice")
+        try:
+            canonical = parse_socket_url(url)
+        except ValueError as exc:
+            raise ValueError(f"{url.strip()!r} for {name!r}: {exc}") from None
+        if any(spec.url == canonical for spec in specs):
+            raise ValueError(f"address {canonical} is listed twice")
+        specs.append(SocketSpec(name, canonical))
+    return tuple(specs)
+
+
+class Inet6StreamSocketConfig(InetStreamSocketConfig):
+    """supervisord's TCP socket config, for an IPv6 address."""
+
+    def __init__(self, host: str, port: str | int, **kwargs) -> None:
+        super().__init__(host, port, **kwargs)
+        self.url = f"tcp://[{self.host}]:{self.port}"
+
+    def create_and_bind(self) -> socket.socket:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(self.addr())
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+
+class SafeUnixStreamSocketConfig(UnixStreamSocketConfig):
+    """supervisord's unix socket config, but it never unlinks what is not a stale socket.
+
+    The socket is bound under a tight umask, then given its owner and mode, so it is
+    never reachable with looser permissions than configured (0600 by default).
+    """
+
+    inode: int | None = None
+
+    def create_and_bind(self) -> socket.socket:
+        remove_stale_socket(self.path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)
+        try:
+            sock.bind(self.path)
+        except BaseException:
+            sock.close()
+            raise
+        finally:
+            os.umask(old_umask)
+        self.inode = os.stat(self.path).st_ino
+        try:
+            self.apply_permissions()
+        except BaseException:
+            sock.close()
+            self.unlink()
+            raise
+        return sock
+
+    def apply_permissions(self) -> None:
+        """Give the socket file its configured owner and mode."""
+        self._chown()
+        self._chmod()
+
+    def unlink(self) -> None:
+        """Remove the socket file if it is still the one this config bound."""
+        try:
+            if self.inode is not None and os.lstat(self.path).st_ino == self.inode:
+                os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def remove_stale_socket(path: str) -> None:
+    """Unlink ``path`` only if it is a unix socket that nobody listens on."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise OSError(errno.EEXIST, f"{path} exists and is not a socket; refusing to remove it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)  # stale: left behind by a process that is gone
+        return
+    finally:
+        probe.close()
+    raise OSError(errno.EADDRINUSE, f"another process is listening on {path}")
+
+
+class HeldSocketManager(SocketManager):
+    """supervisord's ``SocketManager``, removing a unix socket's file when it closes."""
+
+    def _close(self) -> None:
+        super()._close()
+        if isinstance(self.socket_config, SafeUnixStreamSocketConfig):
+            self.socket_config.unlink()
+
+
+class HeldSocket:
+    """One address's ``SocketManager`` and the reference the registry holds on it."""
+
+    def __init__(self, spec: SocketSpec, opts: SocketOptions, logger) -> None:
+        self.manager = HeldSocketManager(spec.make_config(opts), logger=logger)
+        self.proxy = self.manager.get_socket()  # binds and listens
+        self.opts = opts
+
+    def reconfigure(self, opts: SocketOptions) -> None:
+        """Apply changed settings to the open socket in place: it is never re-bound."""
+        if opts == self.opts:
+            return
+        config = self.manager.socket_config
+        config.backlog, self.opts = opts.backlog, opts
+        self.proxy.listen(opts.backlog or socket.SOMAXCONN)
+        if isinstance(config, SafeUnixStreamSocketConfig):
+            config.mode, config.owner = opts.mode, opts.owner
+            config.apply_permissions()
+
+    def close(self) -> None:
+        """Drop the registry's reference now, which closes the socket."""
+        self.proxy.on_delete = None
+        self.manager.ref_ctr.decrement()
+
+
+class SocketRegistry:
+    """Every socket supervisord holds for littleboss programs, keyed by canonical URL."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, HeldSocket] = {}
+
+    def acquire(self, spec: SocketSpec, opts: SocketOptions, logger=None) -> socket.socket:
+        """Return the listening socket for ``spec``, binding it only if not yet held.
+
+        Raises OSError or ValueError (with the reason) if it cannot be bound.
+        """
+        held = self._held.get(spec.url)
+        if held is None:
+            held = self._held[spec.url] = HeldSocket(spec, opts, logger)
+        else:
+            held.manager.logger = logger  # supervisord makes a new logger on SIGHUP
+            held.reconfigure(opts)
+        return held.proxy
+
+    def is_held(self, url: str) -> bool:
+        return url in self._held
+
+    def retain_only(self, urls: set[str]) -> list[str]:
+        """Close every held socket whose URL is not in ``urls``; return those closed."""
+        closed = [url for url in self._held if url not in urls]
+        for url in closed:
+            self._held.pop(url).close()
+        return closed
+
+    def close_all(self) -> None:
+        self.retain_only(set())
+
+    def fds(self) -> set[int]:
+        """File descriptors of the held sockets (to spare when supervisord closes fds)."""
+        return {held.proxy.fileno() for held in self._held.values()}
+
+
+REGISTRY = SocketRegistry()

@@ -1,0 +1,173 @@
+"""A real supervisord in a temporary directory, driven the way operators drive it."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import xmlrpc.client
+from pathlib import Path
+from typing import Callable
+
+from supervisor.xmlrpc import SupervisorTransport
+
+APPS = Path(__file__).parent / "apps"
+HTTPAPP = f"{sys.executable} {APPS / 'httpapp.py'}"
+
+
+def free_port(family: int = socket.AF_INET, host: str = "127.0.0.1") -> int:
+    with socket.socket(family) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 15, what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = predicate()
+        except (OSError, xmlrpc.client.Fault, xmlrpc.client.ProtocolError):
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is not alive
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def socket_inode(pid: int, fd: int = 3) -> str:
+    """``socket:[N]`` naming the open socket at ``fd`` of process ``pid``."""
+    return os.readlink(f"/proc/{pid}/fd/{fd}")
+
+
+class Supervisord:
+    """One supervisord, its config in ``root``; programs live in ``root/conf.d/*.conf``."""
+
+    def __init__(self, root: Path, inet_http: bool = False) -> None:
+        self.root = root
+        self.confd = root / "conf.d"
+        self.confd.mkdir(parents=True, exist_ok=True)
+        self.sock = root / "supervisor.sock"
+        self.conf = root / "supervisord.conf"
+        self.log = root / "supervisord.log"
+        # a second HTTP server makes supervisord call the RPC factory twice
+        inet = f"port = 127.0.0.1:{free_port()}" if inet_http else ""
+        self.conf.write_text(textwrap.dedent(f"""\
+            [unix_http_server]
+            file = {self.sock}
+
+            [{'inet_http_server' if inet_http else 'x_unused'}]
+            {inet}
+
+            [supervisord]
+            logfile = {self.log}
+            pidfile = {root / 'supervisord.pid'}
+            childlogdir = {root}
+            loglevel = debug
+
+            [rpcinterface:supervisor]
+            supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+            [rpcinterface:littleboss]
+            supervisor.rpcinterface_factory = supervisor_littleboss.rpcinterface:make_littleboss_rpcinterface
+
+            [supervisorctl]
+            serverurl = unix://{self.sock}
+
+            [include]
+            files = {self.confd}/*.conf
+            """))
+        self.proc: subprocess.Popen | None = None
+
+    # configuration -------------------------------------------------------
+    def program(self, name: str, body: str = "", command: str = HTTPAPP, **keys: object) -> None:
+        """Write ``[program:name]`` with ``keys`` (and free-form ``body``) to conf.d/name.conf."""
+        lines = [f"[program:{name}]", f"command = {command}", "startsecs = 0", "stopwaitsecs = 10",
+                 f"stdout_logfile = {self.root / (name + '.log')}", "redirect_stderr = true"]
+        lines += [f"{key} = {value}" for key, value in keys.items()]
+        (self.confd / f"{name}.conf").write_text("\n".join(lines) + "\n" + textwrap.dedent(body))
+
+    def remove_program(self, name: str) -> None:
+        (self.confd / f"{name}.conf").unlink()
+
+    # lifecycle -----------------------------------------------------------
+    def start(self, wait: bool = True) -> subprocess.Popen:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(self.conf)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        if wait:
+            wait_for(lambda: self.proc.poll() is not None or self.rpc.supervisor.getState()["statename"] == "RUNNING",
+                     what="supervisord to run")
+            assert self.proc.poll() is None, self.proc.stdout.read()
+        return self.proc
+
+    def stop(self) -> None:
+        """Shut down by pid (SIGTERM), then wait for it and every child it had to exit."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        children = self.child_pids()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        wait_for(lambda: not any(pid_alive(pid) for pid in children), what="children to exit")
+
+    def child_pids(self) -> list[int]:
+        try:
+            return [int(p) for p in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()]
+        except FileNotFoundError:
+            return []
+
+    def hup(self) -> None:
+        """``supervisorctl reload`` and wait until supervisord serves again."""
+        result = self.ctl("reload")
+        assert "Restarted supervisord" in result.stdout, result.stdout
+        wait_for(lambda: self.rpc.supervisor.getState()["statename"] == "RUNNING", what="supervisord after reload")
+
+    # clients -------------------------------------------------------------
+    @property
+    def rpc(self) -> xmlrpc.client.ServerProxy:
+        return xmlrpc.client.ServerProxy(
+            "http://127.0.0.1", transport=SupervisorTransport(None, None, f"unix://{self.sock}")
+        )
+
+    def ctl(self, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(self.conf), *args],
+            capture_output=True, text=True, timeout=60,
+        )
+        if check:
+            assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    def info(self, name: str) -> dict:
+        return self.rpc.supervisor.getProcessInfo(name)
+
+    def wait_running(self, name: str, not_pid: int | None = None) -> int:
+        """Wait until ``name`` is RUNNING (with a pid other than ``not_pid``); return its pid."""
+        def running():
+            info = self.info(name)
+            return info["statename"] == "RUNNING" and info["pid"] != not_pid and info["pid"]
+        return wait_for(running, what=f"{name} RUNNING")
+
+    def wait_state(self, name: str, statename: str) -> dict:
+        return wait_for(lambda: (info := self.info(name))["statename"] == statename and info,
+                        what=f"{name} {statename}")

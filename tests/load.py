@@ -1,0 +1,116 @@
+"""A bounded HTTP load on 127.0.0.1 / ::1 / a unix socket that records what clients saw."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LoadResult:
+    ok: int = 0
+    failures: Counter = field(default_factory=Counter)  # kind -> count
+    errors: list[str] = field(default_factory=list)  # first few failure details
+    bodies: Counter = field(default_factory=Counter)  # first word of each body (the version)
+    max_latency: float = 0.0
+
+    @property
+    def failed(self) -> int:
+        return sum(self.failures.values())
+
+    def __str__(self) -> str:
+        return (f"{self.ok} ok, {self.failed} failed {dict(self.failures)}, "
+                f"max latency {self.max_latency:.3f}s, versions {dict(self.bodies)} {self.errors[:5]}")
+
+
+def classify(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, EOFError)):
+        return "reset"
+    if isinstance(exc, socket.timeout):
+        return "timeout"
+    return "other"
+
+
+class Load:
+    """``threads`` clients, each sending GET / on a new connection per request.
+
+    Bounded: stops at ``stop()``, after ``duration`` seconds or ``max_requests`` requests.
+    """
+
+    def __init__(self, address, threads: int = 4, duration: float = 30, max_requests: int = 200_000,
+                 timeout: float = 20) -> None:
+        self.address = address
+        self.family = socket.AF_UNIX if isinstance(address, str) else (
+            socket.AF_INET6 if ":" in address[0] else socket.AF_INET)
+        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(threads)]
+        self.deadline = time.monotonic() + duration
+        self.budget = max_requests
+        self.timeout = timeout
+        self.result = LoadResult()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> LoadResult:
+        self._stop.set()
+        for thread in self.threads:
+            thread.join()
+        return self.result
+
+    def wait_for_requests(self, count: int, timeout: float = 15) -> None:
+        """Wait until ``count`` more requests succeeded (the load is really flowing)."""
+        target, deadline = self.result.ok + count, time.monotonic() + timeout
+        while self.result.ok < target:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"load did not reach {count} more requests: {self.result}")
+            time.sleep(0.01)
+
+    def _take(self) -> bool:
+        with self._lock:
+            if self._stop.is_set() or self.budget <= 0 or time.monotonic() > self.deadline:
+                return False
+            self.budget -= 1
+            return True
+
+    def _client(self) -> None:
+        while self._take():
+            started = time.monotonic()
+            try:
+                body = self._request()
+            except Exception as exc:  # noqa: BLE001 - every failure is counted by kind
+                with self._lock:
+                    self.result.failures[classify(exc)] += 1
+                    self.result.errors.append(repr(exc))
+                continue
+            with self._lock:
+                self.result.ok += 1
+                self.result.bodies[body.split(b" ", 1)[0].decode()] += 1
+                self.result.max_latency = max(self.result.max_latency, time.monotonic() - started)
+
+    def _request(self) -> bytes:
+        with socket.socket(self.family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(self.timeout)
+            sock.connect(self.address)
+            sock.sendall(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        response = b"".join(chunks)
+        if not response:
+            raise EOFError("connection closed without a response")
+        head, _, body = response.partition(b"\r\n\r\n")
+        status = head.split(b" ", 2)[1]
+        if status != b"200":
+            raise RuntimeError(f"HTTP {status.decode()}")
+        return body
