@@ -254,6 +254,9 @@ class SocketRegistry:
         return closed
 
     def close_all(self) -> None:
+        """Close every socket: supervisord exits (and has already closed its logger)."""
+        for held in self._held.values():
+            held.manager.logger = None
         self.retain_only(set())
 
     def fds(self) -> set[int]:

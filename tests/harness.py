@@ -171,3 +171,60 @@ class Supervisord:
     def wait_state(self, name: str, statename: str) -> dict:
         return wait_for(lambda: (info := self.info(name))["statename"] == statename and info,
                         what=f"{name} {statename}")
+
+
+def _listening(port: int) -> list[str] | None:
+    """The /proc/net/tcp{,6} fields of the socket listening on ``port``, or None."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return fields
+    return None
+
+
+def accept_queue(port: int) -> int:
+    """Connections waiting in the accept queue of the socket listening on ``port``."""
+    fields = _listening(port)
+    assert fields, f"nothing listens on port {port}"
+    return int(fields[4].split(":")[1], 16)
+
+
+def listening_inode(port: int) -> str | None:
+    """``socket:[N]`` of the socket listening on ``port`` (None if nothing listens)."""
+    fields = _listening(port)
+    return f"socket:[{fields[9]}]" if fields else None
+
+
+def unix_listening_inode(path: str) -> str | None:
+    """``socket:[N]`` of the unix socket listening at ``path`` (None if nothing listens)."""
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) == 8 and fields[7] == path and int(fields[3], 16) & 0x10000:  # __SO_ACCEPTCON
+            return f"socket:[{fields[6]}]"
+    return None
+
+
+def address_family(address) -> int:
+    if isinstance(address, str):
+        return socket.AF_UNIX
+    return socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+
+
+def http_get(address, path: str = "/", timeout: float = 10) -> bytes:
+    """One GET over a new connection to a (host, port) or a unix socket path; the body.
+
+    EOFError if the server closed without answering, RuntimeError for a status other than 200.
+    """
+    with socket.socket(address_family(address)) as sock:
+        sock.settimeout(timeout)
+        sock.connect(address)
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: test\r\n\r\n".encode())
+        response = b"".join(iter(lambda: sock.recv(65536), b""))
+    if not response:
+        raise EOFError("connection closed without a response")
+    head, _, body = response.partition(b"\r\n\r\n")
+    status = head.split(b" ", 2)[1].decode()
+    if status != "200":
+        raise RuntimeError(f"HTTP {status}")
+    return body

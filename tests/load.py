@@ -7,6 +7,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from harness import http_get
+
 
 @dataclass
 class LoadResult:
@@ -44,8 +46,6 @@ class Load:
     def __init__(self, address, threads: int = 4, duration: float = 30, max_requests: int = 200_000,
                  timeout: float = 20) -> None:
         self.address = address
-        self.family = socket.AF_UNIX if isinstance(address, str) else (
-            socket.AF_INET6 if ":" in address[0] else socket.AF_INET)
         self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(threads)]
         self.deadline = time.monotonic() + duration
         self.budget = max_requests
@@ -87,7 +87,7 @@ class Load:
         while self._take():
             started = time.monotonic()
             try:
-                body = self._request()
+                body = http_get(self.address, timeout=self.timeout)
             except Exception as exc:  # noqa: BLE001 - every failure is counted by kind
                 with self._lock:
                     self.result.failures[classify(exc)] += 1
@@ -97,20 +97,3 @@ class Load:
                 self.result.ok += 1
                 self.result.bodies[body.split(b" ", 1)[0].decode()] += 1
                 self.result.max_latency = max(self.result.max_latency, time.monotonic() - started)
-
-    def _request(self) -> bytes:
-        with socket.socket(self.family, socket.SOCK_STREAM) as sock:
-            sock.settimeout(self.timeout)
-            sock.connect(self.address)
-            sock.sendall(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")
-            chunks = []
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        response = b"".join(chunks)
-        if not response:
-            raise EOFError("connection closed without a response")
-        head, _, body = response.partition(b"\r\n\r\n")
-        status = head.split(b" ", 2)[1]
-        if status != b"200":
-            raise RuntimeError(f"HTTP {status.decode()}")
-        return body
