@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from supervisor.datatypes import colon_separated_user_group, integer, list_of_strings, octal_type
+from supervisor.datatypes import colon_separated_user_group, list_of_strings, octal_type
 from supervisor.options import ProcessGroupConfig, ServerOptions, UnhosedConfigParser
 
 from .sockets import URL_FORMS, SocketOptions, SocketSpec, parse_socket_list
@@ -27,7 +27,10 @@ class LittlebossSettings:
 
 
 def _positive_integer(value: str) -> int:
-    number = integer(value)
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"not an integer: {value!r}") from None
     if number < 1:
         raise ValueError("must be a positive integer")
     return number

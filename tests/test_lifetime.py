@@ -10,6 +10,7 @@ import signal
 import socket
 import stat
 import sys
+import xmlrpc.client
 
 import pytest
 from harness import (
@@ -166,3 +167,37 @@ def test_unix_socket_gets_its_mode_and_owner(sv):
     assert stat.S_IMODE(st.st_mode) == 0o660
     assert (st.st_uid, st.st_gid) == (pwd.getpwnam(OWNER[0]).pw_uid, grp.getgrnam(OWNER[1]).gr_gid)
     assert http_get(path).split()[1] == str(pid).encode()
+
+
+def test_getProgramInfo_describes_the_program_and_its_sockets(sv):
+    pid = sv.wait_running("web")
+    info = sv.rpc.littleboss.getProgramInfo("web")
+    assert info["pid"] == pid and info["statename"] == "RUNNING"
+    assert info["path"] == sys.executable
+    assert info["sockets"] == [
+        {"name": "http", "url": f"tcp://127.0.0.1:{PORT}", "fd": 3},
+        {"name": "admin", "url": f"tcp://127.0.0.1:{ADMIN_PORT}", "fd": 4},
+    ]
+    assert [p["name"] for p in sv.rpc.littleboss.getProgramInfo("multi")["processes"]] == ["multi_0", "multi_1"]
+
+
+def test_getAllProgramInfo_lists_littleboss_programs_only(sv):
+    names = [info["name"] for info in sv.rpc.littleboss.getAllProgramInfo()]
+    assert names == ["gweb", "multi", "unixweb", "v6", "web"]
+    assert sv.rpc.littleboss.getAPIVersion() == "1.0"
+
+
+@pytest.mark.parametrize("name, code, text", [
+    ("nope", 1401, "UNKNOWN_PROGRAM: no program named 'nope'"),
+    ("plain", 1402, "NOT_LITTLEBOSS: program 'plain' is not a littleboss program"),
+])
+def test_getProgramInfo_faults(sv, name, code, text):
+    with pytest.raises(xmlrpc.client.Fault) as fault:
+        sv.rpc.littleboss.getProgramInfo(name)
+    assert fault.value.faultCode == code
+    assert fault.value.faultString.startswith(text)
+
+
+def test_methodHelp_serves_the_docstrings(sv):
+    assert "@param string name" in sv.rpc.system.methodHelp("littleboss.getProgramInfo")
+    assert "littleboss.getAllProgramInfo" in sv.rpc.system.listMethods()

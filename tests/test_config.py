@@ -1,0 +1,139 @@
+"""The littleboss_* keys of [program:x]: every configuration error and its message,
+through supervisord's own parser, then at a real supervisord's startup and `reread`."""
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from harness import Supervisord, free_port, http_get
+from supervisor.options import ServerOptions
+
+from supervisor_littleboss.config import LittlebossGroupConfig, wrap_groups_from_parser
+from supervisor_littleboss.sockets import SocketOptions, SocketSpec
+
+FORMS = "tcp://HOST:PORT, tcp://[IPV6]:PORT or unix:///absolute/path"
+
+
+def group_configs(tmp_path, sections: str) -> dict:
+    """Parse ``sections`` the way a running supervisord does on `reread`."""
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text("[supervisord]\n" + textwrap.dedent(sections))
+    options = ServerOptions()
+    options.realize(["-c", str(conf)])
+    wrap_groups_from_parser(options)
+    options.process_config(do_usage=False)
+    return {config.name: config for config in options.process_group_configs}
+
+
+def web(**keys: str) -> str:
+    return "[program:web]\ncommand = /bin/true\n" + "".join(f"{k} = {v}\n" for k, v in keys.items())
+
+
+def test_littleboss_program_settings_are_parsed(tmp_path, monkeypatch):
+    monkeypatch.setenv("WEB_PORT", "8080")
+    configs = group_configs(tmp_path, web(
+        littleboss_sockets="https = tcp://LocalHost:%(ENV_WEB_PORT)s, v6=tcp://[0:0::1]:8443, "
+                           "admin=unix://%(here)s/run/../%(program_name)s.sock",
+        littleboss_socket_mode="0660", littleboss_socket_owner="root:root", littleboss_socket_backlog="64",
+    ) + "[program:plain]\ncommand = /bin/true\n")
+    config = configs["web"]
+    assert isinstance(config, LittlebossGroupConfig)
+    assert config.littleboss.sockets == (
+        SocketSpec("https", "tcp://localhost:8080"),
+        SocketSpec("v6", "tcp://[::1]:8443"),
+        SocketSpec("admin", f"unix://{tmp_path}/web.sock"),
+    )
+    assert config.littleboss.socket_options == SocketOptions(backlog=64, mode=0o660, owner=(0, 0))
+    assert type(configs["plain"]) is not LittlebossGroupConfig  # every other program is supervisord's own
+
+
+def test_a_change_of_littleboss_settings_alone_makes_the_config_differ(tmp_path):
+    first = group_configs(tmp_path, web(littleboss_sockets="http=tcp://127.0.0.1:8000"))["web"]
+    same = group_configs(tmp_path, web(littleboss_sockets="http=tcp://127.0.0.1:8000"))["web"]
+    other = group_configs(tmp_path, web(littleboss_sockets="http=tcp://127.0.0.1:8000",
+                                        littleboss_socket_backlog="10"))["web"]
+    assert first == same
+    assert first != other
+
+
+@pytest.mark.parametrize("sections, message", [
+    (web(littleboss_sockets="http=tcp://127.0.0.1:80", littleboss_socket="x"),
+     "[program:web] has unknown setting 'littleboss_socket'; littleboss settings are: littleboss_sockets, "),
+    (web(littleboss_socket_backlog="5"),
+     "[program:web] sets littleboss_socket_backlog but not littleboss_sockets, which littleboss programs need"),
+    (web(littleboss_sockets="http=tcp://127.0.0.1"),
+     f"[program:web] littleboss_sockets = 'http=tcp://127.0.0.1' is invalid: 'tcp://127.0.0.1' for 'http': "
+     f"not a socket URL. Expected name=URL, name=URL, ... with URL {FORMS}"),
+    (web(littleboss_sockets="http=udp://127.0.0.1:53"), "'udp://127.0.0.1:53' for 'http': not a socket URL"),
+    (web(littleboss_sockets="http=tcp://127.0.0.1:70000"), "the port must be between 1 and 65535"),
+    (web(littleboss_sockets="http=tcp://127.0.0.1:0"), "the port must be between 1 and 65535"),
+    (web(littleboss_sockets="http=tcp://[::g]:80"), "'::g' is not an IPv6 address"),
+    (web(littleboss_sockets="http=unix://run/web.sock"), "a unix socket path must be absolute"),
+    (web(littleboss_sockets="http=unix:///" + "x" * 120), "a unix socket path is limited to 107 bytes"),
+    (web(littleboss_sockets="tcp://127.0.0.1:80"), "'tcp://127.0.0.1:80' is not name=URL"),
+    (web(littleboss_sockets="ht tp=tcp://127.0.0.1:80"), "socket name 'ht tp' is not valid; a name uses letters"),
+    (web(littleboss_sockets="a:b=tcp://127.0.0.1:80"), "socket name 'a:b' is not valid"),
+    (web(littleboss_sockets="http=tcp://127.0.0.1:80,"), "an entry is empty"),
+    (web(littleboss_sockets="http=tcp://127.0.0.1:80, http=tcp://127.0.0.1:81"), "socket name 'http' is used twice"),
+    (web(littleboss_sockets="a=tcp://127.0.0.1:80, b=tcp://127.0.0.1:80"),
+     "address tcp://127.0.0.1:80 is listed twice"),
+    (web(littleboss_sockets="http=tcp://127.0.0.1:80", littleboss_socket_backlog="many"),
+     "[program:web] littleboss_socket_backlog = 'many' is invalid (not an integer: 'many'); "
+     "expected a positive integer"),
+    (web(littleboss_sockets="http=tcp://127.0.0.1:80", littleboss_socket_backlog="0"),
+     "littleboss_socket_backlog = '0' is invalid (must be a positive integer)"),
+    (web(littleboss_sockets="a=unix:///tmp/a.sock", littleboss_socket_mode="999"),
+     "littleboss_socket_mode = '999' is invalid (999 can not be converted to an octal type); expected an octal mode"),
+    (web(littleboss_sockets="a=unix:///tmp/a.sock", littleboss_socket_owner="no-such-user-x"),
+     "littleboss_socket_owner = 'no-such-user-x' is invalid (Invalid user:group definition no-such-user-x); "
+     "expected user or user:group"),
+    (web(littleboss_sockets="http=tcp://127.0.0.1:80", littleboss_socket_mode="0600"),
+     "[program:web] littleboss_socket_mode applies to unix sockets, but littleboss_sockets lists none"),
+    (web(littleboss_sockets="http=tcp://127.0.0.1:80") + "[program:other]\ncommand=/bin/true\n"
+     "littleboss_sockets = admin=tcp://127.0.0.1:80\n",
+     "[program:other] littleboss_sockets: address tcp://127.0.0.1:80 is already claimed by [program:web]"),
+    ("[fcgi-program:web]\ncommand=/bin/true\nsocket=tcp://127.0.0.1:9000\n"
+     "littleboss_sockets = http=tcp://127.0.0.1:80\n",
+     "[fcgi-program:web]: littleboss_* settings are only valid in [program:x] sections"),
+    (web(littleboss_sockets="http=tcp://127.0.0.1:80") + "[group:site]\nprograms = web\n",
+     "[program:web]: a littleboss program cannot be a member of [group:site]"),
+])
+def test_configuration_error_names_program_key_value_and_forms(tmp_path, sections, message):
+    with pytest.raises(ValueError) as error:
+        group_configs(tmp_path, sections)
+    assert message in str(error.value)
+
+
+def test_a_bad_setting_stops_supervisord_at_startup_with_the_message(supervisord: Supervisord):
+    supervisord.program("web", littleboss_sockets="http=tcp://127.0.0.1:80", littleboss_sokets="typo")
+    proc = supervisord.start(wait=False)
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert "Error: [program:web] has unknown setting 'littleboss_sokets'" in output
+
+
+def test_a_bad_setting_on_reread_is_refused_and_the_program_keeps_serving(supervisord: Supervisord):
+    port = free_port()
+    supervisord.program("web", littleboss_sockets=f"http=tcp://127.0.0.1:{port}")
+    supervisord.start()
+    pid = supervisord.wait_running("web")
+    supervisord.program("web", littleboss_sockets=f"http=tcp://127.0.0.1:{port}:80")
+    message = f"CANT_REREAD: [program:web] littleboss_sockets = 'http=tcp://127.0.0.1:{port}:80' is invalid"
+    reread = supervisord.ctl("reread")
+    assert reread.returncode != 0
+    assert reread.stdout.startswith(f"ERROR: {message}"), reread.stdout
+    update = supervisord.ctl("update")  # supervisorctl 4.3 prints this fault less tidily, but prints it
+    assert update.returncode != 0
+    assert message in update.stdout, update.stdout
+    assert supervisord.info("web")["pid"] == pid
+    assert http_get(("127.0.0.1", port)).split()[1] == str(pid).encode()
+
+
+def test_unknown_rpcinterface_setting_stops_supervisord(supervisord: Supervisord):
+    text = supervisord.conf.read_text().replace(
+        "make_littleboss_rpcinterface\n", "make_littleboss_rpcinterface\nstate_fiel = /tmp/x\n")
+    supervisord.conf.write_text(text)
+    proc = supervisord.start(wait=False)
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2, output
+    assert "[rpcinterface:littleboss] has unknown setting(s): state_fiel" in output

@@ -1,0 +1,109 @@
+"""Unit tests of the socket registry, URL parsing and the SIGHUP fd cleanup."""
+from __future__ import annotations
+
+import os
+import socket
+import stat
+
+import pytest
+from harness import free_port
+from supervisor.options import ServerOptions
+from supervisor.xmlrpc import Faults
+
+from supervisor_littleboss.faults import LittlebossFaults, LittlebossRPCError
+from supervisor_littleboss.hooks import _install_process_wide_hooks
+from supervisor_littleboss.sockets import (
+    REGISTRY,
+    SocketOptions,
+    SocketRegistry,
+    SocketSpec,
+    parse_socket_list,
+    parse_socket_url,
+    remove_stale_socket,
+)
+
+
+@pytest.mark.parametrize("url, canonical", [
+    ("tcp://127.0.0.1:8000", "tcp://127.0.0.1:8000"),
+    (" tcp://LOCALHOST:80 ", "tcp://localhost:80"),
+    ("tcp://0.0.0.0:443", "tcp://0.0.0.0:443"),
+    ("tcp://[0:0:0:0:0:0:0:1]:8443", "tcp://[::1]:8443"),
+    ("tcp://[::]:80", "tcp://[::]:80"),
+    ("unix:///run/app/../app.sock", "unix:///run/app.sock"),
+])
+def test_parse_socket_url_returns_the_canonical_form(url, canonical):
+    assert parse_socket_url(url) == canonical
+
+
+def test_parse_socket_list_keeps_the_order_of_names():
+    assert parse_socket_list("b=tcp://127.0.0.1:2, a=unix:///x.sock") == (
+        SocketSpec("b", "tcp://127.0.0.1:2"), SocketSpec("a", "unix:///x.sock"))
+
+
+@pytest.fixture
+def registry():
+    registry = SocketRegistry()
+    yield registry
+    registry.close_all()
+
+
+def test_registry_binds_once_and_hands_out_the_same_socket(registry):
+    spec = SocketSpec("http", f"tcp://127.0.0.1:{free_port()}")
+    first = registry.acquire(spec, SocketOptions())
+    assert registry.acquire(spec, SocketOptions(backlog=8)).fileno() == first.fileno()
+    assert first.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+
+
+def test_retain_only_closes_the_rest_and_removes_unix_socket_files(registry, tmp_path):
+    keep, drop = SocketSpec("a", f"tcp://127.0.0.1:{free_port()}"), SocketSpec("b", f"unix://{tmp_path}/b.sock")
+    kept, dropped = registry.acquire(keep, SocketOptions()), registry.acquire(drop, SocketOptions())
+    assert registry.retain_only({keep.url}) == [drop.url]
+    assert dropped.fileno() == -1
+    assert not (tmp_path / "b.sock").exists()
+    assert kept.fileno() != -1 and registry.is_held(keep.url)
+
+
+def test_unix_socket_is_bound_0600_by_default_and_reconfigured_in_place(registry, tmp_path):
+    spec = SocketSpec("a", f"unix://{tmp_path}/a.sock")
+    registry.acquire(spec, SocketOptions())
+    before = os.stat(tmp_path / "a.sock")
+    assert stat.S_IMODE(before.st_mode) == 0o600
+    registry.acquire(spec, SocketOptions(mode=0o666))
+    after = os.stat(tmp_path / "a.sock")
+    assert (after.st_ino, stat.S_IMODE(after.st_mode)) == (before.st_ino, 0o666)
+
+
+def test_a_failed_bind_holds_nothing(registry, tmp_path):
+    (tmp_path / "file").write_text("data")
+    spec = SocketSpec("a", f"unix://{tmp_path}/file")
+    with pytest.raises(OSError, match="exists and is not a socket; refusing to remove it"):
+        registry.acquire(spec, SocketOptions())
+    assert not registry.is_held(spec.url)
+
+
+def test_remove_stale_socket_leaves_a_listening_socket(tmp_path):
+    path = str(tmp_path / "live.sock")
+    with socket.socket(socket.AF_UNIX) as live:
+        live.bind(path)
+        live.listen()
+        with pytest.raises(OSError, match="another process is listening"):
+            remove_stale_socket(path)
+    remove_stale_socket(path)  # closed now: stale
+    assert not os.path.exists(path)
+
+
+def test_sighup_fd_cleanup_spares_held_sockets(mocker):
+    _install_process_wide_hooks()
+    mocker.patch.object(REGISTRY, "fds", return_value={3, 7, 9, 5000})
+    closerange = mocker.patch("os.closerange")
+    options = ServerOptions()
+    options.minfds = 1024
+    options.cleanup_fds()
+    assert closerange.call_args_list == [mocker.call(5, 7), mocker.call(8, 9), mocker.call(10, 1024)]
+
+
+def test_fault_codes_do_not_clash_with_supervisords():
+    ours = {v for k, v in vars(LittlebossFaults).items() if k.isupper()}
+    theirs = {v for k, v in vars(Faults).items() if k.isupper()}
+    assert ours and not ours & theirs
+    assert LittlebossRPCError(LittlebossFaults.NOT_LITTLEBOSS, "x").text == "NOT_LITTLEBOSS: x"
