@@ -5,6 +5,7 @@
 ``LISTEN_*`` variables and open fds it started with. SIGTERM: stop accepting, finish
 in-flight requests, exit 0. SIGUSR1: the same, but then stay alive without accepting
 (so connections queue in the kernel) and print ``paused``.
+``--bind HOST:PORT`` makes it a plain program that binds its own socket.
 """
 import json
 import os
@@ -55,7 +56,12 @@ class Server(ThreadingHTTPServer):
         self.socket, self.socket_name = sock, name
 
 
-def inherited_sockets() -> dict:
+def listening_sockets() -> dict:
+    """The inherited sockets by name; with ``--bind HOST:PORT`` (a plain program), its own."""
+    if sys.argv[1:2] == ["--bind"]:
+        host, port = sys.argv[2].rsplit(":", 1)
+        sock = socket.create_server((host, int(port)), backlog=socket.SOMAXCONN)
+        return {"http": sock}
     if os.environ.get("LISTEN_PID") != str(os.getpid()):
         sys.exit("httpapp: LISTEN_PID does not name this process")
     names = os.environ["LISTEN_FDNAMES"].split(":")
@@ -64,7 +70,7 @@ def inherited_sockets() -> dict:
 
 
 def main() -> None:
-    servers = [Server(name, sock) for name, sock in inherited_sockets().items()]
+    servers = [Server(name, sock) for name, sock in listening_sockets().items()]
     wake, paused = threading.Event(), threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: wake.set())
     signal.signal(signal.SIGUSR1, lambda *_: (paused.set(), wake.set()))
