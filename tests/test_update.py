@@ -150,3 +150,15 @@ def test_two_supervisords_cannot_share_a_port(tmp_path):
     finally:
         first.stop()
         second.stop()
+
+
+def test_supervisorctl_reload_closes_an_address_the_configuration_dropped(supervisord: Supervisord):
+    old, new = free_port(), free_port()
+    supervisord.program("web", littleboss_sockets=f"http=tcp://127.0.0.1:{old}")
+    supervisord.start()
+    pid = supervisord.wait_running("web")
+    supervisord.program("web", littleboss_sockets=f"http=tcp://127.0.0.1:{new}")
+    supervisord.hup()
+    supervisord.wait_running("web", not_pid=pid)
+    assert listening_inode(old) is None
+    assert http_get(("127.0.0.1", new))
