@@ -59,8 +59,7 @@ class Plugin:
         return {spec.url for config in configs for spec in config.littleboss.sockets}
 
     def release_unused_sockets(self, leaving=None) -> None:
-        for url in REGISTRY.retain_only(self.addresses_in_use(leaving)):
-            self.options.logger.info(f"littleboss: closed socket {url}: no program uses it any more")
+        REGISTRY.retain_only(self.addresses_in_use(leaving), self.options.logger)
 
 
 def install(supervisord) -> Plugin:

@@ -218,8 +218,9 @@ class HeldSocket:
             config.mode, config.owner = opts.mode, opts.owner
             config.apply_permissions()
 
-    def close(self) -> None:
+    def close(self, logger) -> None:
         """Drop the registry's reference now, which closes the socket."""
+        self.manager.logger = logger  # the logger it was made with may be closed by now
         self.proxy.on_delete = None
         self.manager.ref_ctr.decrement()
 
@@ -246,17 +247,15 @@ class SocketRegistry:
     def is_held(self, url: str) -> bool:
         return url in self._held
 
-    def retain_only(self, urls: set[str]) -> list[str]:
+    def retain_only(self, urls: set[str], logger=None) -> list[str]:
         """Close every held socket whose URL is not in ``urls``; return those closed."""
         closed = [url for url in self._held if url not in urls]
         for url in closed:
-            self._held.pop(url).close()
+            self._held.pop(url).close(logger)
         return closed
 
     def close_all(self) -> None:
         """Close every socket: supervisord exits (and has already closed its logger)."""
-        for held in self._held.values():
-            held.manager.logger = None
         self.retain_only(set())
 
     def fds(self) -> set[int]:
