@@ -65,13 +65,17 @@ def test_update_closes_the_sockets_of_a_removed_program(supervisord: Supervisord
     assert http_get(("127.0.0.1", other))  # the other program keeps its socket
 
 
-def test_update_moves_a_program_to_a_new_address(supervisord: Supervisord):
+@pytest.mark.parametrize("command", ["update", "reload"])
+def test_moving_a_program_to_a_new_address_closes_the_old_one(supervisord: Supervisord, command):
     old, new = free_port(), free_port()
     supervisord.program("web", littleboss_sockets=f"http=tcp://127.0.0.1:{old}")
     supervisord.start()
     pid = supervisord.wait_running("web")
     supervisord.program("web", littleboss_sockets=f"http=tcp://127.0.0.1:{new}")
-    supervisord.ctl("update", check=True)
+    if command == "reload":
+        supervisord.hup()
+    else:
+        supervisord.ctl("update", check=True)
     supervisord.wait_running("web", not_pid=pid)
     assert listening_inode(old) is None
     assert http_get(("127.0.0.1", new))
@@ -151,14 +155,3 @@ def test_two_supervisords_cannot_share_a_port(tmp_path):
         first.stop()
         second.stop()
 
-
-def test_supervisorctl_reload_closes_an_address_the_configuration_dropped(supervisord: Supervisord):
-    old, new = free_port(), free_port()
-    supervisord.program("web", littleboss_sockets=f"http=tcp://127.0.0.1:{old}")
-    supervisord.start()
-    pid = supervisord.wait_running("web")
-    supervisord.program("web", littleboss_sockets=f"http=tcp://127.0.0.1:{new}")
-    supervisord.hup()
-    supervisord.wait_running("web", not_pid=pid)
-    assert listening_inode(old) is None
-    assert http_get(("127.0.0.1", new))
