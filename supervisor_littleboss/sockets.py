@@ -135,7 +135,7 @@ class SafeUnixStreamSocketConfig(UnixStreamSocketConfig):
     never reachable with looser permissions than configured (0600 by default).
     """
 
-    inode: int | None = None
+    identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file it bound
 
     def create_and_bind(self) -> socket.socket:
         remove_stale_socket(self.path)
@@ -148,7 +148,7 @@ class SafeUnixStreamSocketConfig(UnixStreamSocketConfig):
             raise
         finally:
             os.umask(old_umask)
-        self.inode = os.stat(self.path).st_ino
+        self.identity = _identity(self.path)
         try:
             self.apply_permissions()
         except BaseException:
@@ -158,17 +158,28 @@ class SafeUnixStreamSocketConfig(UnixStreamSocketConfig):
         return sock
 
     def apply_permissions(self) -> None:
-        """Give the socket file its configured owner and mode."""
-        self._chown()
-        self._chmod()
+        """Give the socket file its owner and mode: as configured, else supervisord's user and 0600."""
+        uid, gid = self.owner or (os.geteuid(), os.getegid())
+        mode = 0o600 if self.mode is None else self.mode
+        try:
+            os.chown(self.path, uid, gid)
+            os.chmod(self.path, mode)
+        except OSError as exc:
+            raise ValueError(f"cannot give {self.path} owner {uid}:{gid} and mode {mode:04o}: {exc.strerror}") from None
 
     def unlink(self) -> None:
         """Remove the socket file if it is still the one this config bound."""
-        try:
-            if self.inode is not None and os.lstat(self.path).st_ino == self.inode:
-                os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        if self.identity is not None and _identity(self.path) == self.identity:
+            os.unlink(self.path)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the unix socket at ``path``; None if there is none."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISSOCK(st.st_mode) else None
 
 
 def remove_stale_socket(path: str) -> None:
@@ -180,11 +191,14 @@ def remove_stale_socket(path: str) -> None:
     if not stat.S_ISSOCK(mode):
         raise OSError(errno.EEXIST, f"{path} exists and is not a socket; refusing to remove it")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)  # a listener with a full backlog must not block supervisord
     try:
         probe.connect(path)
     except ConnectionRefusedError:
         os.unlink(path)  # stale: left behind by a process that is gone
         return
+    except BlockingIOError:
+        pass  # someone listens, with a full backlog
     finally:
         probe.close()
     raise OSError(errno.EADDRINUSE, f"another process is listening on {path}")
@@ -194,9 +208,9 @@ class HeldSocketManager(SocketManager):
     """supervisord's ``SocketManager``, removing a unix socket's file when it closes."""
 
     def _close(self) -> None:
-        super()._close()
         if isinstance(self.socket_config, SafeUnixStreamSocketConfig):
-            self.socket_config.unlink()
+            self.socket_config.unlink()  # first: once closed, its inode number may be reused
+        super()._close()
 
 
 class HeldSocket:
@@ -212,11 +226,12 @@ class HeldSocket:
         if opts == self.opts:
             return
         config = self.manager.socket_config
-        config.backlog, self.opts = opts.backlog, opts
-        self.proxy.listen(opts.backlog or socket.SOMAXCONN)
         if isinstance(config, SafeUnixStreamSocketConfig):
             config.mode, config.owner = opts.mode, opts.owner
             config.apply_permissions()
+        config.backlog = opts.backlog
+        self.proxy.listen(opts.backlog or socket.SOMAXCONN)
+        self.opts = opts  # only once applied: a failure is retried, and reported, at the next spawn
 
     def close(self, logger) -> None:
         """Drop the registry's reference now, which closes the socket."""
@@ -251,8 +266,11 @@ class SocketRegistry:
         """Close every held socket whose URL is not in ``urls``; return those closed."""
         closed = [url for url in self._held if url not in urls]
         for url in closed:
-            self._held.pop(url).close(logger)
+            self.close(url, logger)
         return closed
+
+    def close(self, url: str, logger=None) -> None:
+        self._held.pop(url).close(logger)
 
     def close_all(self) -> None:
         """Close every socket: supervisord exits (and has already closed its logger)."""

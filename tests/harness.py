@@ -190,6 +190,12 @@ def accept_queue(port: int) -> int:
     return int(fields[4].split(":")[1], 16)
 
 
+def listen_backlog(port: int) -> int:
+    """The backlog the socket listening on ``port`` was given (``ss``'s Send-Q of a listener)."""
+    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    return int(out.split()[2])
+
+
 def listening_inode(port: int) -> str | None:
     """``socket:[N]`` of the socket listening on ``port`` (None if nothing listens)."""
     fields = _listening(port)

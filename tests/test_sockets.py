@@ -73,6 +73,23 @@ def test_unix_socket_is_bound_0600_by_default_and_reconfigured_in_place(registry
     assert (after.st_ino, stat.S_IMODE(after.st_mode)) == (before.st_ino, 0o666)
 
 
+def test_removing_mode_and_owner_restores_the_defaults(registry, tmp_path):
+    spec = SocketSpec("a", f"unix://{tmp_path}/a.sock")
+    registry.acquire(spec, SocketOptions(mode=0o666))
+    registry.acquire(spec, SocketOptions())
+    st = os.stat(tmp_path / "a.sock")
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o600, os.geteuid(), os.getegid())
+
+
+def test_a_failed_permission_change_is_reported_again_until_it_succeeds(registry, tmp_path, mocker):
+    spec = SocketSpec("a", f"unix://{tmp_path}/a.sock")
+    registry.acquire(spec, SocketOptions())
+    mocker.patch("os.chown", side_effect=PermissionError(1, "Operation not permitted"))
+    for _ in range(2):
+        with pytest.raises(ValueError, match="Operation not permitted"):
+            registry.acquire(spec, SocketOptions(owner=(12345, 12345)))
+
+
 def test_a_failed_bind_holds_nothing(registry, tmp_path):
     (tmp_path / "file").write_text("data")
     spec = SocketSpec("a", f"unix://{tmp_path}/file")
@@ -90,6 +107,16 @@ def test_remove_stale_socket_leaves_a_listening_socket(tmp_path):
             remove_stale_socket(path)
     remove_stale_socket(path)  # closed now: stale
     assert not os.path.exists(path)
+
+
+def test_remove_stale_socket_does_not_block_on_a_listener_with_a_full_backlog(tmp_path):
+    path = str(tmp_path / "full.sock")
+    with socket.socket(socket.AF_UNIX) as live, socket.socket(socket.AF_UNIX) as waiting:
+        live.bind(path)
+        live.listen(0)
+        waiting.connect(path)  # fills the backlog; nobody accepts
+        with pytest.raises(OSError, match="another process is listening"):
+            remove_stale_socket(path)
 
 
 def test_sighup_fd_cleanup_spares_held_sockets(mocker):

@@ -10,6 +10,7 @@ from harness import (
     Supervisord,
     free_port,
     http_get,
+    listen_backlog,
     listening_inode,
     pid_alive,
     unix_listening_inode,
@@ -46,6 +47,7 @@ def test_reread_sees_a_change_of_littleboss_settings_alone(supervisord: Supervis
     supervisord.ctl("update", check=True)
     supervisord.wait_running("web")
     assert listening_inode(port) == inode  # the backlog is applied to the open socket
+    assert listen_backlog(port) == 64
 
 
 def test_update_closes_the_sockets_of_a_removed_program(supervisord: Supervisord):
@@ -98,6 +100,17 @@ def test_an_address_in_use_leaves_only_that_program_fatal_until_it_is_free(super
     taken.close()
     supervisord.ctl("start", "busy", check=True)
     assert http_get(("127.0.0.1", busy)).split()[1] == str(supervisord.wait_running("busy")).encode()
+
+
+def test_a_program_that_cannot_bind_every_socket_holds_none(supervisord: Supervisord):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy, port = taken.getsockname()[1], free_port()
+        supervisord.program("web", littleboss_sockets=f"http=tcp://127.0.0.1:{port}, admin=tcp://127.0.0.1:{busy}")
+        supervisord.start()
+        supervisord.wait_state("web", "FATAL")
+        assert listening_inode(port) is None  # clients are refused, not left waiting on a FATAL program
 
 
 def test_a_regular_file_at_the_unix_path_is_never_removed(supervisord: Supervisord):
