@@ -18,12 +18,28 @@ PREFIX = "littleboss_"
 SOCKETS_KEY = "littleboss_sockets"
 
 
+READY_MODES = ("startsecs", "notify")
+
+
+@dataclass(frozen=True)
+class ReloadSettings:
+    """How a reload decides that the new binary is ready, and what it may be."""
+
+    ready: str = "startsecs"  # or "notify": READY=1 over NOTIFY_SOCKET
+    settle: float = 0  # seconds the candidate must stay up after it is ready
+    ready_timeout: float = 60
+    lameduck: float | None = None  # None: the program's stopwaitsecs
+    fallback_window: float = 30  # 0: no automatic rollback
+    allow: tuple[str, ...] = ()  # glob patterns; empty: only the configured command's path
+
+
 @dataclass(frozen=True)
 class LittlebossSettings:
     """Everything a ``[program:x]`` section says about littleboss."""
 
     sockets: tuple[SocketSpec, ...]
-    socket_options: SocketOptions
+    socket_options: SocketOptions = SocketOptions()
+    reload: ReloadSettings = ReloadSettings()
 
 
 def _positive_integer(value: str) -> int:
@@ -36,6 +52,23 @@ def _positive_integer(value: str) -> int:
     return number
 
 
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"not a number: {value!r}") from None
+    if not 0 <= seconds < 1e9:
+        raise ValueError("must be a number of seconds, 0 or more")
+    return seconds
+
+
+def _positive_seconds(value: str) -> float:
+    seconds = _seconds(value)
+    if seconds == 0:
+        raise ValueError("must be more than 0")
+    return seconds
+
+
 def _unix_mode(value: str) -> int:
     mode = octal_type(value)
     if not 0 <= mode <= 0o777:
@@ -43,13 +76,33 @@ def _unix_mode(value: str) -> int:
     return mode
 
 
-# key -> (converter, accepted forms for the error message)
-SOCKET_OPTION_KEYS: dict[str, tuple[Callable[[str], object], str]] = {
-    "littleboss_socket_backlog": (_positive_integer, "a positive integer"),
-    "littleboss_socket_mode": (_unix_mode, "an octal mode such as 0660"),
-    "littleboss_socket_owner": (colon_separated_user_group, "user or user:group"),
+def _ready_mode(value: str) -> str:
+    if value.strip().lower() not in READY_MODES:
+        raise ValueError(f"unknown mode {value!r}")
+    return value.strip().lower()
+
+
+def _globs(value: str) -> tuple[str, ...]:
+    patterns = tuple(value.replace(",", " ").split())
+    for pattern in patterns:
+        if not pattern.startswith("/"):
+            raise ValueError(f"pattern {pattern!r} is not an absolute path")
+    return patterns
+
+
+# key -> (which settings, field, converter, accepted forms for the error message)
+OPTION_KEYS: dict[str, tuple[str, str, Callable[[str], object], str]] = {
+    "littleboss_socket_backlog": ("socket_options", "backlog", _positive_integer, "a positive integer"),
+    "littleboss_socket_mode": ("socket_options", "mode", _unix_mode, "an octal mode such as 0660"),
+    "littleboss_socket_owner": ("socket_options", "owner", colon_separated_user_group, "user or user:group"),
+    "littleboss_ready": ("reload", "ready", _ready_mode, " or ".join(READY_MODES)),
+    "littleboss_settle": ("reload", "settle", _seconds, "seconds, 0 or more"),
+    "littleboss_ready_timeout": ("reload", "ready_timeout", _positive_seconds, "seconds, more than 0"),
+    "littleboss_lameduck": ("reload", "lameduck", _seconds, "seconds, 0 or more"),
+    "littleboss_fallback_window": ("reload", "fallback_window", _seconds, "seconds, 0 (off) or more"),
+    "littleboss_allow": ("reload", "allow", _globs, "absolute paths or glob patterns, separated by spaces"),
 }
-KNOWN_KEYS = (SOCKETS_KEY, *SOCKET_OPTION_KEYS)
+KNOWN_KEYS = (SOCKETS_KEY, *OPTION_KEYS)
 
 
 class LittlebossGroupConfig(ProcessGroupConfig):
@@ -98,22 +151,22 @@ def read_settings(parser: UnhosedConfigParser, section: str, expansions: dict) -
             f"[{section}] {SOCKETS_KEY} = {raw_sockets!r} is invalid: {exc}. "
             f"Expected name=URL, name=URL, ... with URL {URL_FORMS}"
         ) from None
-    values = {}
-    for key, (convert, forms) in SOCKET_OPTION_KEYS.items():
+    values: dict[str, dict[str, object]] = {"socket_options": {}, "reload": {}}
+    for key, (target, name, convert, forms) in OPTION_KEYS.items():
         raw = get(key)
         if raw is None:
             continue
         try:
-            values[key[len("littleboss_socket_"):]] = convert(raw)
+            values[target][name] = convert(raw)
         except ValueError as exc:
             raise ValueError(f"[{section}] {key} = {raw!r} is invalid ({exc}); expected {forms}") from None
-    unix_only = {"mode", "owner"} & values.keys()
+    unix_only = {"mode", "owner"} & values["socket_options"].keys()
     if unix_only and not any(spec.is_unix for spec in sockets):
         raise ValueError(
             f"[{section}] littleboss_socket_{sorted(unix_only)[0]} applies to unix sockets, "
             f"but {SOCKETS_KEY} lists none"
         )
-    return LittlebossSettings(sockets, SocketOptions(**values))
+    return LittlebossSettings(sockets, SocketOptions(**values["socket_options"]), ReloadSettings(**values["reload"]))
 
 
 def apply_littleboss_settings(options: ServerOptions, parser: UnhosedConfigParser, groups: list) -> list:

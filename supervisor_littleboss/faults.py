@@ -1,4 +1,9 @@
-"""littleboss's XML-RPC faults: a private range of codes that never clashes with supervisord's (1-92)."""
+"""littleboss's XML-RPC faults: a private range of codes that never clashes with supervisord's (1-92).
+
+1401-1409: the program cannot be reloaded now; 1410-1419: the new binary is refused
+before anything starts; 1420-1429: the new binary was started and failed (the old
+process kept serving).
+"""
 from __future__ import annotations
 
 from supervisor.xmlrpc import RPCError
@@ -9,6 +14,24 @@ class LittlebossFaults:
 
     UNKNOWN_PROGRAM = 1401
     NOT_LITTLEBOSS = 1402
+    NOT_RUNNING = 1403
+    RELOAD_IN_PROGRESS = 1404
+    NO_PREVIOUS = 1405
+    UNSUPPORTED = 1406
+
+    PATH_NOT_ABSOLUTE = 1410
+    NO_FILE = 1411
+    NOT_A_FILE = 1412
+    NOT_EXECUTABLE = 1413
+    WRITABLE_FILE = 1414
+    WRITABLE_DIRECTORY = 1415
+    NOT_ALLOWED = 1416
+
+    EXITED_BEFORE_READY = 1420
+    READY_TIMEOUT = 1421
+    SETTLE_FAILED = 1422
+    ABORTED = 1423
+    SPAWN_FAILED = 1424
 
     @classmethod
     def name_of(cls, code: int) -> str:
@@ -20,4 +43,5 @@ class LittlebossRPCError(RPCError):
 
     def __init__(self, code: int, message: str) -> None:
         self.code = code
+        self.message = message
         self.text = f"{LittlebossFaults.name_of(code)}: {message}"

@@ -14,14 +14,28 @@ from supervisor.options import ServerOptions
 
 from .config import LittlebossGroupConfig, wrap_groups_from_parser
 from .sockets import REGISTRY
+from .state import StateStore
+
+STATE_FILE_NAME = "supervisord-littleboss.json"
 
 
 class Plugin:
     """What littleboss adds to one supervisord run (one ``ServerOptions`` instance)."""
 
-    def __init__(self, supervisord) -> None:
+    def __init__(self, supervisord, state_file: str | None = None) -> None:
         self.supervisord = supervisord
-        self.options = supervisord.options
+        self.options = options = supervisord.options
+        state_file = state_file or os.path.join(os.path.dirname(os.path.abspath(options.pidfile)), STATE_FILE_NAME)
+        self.state = StateStore(state_file, options.logger)
+
+    def save_state(self) -> None:
+        try:
+            self.state.save()
+        except OSError as exc:
+            self.options.logger.error(
+                f"littleboss: cannot write the state file {self.state.path}: {exc}; a swapped-in binary "
+                "will not survive a supervisord restart until it can be written"
+            )
 
     def littleboss_groups(self) -> list:
         return [
@@ -62,14 +76,14 @@ class Plugin:
         REGISTRY.retain_only(self.addresses_in_use(leaving), self.options.logger)
 
 
-def install(supervisord) -> Plugin:
+def install(supervisord, state_file: str | None = None) -> Plugin:
     """Install littleboss into ``supervisord``; calling it again for the same run is a no-op."""
     options = supervisord.options
     plugin = getattr(options, "littleboss", None)
     if plugin is not None:
         return plugin
     _install_process_wide_hooks()
-    plugin = options.littleboss = Plugin(supervisord)
+    plugin = options.littleboss = Plugin(supervisord, state_file)
     wrap_groups_from_parser(options)
     plugin.adopt_groups()
     plugin.release_unused_sockets()

@@ -4,19 +4,55 @@ A littleboss program's group takes its listening sockets from the registry (boun
 once, held by supervisord) and every process of the group receives them on fds
 3, 4, ... with ``LISTEN_FDS``, ``LISTEN_PID`` and ``LISTEN_FDNAMES`` set: the
 systemd socket-activation convention.
+
+During a reload the group runs more than one process for its program: one
+``LittlebossSubprocess`` per pid, each with a role. Only the ``serving`` one is in
+``group.processes`` (what ``supervisorctl status`` shows); the candidate and the
+draining ones are the group's ``extras``: their output reaches the program's log,
+supervisord waits for them on stop, update and shutdown, and event listeners are
+not told about their state changes.
 """
 from __future__ import annotations
 
+import copy
+import enum
 import fcntl
 import os
+import shlex
+import signal
 import socket
 import time
+from dataclasses import dataclass
 
+from supervisor import events
+from supervisor.options import ProcessException, decode_wait_status
 from supervisor.process import ProcessGroup, Subprocess
-from supervisor.states import ProcessStates
+from supervisor.states import STOPPED_STATES, ProcessStates
 
 from .config import LittlebossGroupConfig
+from .events import ReloadRolledBackEvent
+from .notify import NotifyReceiver
+from .reload import Reload
 from .sockets import LISTEN_FDS_START, REGISTRY, SocketSpec
+from .state import ProgramState
+
+TAIL_BYTES = 2048
+
+
+class Role(enum.Enum):
+    SERVING = "serving"  # the program's process
+    CANDIDATE = "candidate"  # a new binary, not yet promoted
+    DRAINING = "draining"  # a replaced process finishing its work
+    DISCARDED = "discarded"  # a failed candidate, killed, not yet reaped
+
+
+@dataclass
+class Fallback:
+    """The automatic rollback armed by a promotion: to ``previous``, until ``deadline``."""
+
+    deadline: float
+    previous: str
+    due: bool = False  # the new binary exited in time; transition() starts ``previous``
 
 
 def listen_environment(names: list[str]) -> dict[str, str]:
@@ -28,10 +64,33 @@ def listen_environment(names: list[str]) -> dict[str, str]:
     }
 
 
+def with_executable(command: str, path: str) -> str:
+    """``command`` with its first word (the executable) replaced by ``path``."""
+    return shlex.join([path, *shlex.split(command)[1:]])
+
+
 class LittlebossSubprocess(Subprocess):
     """A supervisord subprocess that inherits its group's listening sockets."""
 
     group: LittlebossProcessGroup
+    role = Role.SERVING
+    notify: NotifyReceiver | None = None
+    last_pid = 0
+    last_exit = ""  # how its last run ended, e.g. "exit status 3"
+
+    def __init__(self, config, group: LittlebossProcessGroup, role: Role = Role.SERVING) -> None:
+        super().__init__(config)
+        self.group = group
+        self.tail = bytearray()  # the end of its stderr (stdout if redirected), for failure reports
+        self.set_role(role)
+
+    def set_role(self, role: Role) -> None:
+        """Only the serving process's state changes are the program's; listeners hear no others."""
+        self.role = role
+        if role is Role.SERVING:
+            self.__dict__.pop("event_map", None)
+        else:
+            self.event_map = {}
 
     def spawn(self):
         if not self.pid:
@@ -39,7 +98,32 @@ class LittlebossSubprocess(Subprocess):
             if reason:
                 self._give_up(reason)
                 return None
-        return super().spawn()
+            if self.group.config.littleboss.reload.ready == "notify":
+                self.notify = NotifyReceiver(self)
+        pid = super().spawn()
+        if pid:
+            self.last_pid = pid
+            self._watch_output()
+        elif self.notify:
+            self.notify.close()
+        return pid
+
+    def _watch_output(self) -> None:
+        """In the parent, after a spawn: read notifications, keep the tail of stderr."""
+        if self.notify:
+            self.dispatchers[self.notify.fd] = self.notify
+        channel = "stdout" if self.config.redirect_stderr else "stderr"
+        for dispatcher in self.dispatchers.values():
+            if getattr(dispatcher, "channel", None) == channel:
+                log = dispatcher._log
+
+                def keep_tail(data, log=log) -> None:
+                    if data:
+                        self.tail.extend(data if isinstance(data, bytes) else data.encode())
+                        del self.tail[:-TAIL_BYTES]
+                    log(data)
+
+                dispatcher._log = keep_tail
 
     def _give_up(self, reason: str) -> None:
         """Go to FATAL with ``reason`` shown by ``supervisorctl status``, as a failed spawn does."""
@@ -63,7 +147,42 @@ class LittlebossSubprocess(Subprocess):
             options.dup2(fd, target)  # dup2'd fds are inheritable
         for fd in range(first_free, options.minfds):
             options.close_fd(fd)
-        os.environ.update(listen_environment([spec.name for spec in self.group.config.littleboss.sockets]))
+        os.environ.update(listen_environment([spec.name for spec in self.group.sockets]))
+        if self.notify:
+            os.environ["NOTIFY_SOCKET"] = self.notify.address
+
+    def finish(self, pid, sts) -> None:
+        super().finish(pid, sts)
+        self.last_exit = decode_wait_status(sts)[1]
+        if self.notify:
+            self.notify.close()
+        self.group.process_exited(self)
+
+    def stop(self):
+        if self.role is Role.SERVING:
+            self.group.abort_reload("the program is being stopped")
+        return super().stop()
+
+    def get_state(self) -> int:
+        # a stopped program still has processes while its replaced ones drain: until they
+        # exit it is STOPPING, so `stop`, `update` and shutdown wait for them
+        if self.state in STOPPED_STATES and self.role is Role.SERVING and self.group.extras_running():
+            return ProcessStates.STOPPING
+        return self.state
+
+    def kill_process_group(self) -> None:
+        """SIGKILL the process group it leads (it and any child it forked), if any is left."""
+        if self.last_pid:
+            try:
+                os.killpg(self.last_pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def exit_report(self) -> str:
+        """How it ended, with the last lines of its stderr."""
+        lines = bytes(self.tail).decode(errors="replace").strip().splitlines()[-5:]
+        report = self.last_exit or self.spawnerr or "not started"
+        return report + ("; last output: " + " | ".join(lines) if lines else "")
 
 
 class LittlebossProcessGroup(ProcessGroup):
@@ -73,18 +192,42 @@ class LittlebossProcessGroup(ProcessGroup):
 
     def __init__(self, config: LittlebossGroupConfig) -> None:
         self.config = config
-        self.processes = {}
-        for pconfig in config.process_configs:
-            process = LittlebossSubprocess(pconfig)
-            process.group = self
-            self.processes[pconfig.name] = process
+        self.program_state: ProgramState = self.plugin.state.program(config.name)
+        self._apply_configured_command()
+        self.processes = {
+            pconfig.name: LittlebossSubprocess(self._config_running(pconfig, self.program_state.path), self)
+            for pconfig in config.process_configs
+        }
+        self.extras: list[LittlebossSubprocess] = []
+        self.reload: Reload | None = None
+        self.fallback: Fallback | None = None
         self.listeners: list[socket.socket] = []
         self.bind_sockets()  # bind early; a failure is reported when a process spawns
+
+    @property
+    def plugin(self):
+        return self.config.options.littleboss
 
     @property
     def sockets(self) -> tuple[SocketSpec, ...]:
         return self.config.littleboss.sockets
 
+    @property
+    def current(self) -> LittlebossSubprocess:
+        """The serving process (reloads need numprocs = 1)."""
+        return next(iter(self.processes.values()))
+
+    @property
+    def configured_command(self) -> str:
+        return self.config.process_configs[0].command
+
+    def current_path(self) -> str:
+        return executable_path(self.current)
+
+    def configured_path(self) -> str:
+        return executable_path(Subprocess(self.config.process_configs[0]))
+
+    # --- sockets ---------------------------------------------------------
     def bind_sockets(self) -> str | None:
         """Take every socket from the registry (binding what is not held yet).
 
@@ -92,12 +235,16 @@ class LittlebossProcessGroup(ProcessGroup):
         """
         logger = self.config.options.logger
         listeners = []
+        new = [spec.url for spec in self.sockets if not REGISTRY.is_held(spec.url)]
         for spec in self.sockets:
             try:
                 listeners.append(REGISTRY.acquire(spec, self.config.littleboss.socket_options, logger))
             except (OSError, ValueError) as exc:
                 reason = f"littleboss: program {self.config.name!r} cannot listen on {spec.name}={spec.url}: {exc}"
                 logger.error(reason)
+                for url in new:  # all or nothing: no client may wait on a program that cannot start
+                    if REGISTRY.is_held(url):
+                        REGISTRY.close(url, logger)
                 return reason
         self.listeners = listeners
         return None
@@ -105,4 +252,137 @@ class LittlebossProcessGroup(ProcessGroup):
     def before_remove(self) -> None:
         """``update`` removes this group: close the sockets no configured program still uses."""
         self.listeners = []
-        self.config.options.littleboss.release_unused_sockets(leaving=self)
+        self.plugin.release_unused_sockets(leaving=self)
+
+    # --- supervisord's group interface, counting the extra processes --------
+    def transition(self) -> None:
+        now = time.time()
+        if self.reload:
+            self.reload.step(now)
+        self._fall_back_if_due(now)
+        for process in [*self.processes.values(), *self.extras]:
+            if process.role in (Role.SERVING, Role.DRAINING):  # candidates are moved by their reload only
+                process.transition()
+        self.extras = [p for p in self.extras if p.pid]
+
+    def get_dispatchers(self) -> dict:
+        dispatchers = super().get_dispatchers()
+        for process in self.extras:
+            dispatchers.update(process.dispatchers)
+        return dispatchers
+
+    def get_unstopped_processes(self) -> list:
+        return super().get_unstopped_processes() + [p for p in self.extras if p.pid]
+
+    def stop_all(self) -> None:
+        self.abort_reload("supervisord is stopping the program")
+        super().stop_all()
+
+    def extras_running(self) -> bool:
+        return any(p.pid for p in self.extras)
+
+    # --- reloads --------------------------------------------------------------
+    def begin_reload(self, new_path: str, kind: str) -> Reload:
+        self.reload = Reload(self, new_path, kind)
+        self.reload.start()
+        return self.reload
+
+    def abort_reload(self, why: str) -> None:
+        if self.reload:
+            self.reload.abort(why)
+
+    def make_candidate(self, path: str) -> LittlebossSubprocess:
+        candidate = LittlebossSubprocess(self._config_running(self.config.process_configs[0], path), self,
+                                         Role.CANDIDATE)
+        self.extras.append(candidate)
+        return candidate
+
+    def discard_candidate(self, candidate: LittlebossSubprocess) -> None:
+        """Kill a candidate that will not be promoted, with any process it forked."""
+        candidate.set_role(Role.DISCARDED)
+        candidate.kill_process_group()
+
+    def promote(self, candidate: LittlebossSubprocess, old: LittlebossSubprocess) -> None:
+        """The candidate becomes the program; the old process drains, then is killed."""
+        self.extras.remove(candidate)
+        self.processes[old.config.name] = candidate
+        old.set_role(Role.DRAINING)
+        candidate.change_state(ProcessStates.RUNNING)  # quietly: the program never stopped running
+        candidate.delay = candidate.backoff = 0
+        candidate.set_role(Role.SERVING)
+        if old.pid:
+            self.extras.append(old)
+            old.stop()
+            lameduck = self.config.littleboss.reload.lameduck
+            old.delay = time.time() + (old.config.stopwaitsecs if lameduck is None else lameduck)
+
+    def remember_swap(self, old_path: str, new_path: str) -> None:
+        """Persist a promoted binary; arm the automatic rollback to ``old_path``."""
+        state = self.program_state
+        state.previous = old_path
+        state.path = None if new_path == self.configured_path() else new_path
+        state.command = self.configured_command
+        window = self.config.littleboss.reload.fallback_window
+        self.fallback = Fallback(time.time() + window, old_path) if window else None
+        self.save_state()
+
+    def save_state(self) -> None:
+        self.plugin.save_state()
+
+    def process_exited(self, process: LittlebossSubprocess) -> None:
+        """Called from a process's finish(): a serving process dying in the fallback window."""
+        if process.role is Role.SERVING and self.fallback and process.state not in STOPPED_STATES:
+            if time.time() <= self.fallback.deadline:
+                self.fallback.due = True
+            else:
+                self.fallback = None
+
+    def _fall_back_if_due(self, now: float) -> None:
+        fallback = self.fallback
+        if fallback is None or not (fallback.due or now > fallback.deadline):
+            return
+        self.fallback = None
+        if not fallback.due:
+            return  # the window passed
+        process, previous = self.current, fallback.previous
+        failed = executable_path(process)
+        process.config = self._config_running(self.config.process_configs[0], previous)
+        state = self.program_state
+        state.path = None if previous == self.configured_path() else previous
+        state.previous = failed
+        state.record(kind="fallback", **{"from": failed, "to": previous},
+                     outcome=f"rolled back automatically: {failed} exited ({process.last_exit})")
+        self.save_state()
+        self.config.options.logger.warn(
+            f"littleboss: {self.config.name}: {failed} exited ({process.last_exit}) within "
+            f"littleboss_fallback_window of its promotion; starting {previous} again"
+        )
+        events.notify(ReloadRolledBackEvent(self.config.name, **{"from": failed, "to": previous}))
+        if process.state in (ProcessStates.EXITED, ProcessStates.BACKOFF):
+            process.spawn()
+
+    # --- the swapped-in binary ---------------------------------------------
+    def _apply_configured_command(self) -> None:
+        """If the operator changed ``command`` since a binary was swapped in, the configuration wins."""
+        state, configured = self.program_state, self.configured_command
+        if state.path and state.command != configured:
+            state.record(kind="config", **{"from": state.path, "to": configured},
+                         outcome="the configured command changed; the swapped-in binary is no longer used")
+            state.path = state.previous = None
+            self.save_state()
+
+    def _config_running(self, pconfig, path: str | None):
+        """A copy of ``pconfig`` whose command runs ``path`` (``pconfig`` itself if None)."""
+        if not path:
+            return pconfig
+        running = copy.copy(pconfig)
+        running.command = with_executable(pconfig.command, path)
+        return running
+
+
+def executable_path(process: Subprocess) -> str:
+    """The executable the process runs (or would run), as supervisord resolves it."""
+    try:
+        return process.get_execv_args()[0]
+    except ProcessException:
+        return shlex.split(process.config.command)[0]

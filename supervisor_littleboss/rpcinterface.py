@@ -1,26 +1,21 @@
 """The ``littleboss`` XML-RPC namespace, enabled by ``[rpcinterface:littleboss]``."""
 from __future__ import annotations
 
-import shlex
-
-from supervisor.options import ProcessException, split_namespec
-from supervisor.states import SupervisorStates, getProcessStateDescription
+from supervisor.http import NOT_DONE_YET
+from supervisor.options import split_namespec
+from supervisor.states import ProcessStates, SupervisorStates, getProcessStateDescription
 from supervisor.xmlrpc import Faults, RPCError
 
-from .faults import LittlebossFaults, LittlebossRPCError
+from . import events  # noqa: F401 - registers the LITTLEBOSS_RELOAD_* event types on import
+from .faults import LittlebossFaults as F
+from .faults import LittlebossRPCError
 from .hooks import Plugin, install
-from .process import LittlebossProcessGroup, LittlebossSubprocess
+from .process import LittlebossProcessGroup, LittlebossSubprocess, Role, executable_path
+from .reload import Reload
 from .sockets import LISTEN_FDS_START
+from .validate import check_binary
 
 API_VERSION = "1.0"
-
-
-def executable_path(process: LittlebossSubprocess) -> str:
-    """The executable the process runs (or would run), as supervisord resolves it."""
-    try:
-        return process.get_execv_args()[0]
-    except ProcessException:
-        return shlex.split(process.config.command)[0]
 
 
 def process_info(process: LittlebossSubprocess) -> dict:
@@ -37,18 +32,26 @@ def process_info(process: LittlebossSubprocess) -> dict:
 def program_info(group: LittlebossProcessGroup) -> dict:
     processes = sorted(group.processes.values(), key=lambda p: p.config.name)
     first = process_info(processes[0])
+    reload = group.reload
     return {
         "name": group.config.name,
         "state": first["state"],
         "statename": first["statename"],
         "pid": first["pid"],
         "path": executable_path(processes[0]),
+        "previous_path": group.program_state.previous or "",
         "command": processes[0].config.command,
         "sockets": [
             {"name": spec.name, "url": spec.url, "fd": fd}
             for fd, spec in enumerate(group.sockets, LISTEN_FDS_START)
         ],
         "processes": [process_info(p) for p in processes],
+        "notify_status": processes[0].notify.status if processes[0].notify else "",
+        "phase": reload.phase.value if reload and reload.active else "idle",
+        "candidate_pid": reload.candidate.pid if reload and reload.active else 0,
+        "draining_pids": [p.pid for p in group.extras if p.role is Role.DRAINING and p.pid],
+        "last_reload": reload.info() if reload else {},
+        "history": list(group.program_state.history),
     }
 
 
@@ -70,12 +73,11 @@ class LittlebossNamespaceRPCInterface:
         group = self.supervisord.process_groups.get(group_name)
         if group is None:
             raise LittlebossRPCError(
-                LittlebossFaults.UNKNOWN_PROGRAM,
-                f"no program named {group_name!r} (supervisorctl avail lists the configured ones)",
+                F.UNKNOWN_PROGRAM, f"no program named {group_name!r} (supervisorctl avail lists the configured ones)"
             )
         if not isinstance(group, LittlebossProcessGroup):
             raise LittlebossRPCError(
-                LittlebossFaults.NOT_LITTLEBOSS,
+                F.NOT_LITTLEBOSS,
                 f"program {group_name!r} is not a littleboss program (its [program:{group_name}] "
                 "section has no littleboss_sockets)",
             )
@@ -94,9 +96,13 @@ class LittlebossNamespaceRPCInterface:
 
         @param string name  The program name (as in [program:name])
         @return struct info  name, state, statename, pid (of its first process), path
-                             (the executable in use), command, sockets (each: name, url,
-                             fd it is passed as) and processes (each: name, state,
-                             statename, pid, spawnerr)
+                             (the executable in use), previous_path (what rollback
+                             returns to), command, sockets (each: name, url, fd it is
+                             passed as), processes (each: name, state, statename, pid,
+                             spawnerr), notify_status (its last STATUS=), phase (of a
+                             reload: idle, starting, settling), candidate_pid,
+                             draining_pids, last_reload (struct) and history (array of
+                             structs: time, kind, from, to, outcome, seconds)
         """
         self._update("getProgramInfo")
         return program_info(self._group(name))
@@ -110,9 +116,82 @@ class LittlebossNamespaceRPCInterface:
         groups = self.plugin.littleboss_groups()
         return [program_info(group) for group in sorted(groups, key=lambda g: g.config.name)]
 
+    def reload(self, name: str, path: str = "", wait: bool = True):
+        """Replace a running program by a new executable with zero downtime.
+
+        The new executable starts beside the old process on the same sockets; once it
+        is ready (littleboss_ready) and has settled (littleboss_settle) it becomes the
+        program and the old process drains (littleboss_lameduck). If it fails before
+        that, it is killed and the old process keeps serving.
+
+        @param string name     The program name
+        @param string path     Absolute path of the new executable (its arguments stay as
+                               configured); empty: re-execute the current one
+        @param boolean wait    Return once promoted (true) or at once (false)
+        @return struct result  name, old_pid, new_pid, old_path, new_path, seconds
+        """
+        self._update("reload")
+        group = self._group(name)
+        return self._begin(group, path or group.current_path(), "reload", wait)
+
+    def rollback(self, name: str, wait: bool = True):
+        """Reload a program back to its previous executable (before the last successful reload).
+
+        @param string name     The program name
+        @param boolean wait    Return once promoted (true) or at once (false)
+        @return struct result  name, old_pid, new_pid, old_path, new_path, seconds
+        """
+        self._update("rollback")
+        group = self._group(name)
+        previous = group.program_state.previous
+        if not previous:
+            raise LittlebossRPCError(F.NO_PREVIOUS, f"{group.config.name}: no previous binary to roll back to")
+        return self._begin(group, previous, "rollback", wait)
+
+    def _begin(self, group: LittlebossProcessGroup, path: str, kind: str, wait: bool):
+        name = group.config.name
+        if len(group.processes) != 1:
+            raise LittlebossRPCError(F.UNSUPPORTED, f"{name}: {kind} needs numprocs = 1")
+        if group.reload and group.reload.active:
+            raise LittlebossRPCError(
+                F.RELOAD_IN_PROGRESS,
+                f"{name}: a {group.reload.kind} to {group.reload.new_path} is in progress "
+                f"(phase {group.reload.phase.value}); wait for it to finish",
+            )
+        if group.current.get_state() != ProcessStates.RUNNING:
+            raise LittlebossRPCError(
+                F.NOT_RUNNING,
+                f"{name}: is {getProcessStateDescription(group.current.get_state())}, not RUNNING; "
+                f"start it with supervisorctl start {name}",
+            )
+        settings = group.config.littleboss.reload
+        check_binary(name, path, group.current.config.uid, (group.configured_path(), *settings.allow))
+        reload = group.begin_reload(path, kind)
+        if not wait:
+            return reload.info()
+        return self._wait_for(reload)
+
+    def _wait_for(self, reload: Reload):
+        """A deferred result (supervisord keeps serving); the reload itself runs in the main loop."""
+        def onwait():
+            if reload.failure:
+                raise reload.failure
+            if reload.active:
+                return NOT_DONE_YET
+            return reload.result()
+
+        onwait.delay = 0.05
+        onwait.rpcinterface = self
+        return onwait
+
 
 def make_littleboss_rpcinterface(supervisord, **config) -> LittlebossNamespaceRPCInterface:
-    """Factory for ``[rpcinterface:littleboss]``: installs the plugin (idempotent) and serves it."""
+    """Factory for ``[rpcinterface:littleboss]``: installs the plugin (idempotent) and serves it.
+
+    Settings: ``state_file``, where swapped-in binaries and reload history are kept
+    (default: supervisord-littleboss.json beside supervisord's pidfile).
+    """
+    state_file = config.pop("state_file", None)
     if config:
         supervisord.options.usage(f"[rpcinterface:littleboss] has unknown setting(s): {', '.join(sorted(config))}")
-    return LittlebossNamespaceRPCInterface(install(supervisord))
+    return LittlebossNamespaceRPCInterface(install(supervisord, state_file))

@@ -1,0 +1,49 @@
+"""supervisor event types for reloads, registered when the plugin is imported.
+
+supervisord imports RPC interface factories before it parses ``[eventlistener:x]``
+sections, so ``events = LITTLEBOSS_RELOAD_SUCCEEDED`` (or ``LITTLEBOSS_RELOAD`` for
+all four) is accepted there.
+"""
+from __future__ import annotations
+
+from supervisor import events
+
+
+class LittlebossReloadEvent(events.Event):
+    """Base of the reload events; its payload is ``key:value`` pairs like supervisord's."""
+
+    def __init__(self, program: str, **values) -> None:
+        self.program = program
+        self.values = values
+
+    def payload(self) -> str:
+        pairs = [("processname", self.program), ("groupname", self.program), *self.values.items()]
+        return " ".join(f"{key}:{value}" for key, value in pairs)
+
+
+class ReloadStartedEvent(LittlebossReloadEvent):
+    pass
+
+
+class ReloadSucceededEvent(LittlebossReloadEvent):
+    pass
+
+
+class ReloadFailedEvent(LittlebossReloadEvent):
+    pass
+
+
+class ReloadRolledBackEvent(LittlebossReloadEvent):
+    """The new binary exited soon after promotion and the previous one was started again."""
+
+
+EVENT_TYPES = {
+    "LITTLEBOSS_RELOAD": LittlebossReloadEvent,
+    "LITTLEBOSS_RELOAD_STARTED": ReloadStartedEvent,
+    "LITTLEBOSS_RELOAD_SUCCEEDED": ReloadSucceededEvent,
+    "LITTLEBOSS_RELOAD_FAILED": ReloadFailedEvent,
+    "LITTLEBOSS_RELOAD_ROLLED_BACK": ReloadRolledBackEvent,
+}
+
+for _name, _event in EVENT_TYPES.items():
+    events.register(_name, _event)

@@ -1,0 +1,85 @@
+"""The ``sd_notify`` receiver: one ``NOTIFY_SOCKET`` per spawned process.
+
+A datagram socket in the abstract namespace, registered with supervisord's main loop
+like a process's output pipes, so a ``READY=1`` wakes the loop at once. The kernel
+tells us the sender's pid (``SO_PASSCRED``): only the process supervisord spawned
+counts, not a child it forked.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import struct
+
+_counter = itertools.count(1)
+_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+class NotifyReceiver:
+    """A supervisord dispatcher that reads ``sd_notify`` messages for one process."""
+
+    def __init__(self, process) -> None:
+        self.process = process
+        self.name = f"littleboss/{os.getpid()}/{next(_counter)}"
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.socket.bind("\0" + self.name)
+        self.socket.setblocking(False)
+        self.fd = self.socket.fileno()
+        self.closed = False
+        self.ready = False
+        self.status = ""
+
+    @property
+    def address(self) -> str:
+        """The ``NOTIFY_SOCKET`` value (``@`` marks the abstract namespace)."""
+        return "@" + self.name
+
+    def readable(self) -> bool:
+        return not self.closed
+
+    def writable(self) -> bool:
+        return False
+
+    def handle_read_event(self) -> None:
+        for _ in range(64):  # bounded: a chatty program cannot stall supervisord
+            try:
+                data, ancillary, _, _ = self.socket.recvmsg(4096, socket.CMSG_SPACE(_CREDENTIALS.size))
+            except BlockingIOError:
+                return
+            self.receive(data, _sender_pid(ancillary))
+
+    def receive(self, data: bytes, pid: int | None) -> None:
+        """Apply one message (``KEY=VALUE`` lines) sent by ``pid``."""
+        logger = self.process.config.options.logger
+        fields = dict(line.partition("=")[::2] for line in data.decode(errors="replace").splitlines())
+        if pid != self.process.pid:
+            logger.warn(
+                f"littleboss: {self.process.config.name}: ignored notification {sorted(fields)} "
+                f"from pid {pid}: only the main pid {self.process.pid} may send it"
+            )
+            return
+        if "STATUS" in fields:
+            self.status = fields["STATUS"]
+        if fields.get("READY") == "1" and not self.ready:
+            self.ready = True
+            logger.info(f"littleboss: {self.process.config.name} (pid {pid}) sent READY=1")
+
+    def handle_error(self) -> None:
+        self.process.config.options.logger.critical(
+            f"littleboss: error reading notifications of {self.process.config.name}; closing its NOTIFY_SOCKET"
+        )
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.socket.close()
+
+
+def _sender_pid(ancillary: list) -> int | None:
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+            return _CREDENTIALS.unpack(data[: _CREDENTIALS.size])[0]
+    return None
