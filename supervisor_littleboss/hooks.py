@@ -15,6 +15,7 @@ from supervisor.options import ServerOptions
 from .config import LittlebossGroupConfig, wrap_groups_from_parser
 from .sockets import REGISTRY
 from .state import StateStore
+from .ticker import Ticker
 
 STATE_FILE_NAME = "supervisord-littleboss.json"
 
@@ -27,6 +28,7 @@ class Plugin:
         self.options = options = supervisord.options
         state_file = state_file or os.path.join(os.path.dirname(os.path.abspath(options.pidfile)), STATE_FILE_NAME)
         self.state = StateStore(state_file, options.logger)
+        self.ticker = Ticker()
 
     def save_state(self) -> None:
         try:

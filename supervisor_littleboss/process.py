@@ -32,11 +32,12 @@ from supervisor.states import STOPPED_STATES, ProcessStates
 from .config import LittlebossGroupConfig
 from .events import ReloadRolledBackEvent
 from .notify import NotifyReceiver
-from .reload import Reload
+from .reload import Phase, Reload
 from .sockets import LISTEN_FDS_START, REGISTRY, SocketSpec
 from .state import ProgramState
 
 TAIL_BYTES = 2048
+EXITED_ON_ITS_OWN = (ProcessStates.EXITED, ProcessStates.BACKOFF)  # not stopped by supervisord
 
 
 class Role(enum.Enum):
@@ -156,6 +157,8 @@ class LittlebossSubprocess(Subprocess):
         self.last_exit = decode_wait_status(sts)[1]
         if self.notify:
             self.notify.close()
+        if self.role is Role.DISCARDED:
+            self.kill_process_group()  # whatever it forked must not outlive it
         self.group.process_exited(self)
 
     def stop(self):
@@ -256,12 +259,17 @@ class LittlebossProcessGroup(ProcessGroup):
 
     # --- supervisord's group interface, counting the extra processes --------
     def transition(self) -> None:
+        if self.busy():
+            self.plugin.ticker.keep_ticking()
+            self.plugin.supervisord.reap()  # see exits in this pass, not the next (up to 1 s later)
         now = time.time()
         if self.reload:
             self.reload.step(now)
         self._fall_back_if_due(now)
         for process in [*self.processes.values(), *self.extras]:
-            if process.role in (Role.SERVING, Role.DRAINING):  # candidates are moved by their reload only
+            # an extra process only ever stops (SIGKILL after its lameduck): a candidate is moved
+            # by its reload, and one that exited must never be respawned
+            if process.role is Role.SERVING or process.state == ProcessStates.STOPPING:
                 process.transition()
         self.extras = [p for p in self.extras if p.pid]
 
@@ -269,7 +277,15 @@ class LittlebossProcessGroup(ProcessGroup):
         dispatchers = super().get_dispatchers()
         for process in self.extras:
             dispatchers.update(process.dispatchers)
+        ticker = self.plugin.ticker
+        if ticker.armed:
+            dispatchers[ticker.fd] = ticker
         return dispatchers
+
+    def busy(self) -> bool:
+        """A reload is under way or processes drain: the main loop must pass often."""
+        return bool(self.extras) or bool(self.reload and self.reload.phase is not Phase.DONE
+                                         and self.reload.phase is not Phase.FAILED)
 
     def get_unstopped_processes(self) -> list:
         return super().get_unstopped_processes() + [p for p in self.extras if p.pid]
@@ -284,6 +300,7 @@ class LittlebossProcessGroup(ProcessGroup):
     # --- reloads --------------------------------------------------------------
     def begin_reload(self, new_path: str, kind: str) -> Reload:
         self.reload = Reload(self, new_path, kind)
+        self.plugin.ticker.keep_ticking()
         self.reload.start()
         return self.reload
 
@@ -298,9 +315,24 @@ class LittlebossProcessGroup(ProcessGroup):
         return candidate
 
     def discard_candidate(self, candidate: LittlebossSubprocess) -> None:
-        """Kill a candidate that will not be promoted, with any process it forked."""
+        """Stop a candidate that will not be promoted, with every process it forked.
+
+        It may have accepted connections: its process group gets the stop signal and the
+        lameduck to finish them, then SIGKILL.
+        """
         candidate.set_role(Role.DISCARDED)
-        candidate.kill_process_group()
+        if not candidate.pid:
+            candidate.kill_process_group()  # its main pid is gone; anything it forked goes too
+            return
+        candidate.config = copy.copy(candidate.config)
+        candidate.config.stopasgroup = candidate.config.killasgroup = True
+        candidate.kill(candidate.config.stopsignal)
+        candidate.delay = time.time() + self.lameduck(candidate)
+
+    def lameduck(self, process: LittlebossSubprocess) -> float:
+        """Seconds a stopped process has to finish its work before SIGKILL."""
+        lameduck = self.config.littleboss.reload.lameduck
+        return process.config.stopwaitsecs if lameduck is None else lameduck
 
     def promote(self, candidate: LittlebossSubprocess, old: LittlebossSubprocess) -> None:
         """The candidate becomes the program; the old process drains, then is killed."""
@@ -313,8 +345,7 @@ class LittlebossProcessGroup(ProcessGroup):
         if old.pid:
             self.extras.append(old)
             old.stop()
-            lameduck = self.config.littleboss.reload.lameduck
-            old.delay = time.time() + (old.config.stopwaitsecs if lameduck is None else lameduck)
+            old.delay = time.time() + self.lameduck(old)
 
     def remember_swap(self, old_path: str, new_path: str) -> None:
         """Persist a promoted binary; arm the automatic rollback to ``old_path``."""
@@ -331,7 +362,7 @@ class LittlebossProcessGroup(ProcessGroup):
 
     def process_exited(self, process: LittlebossSubprocess) -> None:
         """Called from a process's finish(): a serving process dying in the fallback window."""
-        if process.role is Role.SERVING and self.fallback and process.state not in STOPPED_STATES:
+        if process.role is Role.SERVING and self.fallback and process.state in EXITED_ON_ITS_OWN:
             if time.time() <= self.fallback.deadline:
                 self.fallback.due = True
             else:
@@ -358,7 +389,7 @@ class LittlebossProcessGroup(ProcessGroup):
             f"littleboss_fallback_window of its promotion; starting {previous} again"
         )
         events.notify(ReloadRolledBackEvent(self.config.name, **{"from": failed, "to": previous}))
-        if process.state in (ProcessStates.EXITED, ProcessStates.BACKOFF):
+        if process.state in EXITED_ON_ITS_OWN:
             process.spawn()
 
     # --- the swapped-in binary ---------------------------------------------

@@ -52,6 +52,7 @@ class Reload:
         self.started_at = time.time()
         self.ready_at: float | None = None
         self.finished_at: float | None = None  # promoted, or failed
+        self.drained_at: float | None = None  # the old process exited after promotion
         self.failure: LittlebossRPCError | None = None
 
     @property
@@ -92,6 +93,7 @@ class Reload:
                 self._promote(now)
         if self.phase is Phase.DRAINING and not self.old.pid:
             self.phase = Phase.DONE
+            self.drained_at = now
             self._log(f"old pid {self.old_pid} has exited")
 
     def abort(self, why: str) -> None:
@@ -141,10 +143,11 @@ class Reload:
         return (self.finished_at or time.time()) - self.started_at
 
     def result(self) -> dict:
-        """What ``littleboss.reload`` returns once the candidate is promoted."""
+        """What ``littleboss.reload`` returns: ``seconds`` to promotion, ``drain_seconds`` for the old to exit."""
         return {
             "name": self.name, "old_pid": self.old_pid, "new_pid": self.candidate.pid,
             "old_path": self.old_path, "new_path": self.new_path, "seconds": round(self.seconds, 3),
+            "drain_seconds": round(self.drained_at - self.finished_at, 3) if self.drained_at else 0,
         }
 
     def info(self) -> dict:

@@ -11,7 +11,7 @@ from .faults import LittlebossFaults as F
 from .faults import LittlebossRPCError
 from .hooks import Plugin, install
 from .process import LittlebossProcessGroup, LittlebossSubprocess, Role, executable_path
-from .reload import Reload
+from .reload import Phase, Reload
 from .sockets import LISTEN_FDS_START
 from .validate import check_binary
 
@@ -127,8 +127,10 @@ class LittlebossNamespaceRPCInterface:
         @param string name     The program name
         @param string path     Absolute path of the new executable (its arguments stay as
                                configured); empty: re-execute the current one
-        @param boolean wait    Return once promoted (true) or at once (false)
-        @return struct result  name, old_pid, new_pid, old_path, new_path, seconds
+        @param boolean wait    Return once promoted and the old process has exited (true),
+                               or at once (false; follow it with getProgramInfo)
+        @return struct result  name, old_pid, new_pid, old_path, new_path, seconds (to
+                               promotion), drain_seconds (for the old process to exit)
         """
         self._update("reload")
         group = self._group(name)
@@ -138,8 +140,8 @@ class LittlebossNamespaceRPCInterface:
         """Reload a program back to its previous executable (before the last successful reload).
 
         @param string name     The program name
-        @param boolean wait    Return once promoted (true) or at once (false)
-        @return struct result  name, old_pid, new_pid, old_path, new_path, seconds
+        @param boolean wait    As for reload
+        @return struct result  As reload returns
         """
         self._update("rollback")
         group = self._group(name)
@@ -176,8 +178,8 @@ class LittlebossNamespaceRPCInterface:
         def onwait():
             if reload.failure:
                 raise reload.failure
-            if reload.active:
-                return NOT_DONE_YET
+            if reload.phase is not Phase.DONE:
+                return NOT_DONE_YET  # not before the old process is gone: no old answer after we return
             return reload.result()
 
         onwait.delay = 0.05

@@ -1,11 +1,15 @@
 """Fixtures shared by the end-to-end tests."""
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from harness import Supervisord
+
+# no client call may wait forever, whatever goes wrong on the server's side
+socket.setdefaulttimeout(120)
 
 
 @pytest.fixture

@@ -65,6 +65,7 @@ class Supervisord:
         self.sock = root / "supervisor.sock"
         self.conf = root / "supervisord.conf"
         self.log = root / "supervisord.log"
+        self.output = root / "supervisord.out"
         # a second HTTP server makes supervisord call the RPC factory twice
         inet = f"port = 127.0.0.1:{free_port()}" if inet_http else ""
         self.conf.write_text(textwrap.dedent(f"""\
@@ -107,15 +108,20 @@ class Supervisord:
 
     # lifecycle -----------------------------------------------------------
     def start(self, wait: bool = True) -> subprocess.Popen:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(self.conf)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
+        with open(self.output, "w") as output:  # a file, never a pipe nobody reads: it would block supervisord
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(self.conf)],
+                stdout=output, stderr=subprocess.STDOUT,
+            )
         if wait:
             wait_for(lambda: self.proc.poll() is not None or self.rpc.supervisor.getState()["statename"] == "RUNNING",
                      what="supervisord to run")
-            assert self.proc.poll() is None, self.proc.stdout.read()
+            assert self.proc.poll() is None, self.output.read_text()
         return self.proc
+
+    def exit_output(self, timeout: float = 30) -> tuple[int, str]:
+        """Wait for supervisord to exit by itself: its exit status and what it printed."""
+        return self.proc.wait(timeout), self.output.read_text()
 
     def stop(self) -> None:
         """Shut down by pid (SIGTERM), then wait for it and every child it had to exit."""
@@ -222,15 +228,92 @@ def http_get(address, path: str = "/", timeout: float = 10) -> bytes:
 
     EOFError if the server closed without answering, RuntimeError for a status other than 200.
     """
-    with socket.socket(address_family(address)) as sock:
-        sock.settimeout(timeout)
-        sock.connect(address)
-        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: test\r\n\r\n".encode())
-        response = b"".join(iter(lambda: sock.recv(65536), b""))
-    if not response:
-        raise EOFError("connection closed without a response")
-    head, _, body = response.partition(b"\r\n\r\n")
-    status = head.split(b" ", 2)[1].decode()
-    if status != "200":
-        raise RuntimeError(f"HTTP {status}")
-    return body
+    with KeepAliveClient(address, timeout) as client:
+        return client.get(path)
+
+
+class KeepAliveClient:
+    """HTTP/1.1 GETs over one connection, reopened when the server answers ``Connection: close``."""
+
+    def __init__(self, address, timeout: float = 10) -> None:
+        self.address, self.timeout = address, timeout
+        self.sock: socket.socket | None = None
+        self.buffer = b""
+        self.connections = 0
+
+    def __enter__(self) -> KeepAliveClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.sock:
+            self.sock.close()
+        self.sock, self.buffer = None, b""
+
+    def get(self, path: str = "/") -> bytes:
+        if self.sock is None:
+            self.sock = socket.socket(address_family(self.address))
+            self.sock.settimeout(self.timeout)
+            self.connections += 1
+            try:
+                self.sock.connect(self.address)
+            except BaseException:
+                self.close()
+                raise
+        try:
+            self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+            head = self._read_until(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+            body = self._read_exactly(int(headers.get("content-length", 0)))
+        except BaseException:
+            self.close()
+            raise
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        status = lines[0].split(" ", 2)[1]
+        if status != "200":
+            raise RuntimeError(f"HTTP {status}")
+        return body
+
+    def _read_until(self, marker: bytes) -> bytes:
+        while marker not in self.buffer:
+            self._fill()
+        head, _, self.buffer = self.buffer.partition(marker)
+        return head
+
+    def _read_exactly(self, size: int) -> bytes:
+        while len(self.buffer) < size:
+            self._fill()
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError("connection closed without a (complete) response")
+        self.buffer += chunk
+
+
+def make_release(releases: Path, name: str, version: str, *args: str) -> str:
+    """An executable ``releases/name/app`` that runs the test server as ``version`` with ``args``."""
+    directory = releases / name
+    directory.mkdir(parents=True, exist_ok=True)
+    for folder in (releases, directory):
+        folder.chmod(0o755)
+    app = directory / "app"
+    app.write_text(f"#!/bin/sh\nAPP_VERSION={version} exec {sys.executable} {APPS / 'httpapp.py'} "
+                   f"{' '.join(args)} \"$@\"\n")
+    app.chmod(0o755)
+    return str(app)
+
+
+def reload_fault(call: Callable[[], object]) -> xmlrpc.client.Fault:
+    """The XML-RPC fault ``call`` raises (failing the test if it raises none)."""
+    try:
+        call()
+    except xmlrpc.client.Fault as fault:
+        return fault
+    raise AssertionError("expected an XML-RPC fault")

@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from harness import http_get
+from harness import KeepAliveClient
 
 
 @dataclass
@@ -17,6 +17,8 @@ class LoadResult:
     errors: list[str] = field(default_factory=list)  # first few failure details
     bodies: Counter = field(default_factory=Counter)  # first word of each body (the version)
     max_latency: float = 0.0
+    connections: int = 0  # connections opened (keep-alive: first ones plus graceful reconnects)
+    last_version: str = ""
 
     @property
     def failed(self) -> int:
@@ -38,14 +40,16 @@ def classify(exc: BaseException) -> str:
 
 
 class Load:
-    """``threads`` clients, each sending GET / on a new connection per request.
+    """``threads`` clients, each sending GET / on a new connection per request (or, with
+    ``keepalive``, over one connection reopened only when the server closes it gracefully).
 
     Bounded: stops at ``stop()``, after ``duration`` seconds or ``max_requests`` requests.
     """
 
-    def __init__(self, address, threads: int = 4, duration: float = 30, max_requests: int = 200_000,
-                 timeout: float = 20) -> None:
+    def __init__(self, address, threads: int = 4, duration: float = 60, max_requests: int = 200_000,
+                 timeout: float = 20, keepalive: bool = False) -> None:
         self.address = address
+        self.keepalive = keepalive
         self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(threads)]
         self.deadline = time.monotonic() + duration
         self.budget = max_requests
@@ -84,16 +88,24 @@ class Load:
             return True
 
     def _client(self) -> None:
+        client = KeepAliveClient(self.address, self.timeout)
         while self._take():
             started = time.monotonic()
             try:
-                body = http_get(self.address, timeout=self.timeout)
+                body = client.get()
             except Exception as exc:  # noqa: BLE001 - every failure is counted by kind
                 with self._lock:
                     self.result.failures[classify(exc)] += 1
                     self.result.errors.append(repr(exc))
                 continue
+            finally:
+                if not self.keepalive:
+                    client.close()
             with self._lock:
                 self.result.ok += 1
                 self.result.bodies[body.split(b" ", 1)[0].decode()] += 1
+                self.result.last_version = body.split(b" ", 1)[0].decode()
                 self.result.max_latency = max(self.result.max_latency, time.monotonic() - started)
+        client.close()
+        with self._lock:
+            self.result.connections += client.connections

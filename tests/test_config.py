@@ -106,9 +106,9 @@ def test_configuration_error_names_program_key_value_and_forms(tmp_path, section
 
 def test_a_bad_setting_stops_supervisord_at_startup_with_the_message(supervisord: Supervisord):
     supervisord.program("web", littleboss_sockets="http=tcp://127.0.0.1:80", littleboss_sokets="typo")
-    proc = supervisord.start(wait=False)
-    output, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 2
+    supervisord.start(wait=False)
+    status, output = supervisord.exit_output()
+    assert status == 2
     assert "Error: [program:web] has unknown setting 'littleboss_sokets'" in output
 
 
@@ -133,7 +133,7 @@ def test_unknown_rpcinterface_setting_stops_supervisord(supervisord: Supervisord
     text = supervisord.conf.read_text().replace(
         "make_littleboss_rpcinterface\n", "make_littleboss_rpcinterface\nstate_fiel = /tmp/x\n")
     supervisord.conf.write_text(text)
-    proc = supervisord.start(wait=False)
-    output, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 2, output
+    supervisord.start(wait=False)
+    status, output = supervisord.exit_output()
+    assert status == 2, output
     assert "[rpcinterface:littleboss] has unknown setting(s): state_fiel" in output

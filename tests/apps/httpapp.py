@@ -1,12 +1,21 @@
 #!/usr/bin/env python3
-"""Test server: serves HTTP on the sockets it inherits by the systemd convention.
+"""Test server: serves HTTP/1.1 on the sockets it inherits by the systemd convention.
 
 ``GET /`` answers ``VERSION PID SOCKETNAME``; ``GET /env`` answers JSON with the
-``LISTEN_*`` variables and open fds it started with. SIGTERM: stop accepting, finish
-in-flight requests, exit 0. SIGUSR1: the same, but then stay alive without accepting
-(so connections queue in the kernel) and print ``paused``.
+``LISTEN_*`` variables and open fds it started with. Keep-alive connections are
+served until SIGTERM; then it stops accepting, answers the next request on each open
+connection with ``Connection: close``, closes idle ones, finishes in-flight requests
+and exits 0. SIGUSR1: the same, but then it stays alive without accepting (so
+connections queue in the kernel) and prints ``paused``.
+
+Behaviour for reload tests (``--mode``): ``serve`` (default), ``crash`` (exit 3 at
+once, with a message on stderr), ``never-ready`` (serve, never send READY=1),
+``fork-ready`` (a forked child sends READY=1, not the main pid), ``crash-after-ready``
+(send READY=1, after ``--after`` seconds stop as on SIGTERM but exit 4), ``ignore-term``
+(ignore SIGTERM).
 ``--bind HOST:PORT`` makes it a plain program that binds its own socket.
 """
+import argparse
 import json
 import os
 import signal
@@ -16,6 +25,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 VERSION = os.environ.get("APP_VERSION", "v1")
+DRAINING = threading.Event()
 
 
 def open_fds() -> list:
@@ -34,6 +44,9 @@ STARTUP = {"env": {k: v for k, v in os.environ.items() if k.startswith("LISTEN_"
 
 
 class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 2  # idle keep-alive connections are closed after this
+
     def do_GET(self) -> None:
         if self.path == "/env":
             body = json.dumps({**STARTUP, "pid": os.getpid()}).encode()
@@ -41,8 +54,17 @@ class Handler(BaseHTTPRequestHandler):
             body = f"{VERSION} {os.getpid()} {self.server.socket_name}\n".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
+        if DRAINING.is_set():
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(body)
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except (socket.timeout, ConnectionError):
+            self.close_connection = True
 
     def log_message(self, *args) -> None:
         pass
@@ -56,12 +78,11 @@ class Server(ThreadingHTTPServer):
         self.socket, self.socket_name = sock, name
 
 
-def listening_sockets() -> dict:
+def listening_sockets(bind: str) -> dict:
     """The inherited sockets by name; with ``--bind HOST:PORT`` (a plain program), its own."""
-    if sys.argv[1:2] == ["--bind"]:
-        host, port = sys.argv[2].rsplit(":", 1)
-        sock = socket.create_server((host, int(port)), backlog=socket.SOMAXCONN)
-        return {"http": sock}
+    if bind:
+        host, port = bind.rsplit(":", 1)
+        return {"http": socket.create_server((host, int(port)), backlog=socket.SOMAXCONN)}
     if os.environ.get("LISTEN_PID") != str(os.getpid()):
         sys.exit("httpapp: LISTEN_PID does not name this process")
     names = os.environ["LISTEN_FDNAMES"].split(":")
@@ -69,16 +90,42 @@ def listening_sockets() -> dict:
     return {name: socket.socket(fileno=3 + i) for i, name in enumerate(names)}
 
 
+def notify(message: str) -> None:
+    """sd_notify: send ``message`` to NOTIFY_SOCKET if there is one."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if address:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(message.encode(), "\0" + address[1:] if address.startswith("@") else address)
+
+
 def main() -> None:
-    servers = [Server(name, sock) for name, sock in listening_sockets().items()]
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mode", default="serve")
+    parser.add_argument("--after", type=float, default=1.0)
+    parser.add_argument("--bind", default="")
+    args = parser.parse_args()
+    if args.mode == "crash":
+        print(f"httpapp {VERSION}: cannot start: configuration is broken", file=sys.stderr, flush=True)
+        sys.exit(3)
+    servers = [Server(name, sock) for name, sock in listening_sockets(args.bind).items()]
     wake, paused = threading.Event(), threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: wake.set())
+    signal.signal(signal.SIGTERM, signal.SIG_IGN if args.mode == "ignore-term" else lambda *_: wake.set())
     signal.signal(signal.SIGUSR1, lambda *_: (paused.set(), wake.set()))
     for server in servers:
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}).start()
     print(f"httpapp {VERSION} pid {os.getpid()} serving", flush=True)
-    while not wake.wait(1):
-        pass
+    if args.mode == "fork-ready":
+        if os.fork() == 0:
+            notify("READY=1")
+            os._exit(0)
+    elif args.mode != "never-ready":
+        notify(f"READY=1\nSTATUS=httpapp {VERSION} serving")
+    if args.mode == "crash-after-ready":
+        wake.wait(args.after)  # then "crash": finish in-flight requests and exit 4
+    else:
+        while not wake.wait(1):
+            pass
+    DRAINING.set()
     for server in servers:
         server.shutdown()
         server.server_close()
@@ -87,6 +134,7 @@ def main() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         while True:
             signal.pause()
+    sys.exit(4 if args.mode == "crash-after-ready" else 0)
 
 
 if __name__ == "__main__":

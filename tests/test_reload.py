@@ -1,0 +1,343 @@
+"""littleboss.reload / littleboss.rollback against a real supervisord, with real clients
+under load on 127.0.0.1: successful swaps, every failure path, every refusal."""
+from __future__ import annotations
+
+import socket
+import sys
+import xmlrpc.client
+from pathlib import Path
+
+import pytest
+from harness import (
+    APPS,
+    Supervisord,
+    free_port,
+    http_get,
+    make_release,
+    pid_alive,
+    reload_fault,
+    wait_for,
+)
+from load import Load
+
+PORTS = {name: free_port() for name in ("web", "settle", "fallback", "startsecs", "stubborn", "gweb", "other")}
+
+
+class Releases:
+    """The binaries the tests swap in, under ``root/releases/NAME/app``."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "releases"
+        self.v1 = make_release(self.dir, "v1", "v1")
+        self.v2 = make_release(self.dir, "v2", "v2")
+        self.crash = make_release(self.dir, "crash", "v3", "--mode", "crash")
+        self.never = make_release(self.dir, "never", "v3", "--mode", "never-ready")
+        self.fork_ready = make_release(self.dir, "forkready", "v3", "--mode", "fork-ready")
+        self.settle_crash = make_release(self.dir, "settlecrash", "v3", "--mode", "crash-after-ready", "--after", "0.3")
+        self.dies = make_release(self.dir, "dies", "v3", "--mode", "crash-after-ready", "--after", "1.5")
+        self.stubborn = make_release(self.dir, "stubborn", "v1", "--mode", "ignore-term")
+        gunicorn = f"{sys.executable} -m gunicorn --no-control-socket --workers 2 --chdir {APPS} wsgiapp:app"
+        self.g1, self.g2 = (self._script(name, f"APP_VERSION={name} exec {gunicorn}") for name in ("g1", "g2"))
+
+    def _script(self, name: str, line: str) -> str:
+        app = make_release(self.dir, name, name)
+        Path(app).write_text(f"#!/bin/sh\n{line}\n")
+        return app
+
+    @property
+    def allow(self) -> str:
+        return f"{self.dir}/*/app"
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory) -> Releases:
+    return Releases(tmp_path_factory.mktemp("releases"))
+
+
+def littleboss(name: str, releases: Releases, **keys) -> dict:
+    return {"littleboss_sockets": f"http=tcp://127.0.0.1:{PORTS[name]}", "littleboss_allow": releases.allow,
+            "littleboss_ready": "notify", "littleboss_fallback_window": 0, **keys}
+
+
+@pytest.fixture(scope="module")
+def sv(tmp_path_factory, releases) -> Supervisord:
+    sv = Supervisord(tmp_path_factory.mktemp("reload"))
+    sv.program("web", command=releases.v1, **littleboss("web", releases, littleboss_ready_timeout=3))
+    sv.program("settle", command=releases.v1, **littleboss("settle", releases, littleboss_settle=2))
+    sv.program("fallback", command=releases.v1, **littleboss("fallback", releases, littleboss_fallback_window=30))
+    sv.program("startsecs", command=releases.v1, startsecs=1,
+               **littleboss("startsecs", releases, littleboss_ready="startsecs"))
+    sv.program("stubborn", command=releases.stubborn, **littleboss("stubborn", releases, littleboss_lameduck=1))
+    sv.program("gweb", command=releases.g1, **littleboss("gweb", releases, littleboss_settle=1))
+    sv.program("other", command=releases.v1, **littleboss("other", releases))
+    sv.program("multi", command=releases.v1, numprocs=2, process_name="%(program_name)s_%(process_num)s",
+               littleboss_sockets=f"http=tcp://127.0.0.1:{free_port()}")
+    sv.program("plain", command="sleep 1000")
+    sv.start()
+    yield sv
+    sv.stop()
+
+
+def address(name: str) -> tuple[str, int]:
+    return ("127.0.0.1", PORTS[name])
+
+
+def serving(name: str) -> tuple[str, int]:
+    """(version, pid) that answers on the program's socket now."""
+    version, pid, *_ = http_get(address(name)).split()
+    return version.decode(), int(pid)
+
+
+# --- successful reloads ------------------------------------------------------------
+
+@pytest.mark.parametrize("keepalive", [False, True], ids=["new-connection", "keep-alive"])
+def test_twenty_reloads_alternating_binaries_fail_no_request(sv, releases, keepalive):
+    sv.wait_running("web")
+    with Load(address("web"), keepalive=keepalive) as load:
+        load.wait_for_requests(100)
+        for n in range(20):
+            current = sv.rpc.littleboss.getProgramInfo("web")["path"]
+            target, version = (releases.v2, "v2") if current == releases.v1 else (releases.v1, "v1")
+            old_version = "v1" if version == "v2" else "v2"
+            result = sv.rpc.littleboss.reload("web", target)
+            assert (result["old_path"], result["new_path"]) == (current, target)
+            assert not pid_alive(result["old_pid"])  # it returned after the old process exited
+            assert serving("web") == (version, result["new_pid"])
+            old_answers = load.result.bodies[old_version]
+            load.wait_for_requests(20)
+            assert load.result.bodies[old_version] == old_answers, f"old version answered after reload {n}"
+            assert sv.info("web")["pid"] == result["new_pid"]
+    assert load.result.failed == 0, load.result
+    assert set(load.result.bodies) == {"v1", "v2"}
+    if keepalive:
+        assert load.result.connections <= 4 * 21  # one per client, plus one graceful reconnect per reload
+    history = sv.rpc.littleboss.getProgramInfo("web")["history"]
+    assert [entry["outcome"] for entry in history[-20:]] == ["succeeded"] * 20
+
+
+def test_gunicorn_reloads_under_notify_fail_no_request(sv, releases):
+    sv.wait_running("gweb")
+    with Load(address("gweb")) as load:
+        load.wait_for_requests(50)
+        for n in range(20):
+            target, version = (releases.g2, "g2") if n % 2 == 0 else (releases.g1, "g1")
+            result = sv.rpc.littleboss.reload("gweb", target)
+            assert result["new_path"] == target
+            assert serving("gweb")[0] == version
+            load.wait_for_requests(50)
+    assert load.result.failed == 0, load.result
+
+
+def test_startsecs_readiness_waits_for_startsecs(sv, releases):
+    sv.wait_running("startsecs")
+    with Load(address("startsecs")) as load:
+        result = sv.rpc.littleboss.reload("startsecs", releases.v2)
+        load.wait_for_requests(50)
+    assert result["seconds"] >= 1
+    assert load.result.failed == 0, load.result
+    assert serving("startsecs") == ("v2", result["new_pid"])
+
+
+def test_empty_path_re_executes_the_current_binary_and_rollback_returns_to_the_previous(sv, releases):
+    before = sv.rpc.littleboss.getProgramInfo("other")
+    same = sv.rpc.littleboss.reload("other", "")
+    assert same["new_path"] == same["old_path"] == before["path"] and same["new_pid"] != before["pid"]
+    sv.rpc.littleboss.reload("other", releases.v2)
+    assert sv.rpc.littleboss.getProgramInfo("other")["previous_path"] == before["path"]
+    back = sv.rpc.littleboss.rollback("other")
+    assert (back["old_path"], back["new_path"]) == (releases.v2, before["path"])
+    assert serving("other") == ("v1", back["new_pid"])
+    assert sv.rpc.littleboss.getProgramInfo("other")["history"][-1]["kind"] == "rollback"
+
+
+# --- the new binary fails: the old process keeps serving -----------------------------
+
+@pytest.mark.parametrize("binary, code, text", [
+    ("crash", 1420, "exited before it was ready (exit status 3; last output: "
+                    "httpapp v3: cannot start: configuration is broken)"),
+    ("never", 1421, "it was not ready within 3s (littleboss_ready = notify)"),
+    ("fork_ready", 1421, "it was not ready within 3s"),
+])
+def test_a_candidate_that_fails_before_ready_never_takes_traffic(sv, releases, binary, code, text):
+    pid = sv.wait_running("web")
+    before = serving("web")
+    with Load(address("web")) as load:
+        load.wait_for_requests(50)
+        fault = reload_fault(lambda: sv.rpc.littleboss.reload("web", getattr(releases, binary)))
+        load.wait_for_requests(50)
+    assert fault.faultCode == code
+    assert text in fault.faultString and f"pid {pid} keeps serving" in fault.faultString
+    assert load.result.failed == 0, load.result
+    if binary == "crash":
+        assert set(load.result.bodies) == {before[0]}
+    # the others accepted connections while not ready: stopped gracefully, they finished them
+    assert serving("web") == before and sv.info("web")["pid"] == pid
+    last = sv.rpc.littleboss.getProgramInfo("web")["last_reload"]
+    assert last["phase"] == "failed"
+    wait_for(lambda: not pid_alive(last["new_pid"]), what="the candidate to be killed and reaped")
+    if binary == "fork_ready":
+        assert "ignored notification ['READY'] from pid" in sv.log.read_text()
+
+
+def test_a_candidate_that_dies_while_settling_is_not_promoted(sv, releases):
+    pid = sv.wait_running("settle")
+    with Load(address("settle")) as load:
+        fault = reload_fault(lambda: sv.rpc.littleboss.reload("settle", releases.settle_crash))
+        load.wait_for_requests(50)
+    assert fault.faultCode == 1422
+    assert "within littleboss_settle (exit status 4" in fault.faultString
+    assert load.result.failed == 0, load.result
+    assert serving("settle") == ("v1", pid)
+
+
+def test_a_new_binary_that_exits_in_the_fallback_window_is_rolled_back(sv, releases):
+    sv.wait_running("fallback")
+    with Load(address("fallback")) as load:
+        result = sv.rpc.littleboss.reload("fallback", releases.dies)
+        assert serving("fallback")[0] == "v3"
+
+        def rolled_back():
+            info = sv.rpc.littleboss.getProgramInfo("fallback")
+            return info["path"] == releases.v1 and info["statename"] == "RUNNING" and info
+
+        info = wait_for(rolled_back, what="the automatic rollback")
+        load.wait_for_requests(50)
+    assert info["pid"] != result["new_pid"]
+    assert info["history"][-1]["kind"] == "fallback"
+    assert f"rolled back automatically: {releases.dies} exited (exit status 4)" in info["history"][-1]["outcome"]
+    assert serving("fallback")[0] == "v1"
+    assert load.result.failed == 0, load.result
+
+
+def test_an_old_process_that_ignores_sigterm_is_killed_after_the_lameduck(sv, releases):
+    old = sv.wait_running("stubborn")
+    with Load(address("stubborn")) as load:
+        result = sv.rpc.littleboss.reload("stubborn", releases.v2)
+        load.wait_for_requests(50)
+    assert result["drain_seconds"] >= 1
+    assert not pid_alive(old)
+    assert f"killing 'stubborn' ({old}) with SIGKILL" in sv.log.read_text()
+    # it kept accepting until killed: what it had accepted is lost, but nothing is refused
+    assert load.result.failures["refused"] == 0 and load.result.failures["timeout"] == 0, load.result
+
+
+# --- refusals: nothing starts ---------------------------------------------------------
+
+def test_each_path_rule_is_a_distinct_fault(sv, releases):
+    directory = releases.dir
+    (directory / "missingdir").mkdir(mode=0o755, exist_ok=True)
+    (directory / "adir" / "app").mkdir(parents=True, exist_ok=True)
+    noexec = Path(make_release(directory, "noexec", "v9"))
+    noexec.chmod(0o644)
+    Path(make_release(directory, "groupw", "v9")).chmod(0o775)
+    make_release(directory, "openw", "v9")
+    (directory / "openw").chmod(0o777)
+    pid = sv.wait_running("web")
+    cases = [
+        ("relative/app", 1410, "the path must be absolute"),
+        ("/bin/sh", 1416, f"it matches none of the allowed paths ({releases.v1} {releases.allow}); "
+                          "add a pattern to littleboss_allow in [program:web]"),
+        (f"{directory}/missingdir/app", 1411, "no such file"),
+        (f"{directory}/adir/app", 1412, "it is not a regular file"),
+        (str(noexec), 1413, "it is not executable by supervisord's user"),
+        (f"{directory}/groupw/app", 1414, "it is writable by group or others (mode 0775)"),
+        (f"{directory}/openw/app", 1415,
+         f"it sits in {directory}/openw, which is writable by group or others (mode 0777)"),
+    ]
+    for path, code, rule in cases:
+        fault = reload_fault(lambda path=path: sv.rpc.littleboss.reload("web", path))
+        assert (fault.faultCode, fault.faultString) == (code, f"{fault.faultString.split(':')[0]}: web: "
+                                                                f"cannot reload to {path}: {rule}"), path
+    assert sv.info("web")["pid"] == pid
+
+
+@pytest.mark.parametrize("call, code, text", [
+    (lambda rpc: rpc.reload("nope"), 1401, "UNKNOWN_PROGRAM: no program named 'nope'"),
+    (lambda rpc: rpc.reload("plain"), 1402, "NOT_LITTLEBOSS: program 'plain' is not a littleboss program"),
+    (lambda rpc: rpc.reload("multi"), 1406, "UNSUPPORTED: multi: reload needs numprocs = 1"),
+    (lambda rpc: rpc.rollback("settle"), 1405, "NO_PREVIOUS: settle: no previous binary to roll back to"),
+])
+def test_refusals_before_anything_starts(sv, call, code, text):
+    fault = reload_fault(lambda: call(sv.rpc.littleboss))
+    assert (fault.faultCode, fault.faultString) == (code, text) or (fault.faultCode == code and
+                                                                     fault.faultString.startswith(text))
+
+
+def test_a_stopped_program_is_not_reloaded(sv, releases):
+    sv.ctl("stop", "other", check=True)
+    try:
+        fault = reload_fault(lambda: sv.rpc.littleboss.reload("other", releases.v2))
+        assert fault.faultCode == 1403
+        assert fault.faultString == ("NOT_RUNNING: other: is STOPPED, not RUNNING; "
+                                     "start it with supervisorctl start other")
+    finally:
+        sv.ctl("start", "other", check=True)
+
+
+def test_one_reload_per_program_at_a_time_but_programs_reload_concurrently(sv, releases):
+    pid = sv.wait_running("web")
+    started = sv.rpc.littleboss.reload("web", releases.never, False)
+    assert started["phase"] == "starting" and pid_alive(started["new_pid"])
+    for call in (lambda: sv.rpc.littleboss.reload("web", releases.v2), lambda: sv.rpc.littleboss.rollback("web")):
+        fault = reload_fault(call)
+        assert fault.faultCode == 1404
+        assert f"web: a reload to {releases.never} is in progress (phase starting)" in fault.faultString
+    other = sv.rpc.littleboss.getProgramInfo("other")["path"]
+    target = releases.v2 if other == releases.v1 else releases.v1
+    assert sv.rpc.littleboss.reload("other", target)["new_path"] == target
+    info = wait_for(lambda: (i := sv.rpc.littleboss.getProgramInfo("web"))["phase"] == "idle" and i,
+                    what="the first reload to time out")
+    assert info["last_reload"]["error"].startswith("READY_TIMEOUT")
+    assert info["pid"] == pid
+
+
+# --- interruptions --------------------------------------------------------------------
+
+def test_stop_during_a_reload_aborts_the_candidate(sv, releases):
+    sv.wait_running("web")
+    candidate = sv.rpc.littleboss.reload("web", releases.never, False)["new_pid"]
+    sv.ctl("stop", "web", check=True)
+    assert not pid_alive(candidate)
+    assert sv.info("web")["statename"] == "STOPPED"
+    info = sv.rpc.littleboss.getProgramInfo("web")
+    assert info["history"][-1]["outcome"] == "failed: aborted: the program is being stopped"
+    assert info["candidate_pid"] == 0 and info["draining_pids"] == []
+    sv.ctl("start", "web", check=True)
+
+
+def test_update_during_a_reload_aborts_the_candidate_and_applies_the_change(sv, releases):
+    pid = sv.wait_running("settle")
+    candidate = sv.rpc.littleboss.reload("settle", releases.never, False)["new_pid"]
+    sv.program("settle", command=releases.v1, environment="APP_VERSION=v1",
+               **littleboss("settle", releases, littleboss_settle=2))
+    with Load(address("settle")) as load:
+        assert "settle: updated process group" in sv.ctl("update", check=True).stdout
+        sv.wait_running("settle", not_pid=pid)
+        load.wait_for_requests(50)
+    assert not pid_alive(candidate)
+    assert load.result.failed == 0, load.result
+
+
+def test_a_client_that_disconnects_does_not_stop_the_reload(sv, releases):
+    before = sv.rpc.littleboss.getProgramInfo("other")
+    target = releases.v2 if before["path"] == releases.v1 else releases.v1
+    body = xmlrpc.client.dumps(("other", target), "littleboss.reload").encode()
+    with socket.socket(socket.AF_UNIX) as client:
+        client.connect(str(sv.sock))
+        client.sendall(b"POST /RPC2 HTTP/1.0\r\nContent-Type: text/xml\r\n"
+                       b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    info = wait_for(lambda: (i := sv.rpc.littleboss.getProgramInfo("other"))["path"] == target and i,
+                    what="the reload to finish without its client")
+    assert info["pid"] != before["pid"]
+    wait_for(lambda: not pid_alive(before["pid"]), what="the old process to drain")
+
+
+def test_shutdown_during_a_reload_leaves_no_process(supervisord: Supervisord, releases):
+    port = free_port()
+    supervisord.program("web", command=releases.v1, littleboss_sockets=f"http=tcp://127.0.0.1:{port}",
+                        littleboss_allow=releases.allow, littleboss_ready="notify")
+    supervisord.start()
+    old = supervisord.wait_running("web")
+    candidate = supervisord.rpc.littleboss.reload("web", releases.never, False)["new_pid"]
+    supervisord.stop()
+    assert not pid_alive(old) and not pid_alive(candidate)
