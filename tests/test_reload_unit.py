@@ -1,0 +1,111 @@
+"""Unit tests (pytest-mock) of the reload state machine's transitions."""
+from __future__ import annotations
+
+import pytest
+
+from supervisor_littleboss.config import ReloadSettings
+from supervisor_littleboss.reload import Phase, Reload
+
+T0 = 1000.0
+
+
+@pytest.fixture
+def make(mocker):
+    def make(**settings) -> tuple[Reload, object, object]:
+        mocker.patch("supervisor_littleboss.reload.events.notify")
+        group = mocker.Mock()
+        group.config.name = "web"
+        group.config.littleboss.reload = ReloadSettings(**settings)
+        group.current = mocker.Mock(pid=100)
+        group.current_path.return_value = "/srv/v1/app"
+        candidate = mocker.Mock(pid=200, last_pid=200, laststart=T0, notify=None, spawnerr=None)
+        candidate.config.startsecs = 1
+        candidate.spawn.return_value = 200
+        candidate.exit_report.return_value = "exit status 3"
+        group.make_candidate.return_value = candidate
+        reload = Reload(group, "/srv/v2/app")
+        reload.started_at = T0
+        reload.start()
+        return reload, group, candidate
+    return make
+
+
+def test_startsecs_readiness_promotes_when_startsecs_have_passed(make):
+    reload, group, candidate = make()
+    reload.step(T0 + 0.5)
+    assert reload.phase is Phase.STARTING and not group.promote.called
+    reload.step(T0 + 1)
+    assert reload.phase is Phase.DRAINING  # ready and promoted in the same step
+    group.promote.assert_called_once_with(candidate, group.current)
+    group.remember_swap.assert_called_once_with("/srv/v1/app", "/srv/v2/app")
+
+
+def test_notify_readiness_waits_for_ready_from_the_main_pid(make, mocker):
+    reload, group, candidate = make(ready="notify")
+    candidate.notify = mocker.Mock(ready=False)
+    reload.step(T0 + 5)
+    assert reload.phase is Phase.STARTING
+    candidate.notify.ready = True
+    reload.step(T0 + 5.01)
+    assert reload.phase is Phase.DRAINING
+
+
+def test_settle_then_promote(make):
+    reload, group, candidate = make(settle=2)
+    reload.step(T0 + 1)
+    assert reload.phase is Phase.SETTLING
+    reload.step(T0 + 2.9)
+    assert reload.phase is Phase.SETTLING
+    reload.step(T0 + 3)
+    assert reload.phase is Phase.DRAINING
+
+
+@pytest.mark.parametrize("settle, exit_at, code", [(0, T0 + 0.5, 1420), (2, T0 + 2, 1422)])
+def test_a_candidate_that_exits_before_promotion_fails_the_reload(make, settle, exit_at, code):
+    reload, group, candidate = make(settle=settle)
+    reload.step(T0 + 1 if settle else T0 + 0.1)
+    candidate.pid = 0
+    reload.step(exit_at)
+    assert reload.phase is Phase.FAILED and reload.failure.code == code
+    assert "exit status 3" in reload.failure.text
+    group.discard_candidate.assert_called_once_with(candidate)
+    assert not group.promote.called
+
+
+def test_ready_timeout(make, mocker):
+    reload, group, candidate = make(ready="notify", ready_timeout=5)
+    candidate.notify = mocker.Mock(ready=False)
+    reload.step(T0 + 5)
+    assert reload.phase is Phase.STARTING
+    reload.step(T0 + 5.1)
+    assert reload.failure.code == 1421
+
+
+def test_abort_only_before_promotion(make):
+    reload, group, candidate = make()
+    reload.abort("the program is being stopped")
+    assert reload.failure.code == 1423 and "aborted: the program is being stopped" in reload.failure.text
+    promoted, _, _ = make()
+    promoted.step(T0 + 1)
+    promoted.abort("too late")
+    assert promoted.phase is Phase.DRAINING and promoted.failure is None
+
+
+def test_a_spawn_failure_fails_at_once(make, mocker):
+    mocker.patch("supervisor_littleboss.reload.events.notify")
+    reload, group, candidate = make()
+    candidate.spawn.return_value = None
+    candidate.spawnerr = "too many open files"
+    reload.start()
+    assert reload.failure.code == 1424 and "too many open files" in reload.failure.text
+
+
+def test_draining_ends_when_the_old_process_exits(make):
+    reload, group, candidate = make()
+    reload.step(T0 + 1)
+    reload.step(T0 + 1.1)
+    assert reload.phase is Phase.DRAINING
+    group.current.pid = 0
+    reload.step(T0 + 1.2)
+    assert reload.phase is Phase.DONE
+    assert reload.result()["drain_seconds"] == pytest.approx(0.2)
