@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import stat
+from pathlib import Path
 
 import pytest
 from harness import free_port
@@ -134,3 +136,10 @@ def test_fault_codes_do_not_clash_with_supervisords():
     theirs = {v for k, v in vars(Faults).items() if k.isupper()}
     assert ours and not ours & theirs
     assert LittlebossRPCError(LittlebossFaults.NOT_LITTLEBOSS, "x").text == "NOT_LITTLEBOSS: x"
+
+
+def test_readme_lists_every_fault_with_its_code():
+    readme = (Path(__file__).parent.parent / "README.rst").read_text()
+    listed = dict(re.findall(r"^``([A-Z_]+)``\s+(\d{4})\s", readme, re.MULTILINE))
+    ours = {k: str(v) for k, v in vars(LittlebossFaults).items() if k.isupper()}
+    assert listed == ours
