@@ -156,6 +156,7 @@ class Reload:
             **self.result(), "kind": self.kind, "phase": self.phase.value,
             "new_pid": self.candidate.pid or self.candidate.last_pid,
             "error": self.failure.text if self.failure else "",
+            "fault_code": self.failure.code if self.failure else 0,
         }
 
     def _log(self, message: str, error: bool = False) -> None:

@@ -90,6 +90,9 @@ class Supervisord:
             [supervisorctl]
             serverurl = unix://{self.sock}
 
+            [ctlplugin:littleboss]
+            supervisor.ctl_factory = supervisor_littleboss.controller:make_littleboss_controllerplugin
+
             [include]
             files = {self.confd}/*.conf
             """))

@@ -1,0 +1,176 @@
+"""supervisorctl commands, enabled by ``[ctlplugin:littleboss]``.
+
+``littleboss:reload NAME [PATH]``, ``littleboss:rollback NAME`` and
+``littleboss:status [--history] [NAME ...]``, also spelled ``littleboss reload ...``.
+Exit status: 0 success, 1 refused before anything started (or supervisord
+unreachable), 7 the new binary was started and failed, 2 bad usage.
+"""
+from __future__ import annotations
+
+import time
+import xmlrpc.client
+
+from supervisor.supervisorctl import ControllerPluginBase, LSBInitExitStatuses
+
+from .faults import LittlebossFaults
+
+SUBCOMMANDS = {
+    "reload": "reload <name> [path]\tSwap in a new executable (default: the current one) with zero downtime",
+    "rollback": "rollback <name>\t\tReload back to the previous executable",
+    "status": "status [--history] [name ...]\tBinary, sockets and reload phase of littleboss programs",
+}
+POLL_SECONDS = 0.1
+DONE = {"reload": "reloaded", "rollback": "rolled back"}
+FAILED_CODES = range(LittlebossFaults.EXITED_BEFORE_READY, LittlebossFaults.SPAWN_FAILED + 1)
+
+
+class UsageError(Exception):
+    pass
+
+
+class LittlebossControllerPlugin(ControllerPluginBase):
+    name = "littleboss"
+
+    def __init__(self, controller, **config) -> None:
+        super().__init__(controller)
+        complete = controller.complete
+
+        def complete_with_littleboss(text, state, line=None):
+            if line is None:
+                import readline
+
+                line = readline.get_line_buffer()
+            if not line.startswith("littleboss"):
+                return complete(text, state, line)
+            matches = self._complete(text, line)
+            return matches[state] if state < len(matches) else None
+
+        controller.complete = complete_with_littleboss
+
+    @property
+    def rpc(self):
+        return self.ctl.get_server_proxy("littleboss")
+
+    def _say(self, line: str) -> None:
+        """One line of output, flushed: progress must show as it happens, even in a pipe."""
+        self.ctl.output(line)
+        self.ctl.stdout.flush()
+
+    # --- the command ------------------------------------------------------------
+    def do_littleboss(self, arg: str) -> None:
+        subcommand, _, rest = arg.lstrip(":").strip().partition(" ")
+        handler = getattr(self, f"_{subcommand}", None) if subcommand in SUBCOMMANDS else None
+        try:
+            if handler is None:
+                raise UsageError(f"unknown littleboss command {subcommand!r}" if subcommand else "")
+            handler(rest.split())
+        except UsageError as exc:
+            if str(exc):
+                self._say(f"Error: {exc}")
+            self.help_littleboss()
+            self.ctl.exitstatus = LSBInitExitStatuses.INVALID_ARGS
+        except xmlrpc.client.Fault as fault:
+            self._fail(fault.faultCode, f"ERROR: {fault.faultString}")
+        except OSError as exc:
+            self._fail(None, f"ERROR: cannot reach supervisord at {self.ctl.options.serverurl}: {exc}")
+
+    def help_littleboss(self) -> None:
+        self._say("littleboss:<command> (or: littleboss <command>), where <command> is one of:")
+        for line in SUBCOMMANDS.values():
+            self._say(f"  {line}")
+        self._say("Exit status: 0 done; 1 refused before anything started; 7 the new binary failed "
+                        "(the old one kept serving); 2 bad usage.")
+
+    def _fail(self, code: int | None, message: str) -> None:
+        self._say(message)
+        self.ctl.exitstatus = (LSBInitExitStatuses.NOT_RUNNING if code in FAILED_CODES
+                               else LSBInitExitStatuses.GENERIC)
+
+    # --- subcommands --------------------------------------------------------------
+    def _reload(self, args: list[str]) -> None:
+        if len(args) not in (1, 2):
+            raise UsageError("reload takes a program name and an optional path")
+        name, path = args[0], (args[1] if len(args) == 2 else "")
+        self._follow(name, self.rpc.reload(name, path, False))
+
+    def _rollback(self, args: list[str]) -> None:
+        if len(args) != 1:
+            raise UsageError("rollback takes a program name")
+        self._follow(args[0], self.rpc.rollback(args[0], False))
+
+    def _follow(self, name: str, started: dict) -> None:
+        """Print a reload's progress until it ends; Ctrl-C stops waiting, not the reload."""
+        candidate = started["new_pid"]
+        self._say(f"{name}: {started['kind']} started: candidate pid {candidate} running {started['new_path']}")
+        said = set()
+        try:
+            while True:
+                last = self.rpc.getProgramInfo(name)["last_reload"]
+                if last.get("new_pid") != candidate:
+                    self._fail(None, f"ERROR: {name}: another reload started; see littleboss:status --history {name}")
+                    return
+                if last["phase"] == "failed":
+                    self._fail(last["fault_code"], f"ERROR: {last['error']}")
+                    return
+                self._progress(name, last, said)
+                if last["phase"] == "done":
+                    self._say(f"{name}: {DONE[last['kind']]} {last['old_path']} \u2192 {last['new_path']} "
+                                    f"(pid {last['old_pid']} \u2192 {last['new_pid']}) in {last['seconds']:.2f}s")
+                    return
+                time.sleep(POLL_SECONDS)
+        except KeyboardInterrupt:
+            self._say(f"{name}: stopped waiting; the {started['kind']} goes on in supervisord "
+                            f"(see: littleboss:status {name})")
+            self.ctl.exitstatus = LSBInitExitStatuses.GENERIC
+
+    def _progress(self, name: str, last: dict, said: set) -> None:
+        steps = {"settling": ["ready"], "draining": ["ready", "promoted"], "done": ["ready", "promoted"]}
+        for step in steps.get(last["phase"], []):
+            if step in said:
+                continue
+            said.add(step)
+            if step == "ready":
+                self._say(f"{name}: candidate pid {last['new_pid']} is ready")
+            else:
+                self._say(f"{name}: promoted pid {last['new_pid']}; old pid {last['old_pid']} draining")
+
+    def _status(self, args: list[str]) -> None:
+        history = "--history" in args
+        names = [arg for arg in args if arg != "--history"]
+        if history and len(names) != 1:
+            raise UsageError("status --history takes one program name")
+        infos = [self.rpc.getProgramInfo(name) for name in names] if names else self.rpc.getAllProgramInfo()
+        if history:
+            for entry in infos[0]["history"]:
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["time"]))
+                seconds = f"  {entry['seconds']:.2f}s" if "seconds" in entry else ""
+                self._say(f"{when}  {entry['kind']:<8} {entry['from']} \u2192 {entry['to']}  "
+                                f"{entry['outcome']}{seconds}")
+            return
+        supervisor = self.ctl.get_supervisor()
+        for info in infos:
+            description = supervisor.getProcessInfo(info["name"])["description"]
+            sockets = ", ".join(f"{s['name']}={s['url']}" for s in info["sockets"])
+            phase = info["phase"]
+            if info["candidate_pid"]:
+                phase += f" (candidate pid {info['candidate_pid']})"
+            if info["draining_pids"]:
+                phase += f", draining pid {', '.join(map(str, info['draining_pids']))}"
+            self._say(f"{info['name']:<32} {info['statename']:<9} {description}  binary {info['path']}  "
+                            f"previous {info['previous_path'] or '-'}  sockets {sockets}  reload {phase}")
+
+    # --- completion -----------------------------------------------------------------
+    def _complete(self, text: str, line: str) -> list[str]:
+        words = line.replace(":", " ", 1).split()
+        completing_subcommand = len(words) == 1 or (len(words) == 2 and not line.endswith(" "))
+        if completing_subcommand:
+            return [f"{sub} " for sub in SUBCOMMANDS if sub.startswith(text)]
+        if len(words) == 2 or (len(words) == 3 and not line.endswith(" ")):
+            names = [info["name"] for info in self.rpc.getAllProgramInfo()]
+            return [f"{name} " for name in names if name.startswith(text)]
+        return []
+
+
+def make_littleboss_controllerplugin(controller, **config) -> LittlebossControllerPlugin:
+    """Factory for ``[ctlplugin:littleboss]``."""
+    return LittlebossControllerPlugin(controller, **config)

@@ -1,0 +1,178 @@
+"""The supervisorctl plugin, run as the real supervisorctl executable against a real supervisord."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+from harness import Supervisord, free_port, make_release, pid_alive, wait_for
+from load import Load
+from supervisor.options import ClientOptions
+from supervisor.supervisorctl import Controller
+
+PORT = free_port()
+
+
+@pytest.fixture(scope="module")
+def sv(tmp_path_factory) -> Supervisord:
+    sv = Supervisord(tmp_path_factory.mktemp("ctl"))
+    releases = sv.root / "releases"
+    sv.v1, sv.v2 = make_release(releases, "v1", "v1"), make_release(releases, "v2", "v2")
+    sv.crash = make_release(releases, "crash", "v3", "--mode", "crash")
+    sv.never = make_release(releases, "never", "v3", "--mode", "never-ready")
+    sv.program("web", command=sv.v1, littleboss_sockets=f"http=tcp://127.0.0.1:{PORT}", littleboss_ready="notify",
+               littleboss_allow=f"{releases}/*/app", littleboss_ready_timeout=3)
+    sv.program("plain", command="sleep 1000")
+    sv.start()
+    yield sv
+    sv.stop()
+
+
+def other_release(sv) -> tuple[str, str]:
+    """(current path, the other of v1/v2) of web."""
+    current = sv.rpc.littleboss.getProgramInfo("web")["path"]
+    return current, sv.v2 if current == sv.v1 else sv.v1
+
+
+@pytest.mark.parametrize("spelling", ["littleboss:reload", "littleboss reload"])
+def test_reload_prints_progress_and_a_final_line_and_exits_0(sv, spelling):
+    old_pid = sv.wait_running("web")
+    current, target = other_release(sv)
+    with Load(("127.0.0.1", PORT)) as load:
+        result = sv.ctl(*spelling.split(), "web", target)
+        load.wait_for_requests(50)
+    assert result.returncode == 0, result.stdout
+    new_pid = sv.info("web")["pid"]
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"web: reload started: candidate pid {new_pid} running {target}"
+    assert lines[1] == f"web: candidate pid {new_pid} is ready"
+    assert lines[2] == f"web: promoted pid {new_pid}; old pid {old_pid} draining"
+    assert lines[3].startswith(f"web: reloaded {current} \u2192 {target} (pid {old_pid} \u2192 {new_pid}) in ")
+    assert load.result.failed == 0, load.result
+
+
+def test_rollback(sv):
+    sv.ctl("littleboss:reload", "web", other_release(sv)[1], check=True)
+    current, previous = other_release(sv)
+    result = sv.ctl("littleboss", "rollback", "web")
+    assert result.returncode == 0
+    assert f"web: rolled back {current} \u2192 {previous}" in result.stdout.splitlines()[-1]
+
+
+@pytest.mark.parametrize("args, status, message", [
+    (["web", "crash"], 7, "ERROR: EXITED_BEFORE_READY: web: reload to {crash} failed: it exited before it was "
+                          "ready (exit status 3; last output: httpapp v3: cannot start: configuration is broken)"),
+    (["web", "/bin/sh"], 1, "ERROR: NOT_ALLOWED: web: cannot reload to /bin/sh: it matches none of the allowed paths"),
+    (["web", "relative"], 1, "ERROR: PATH_NOT_ABSOLUTE: web: cannot reload to relative: the path must be absolute"),
+    (["nope"], 1, "ERROR: UNKNOWN_PROGRAM: no program named 'nope'"),
+    (["plain"], 1, "ERROR: NOT_LITTLEBOSS: program 'plain' is not a littleboss program"),
+    ([], 2, "Error: reload takes a program name and an optional path"),
+    (["web", "/a", "/b"], 2, "Error: reload takes a program name and an optional path"),
+])
+def test_reload_failures_print_one_line_and_exit_by_kind(sv, args, status, message):
+    pid = sv.wait_running("web")
+    args = [getattr(sv, arg, arg) if arg == "crash" else arg for arg in args]
+    result = sv.ctl("littleboss:reload", *args)
+    assert result.returncode == status, result.stdout
+    errors = [line for line in result.stdout.splitlines() if line.lower().startswith("error")]
+    assert len(errors) == 1 and errors[0].startswith(message.format(crash=sv.crash)), result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    assert sv.info("web")["pid"] == pid
+
+
+def test_unknown_subcommand_and_no_previous_binary(sv, tmp_path):
+    result = sv.ctl("littleboss:frobnicate")
+    assert result.returncode == 2
+    assert result.stdout.startswith("Error: unknown littleboss command 'frobnicate'")
+    fresh = Supervisord(tmp_path)
+    fresh.program("web", littleboss_sockets=f"http=tcp://127.0.0.1:{free_port()}")
+    fresh.start()
+    try:
+        fresh.wait_running("web")
+        result = fresh.ctl("littleboss:rollback", "web")
+        assert result.returncode == 1
+        assert result.stdout == "ERROR: NO_PREVIOUS: web: no previous binary to roll back to\n"
+    finally:
+        fresh.stop()
+
+
+def test_a_reload_in_progress_is_refused(sv):
+    sv.wait_running("web")
+    sv.rpc.littleboss.reload("web", sv.never, False)
+    result = sv.ctl("littleboss:reload", "web", sv.v2)
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"ERROR: RELOAD_IN_PROGRESS: web: a reload to {sv.never} is in progress")
+    wait_for(lambda: sv.rpc.littleboss.getProgramInfo("web")["phase"] == "idle", what="the reload to time out")
+
+
+def test_status_and_history(sv):
+    pid = sv.wait_running("web")
+    info = sv.rpc.littleboss.getProgramInfo("web")
+    result = sv.ctl("littleboss:status")
+    assert result.returncode == 0
+    [line] = result.stdout.splitlines()
+    assert line.startswith("web ") and " RUNNING " in line and f"pid {pid}, uptime " in line
+    assert f"binary {info['path']}  previous {info['previous_path'] or '-'}  " in line
+    assert f"sockets http=tcp://127.0.0.1:{PORT}  reload idle" in line
+    assert sv.ctl("littleboss", "status", "web").stdout == result.stdout
+    history = sv.ctl("littleboss:status", "--history", "web")
+    assert history.returncode == 0
+    assert len(history.stdout.splitlines()) == len(info["history"])
+    assert "reload   " in history.stdout and "succeeded" in history.stdout
+    assert sv.ctl("littleboss:status", "nope").returncode == 1
+    assert sv.ctl("littleboss:status", "--history").returncode == 2
+
+
+def test_help_explains_every_subcommand(sv):
+    result = sv.ctl("help", "littleboss")
+    for usage in ("reload <name> [path]", "rollback <name>", "status [--history] [name ...]", "Exit status"):
+        assert usage in result.stdout
+
+
+def test_interactive_shell_through_stdin(sv):
+    sv.wait_running("web")
+    target = other_release(sv)[1]
+    shell = subprocess.run(
+        [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(sv.conf)],
+        input=f"littleboss status web\nlittleboss:reload web {target}\nlittleboss:status web\n",
+        capture_output=True, text=True, timeout=60,
+    )
+    assert "web: reloaded " in shell.stdout and f"\u2192 {target}" in shell.stdout
+    assert f"binary {target}" in shell.stdout.split("web: reloaded")[1]
+
+
+def test_ctrl_c_stops_waiting_but_not_the_reload(sv):
+    pid = sv.wait_running("web")
+    client = subprocess.Popen(
+        [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(sv.conf), "littleboss:reload", "web", sv.never],
+        stdout=subprocess.PIPE, text=True,
+    )
+    first = client.stdout.readline()
+    assert first.startswith("web: reload started: candidate pid ")
+    client.send_signal(signal.SIGINT)
+    rest, _ = client.communicate(timeout=30)
+    assert client.returncode != 0
+    assert "web: stopped waiting; the reload goes on in supervisord (see: littleboss:status web)" in rest
+    candidate = int(first.split("candidate pid ")[1].split()[0])
+    assert sv.rpc.littleboss.getProgramInfo("web")["candidate_pid"] == candidate
+    wait_for(lambda: sv.rpc.littleboss.getProgramInfo("web")["phase"] == "idle", what="the reload to time out")
+    assert sv.info("web")["pid"] == pid
+    wait_for(lambda: not pid_alive(candidate), what="the candidate to be stopped")
+
+
+def test_tab_completion_offers_subcommands_and_program_names(sv):
+    options = ClientOptions()
+    options.realize(["-c", str(sv.conf)])
+    controller = Controller(options)
+
+    def completions(line: str) -> list[str]:
+        text, found = line.replace(":", " ").split(" ")[-1], []
+        while (match := controller.complete(text, len(found), line)) is not None:
+            found.append(match)
+        return found
+
+    assert completions("littleboss:re") == ["reload "]
+    assert completions("littleboss ") == ["reload ", "rollback ", "status "]
+    assert completions("littleboss:reload w") == ["web "]
+    assert "status " in completions("sta")  # supervisorctl's own completion still works
