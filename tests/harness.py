@@ -15,6 +15,9 @@ from typing import Callable
 from supervisor.xmlrpc import SupervisorTransport
 
 APPS = Path(__file__).parent / "apps"
+EXAMPLE = Path(__file__).parent.parent / "conf.d"
+# as in an activated virtualenv: `python3` (scripts' shebangs) is the Python running the tests
+VENV_ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 HTTPAPP = f"{sys.executable} {APPS / 'httpapp.py'}"
 
 
@@ -114,7 +117,7 @@ class Supervisord:
         with open(self.output, "w") as output:  # a file, never a pipe nobody reads: it would block supervisord
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(self.conf)],
-                stdout=output, stderr=subprocess.STDOUT,
+                stdout=output, stderr=subprocess.STDOUT, env=VENV_ENV,
             )
         if wait:
             wait_for(lambda: self.proc.poll() is not None or self.rpc.supervisor.getState()["statename"] == "RUNNING",

@@ -1,0 +1,207 @@
+"""The program side: littleboss's API for Python programs (standard library only).
+
+    lb = Littleboss("myblog")
+    http = lb.listener("http", "tcp", "127.0.0.1:8080", "address to serve HTTP on")
+    lb.run(lambda ctx: serve(http.socket(), ctx))   # call lb.ready() once serving
+
+Each listener is also a command-line option (``--http=ADDR``). Under supervisord
+(``LISTEN_PID`` is this process) a listener takes the inherited socket of the same name
+from ``LISTEN_FDNAMES``; run directly (the seed's *bypass* mode) it binds the address
+itself, so the same program runs both ways. ``--littleboss=reload`` asks supervisord
+to swap in this very executable for the program named like the service;
+``start``/``stop``/``status`` do what supervisorctl would.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import sys
+import threading
+import xmlrpc.client
+from collections.abc import Awaitable
+from typing import Callable
+
+SD_LISTEN_FDS_START = 3
+EXIT_REFUSED, EXIT_FAILED = 1, 7  # as littleboss's supervisorctl commands
+MODES = ("reload", "start", "stop", "status")
+
+
+class Listener:
+    """A named listening socket: inherited from supervisord, or bound from its address."""
+
+    def __init__(self, name: str, network: str, address: str, usage: str) -> None:
+        if network not in ("tcp", "unix"):
+            raise ValueError(f"listener {name!r}: network must be 'tcp' or 'unix', not {network!r}")
+        self.name, self.network, self.address, self.usage = name, network, address, usage
+        self._socket: socket.socket | None = None
+
+    def socket(self) -> socket.socket:
+        """The listening socket (available once ``run`` has started)."""
+        if self._socket is None:
+            raise RuntimeError(f"listener {self.name!r} is not open yet: use it inside Littleboss.run")
+        return self._socket
+
+    def bind(self) -> socket.socket:
+        """Bypass mode: bind and listen on the address ourselves."""
+        if self.network == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(self.address)
+            sock.listen(socket.SOMAXCONN)
+            return sock
+        host, _, port = self.address.rpartition(":")
+        host = host.strip("[]") or None
+        family = socket.AF_INET6 if host and ":" in host else socket.AF_INET
+        return socket.create_server((host or "", int(port)), family=family, backlog=socket.SOMAXCONN)
+
+
+class Context:
+    """Tells ``main`` when to shut down: SIGTERM or SIGINT (the lame-duck signal) arrived."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    def cancel(self) -> None:
+        self._done.set()
+
+
+class Littleboss:
+    """One service: its listeners, its command-line options, and how it runs."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.listeners: dict[str, Listener] = {}
+        self.notify_socket = ""
+        self.supervised = False
+        self.args: argparse.Namespace | None = None
+
+    def listener(self, name: str, network: str, address: str, usage: str = "address") -> Listener:
+        """Declare a listener (and its ``--NAME=ADDR`` option)."""
+        self.listeners[name] = Listener(name, network, address, usage)
+        return self.listeners[name]
+
+    def parse_args(self, argv: list[str] | None = None) -> argparse.Namespace:
+        parser = argparse.ArgumentParser(description=f"{self.name} (littleboss)")
+        for listener in self.listeners.values():
+            parser.add_argument(f"--{listener.name}", default=listener.address, metavar="ADDR",
+                                help=f"{listener.usage} (default {listener.address})")
+        parser.add_argument("--littleboss", choices=MODES, help="ask supervisord to act on this service")
+        parser.add_argument("-c", "--configuration", help="supervisord configuration, as for supervisorctl")
+        parser.add_argument("-s", "--serverurl", help="supervisord URL, as for supervisorctl")
+        self.args, self.extra_args = parser.parse_known_args(argv)
+        for listener in self.listeners.values():
+            listener.address = getattr(self.args, listener.name)
+        return self.args
+
+    # --- running the service ---------------------------------------------------------
+    def run(self, main: Callable[[Context], object], argv: list[str] | None = None) -> None:
+        """Open the listeners, then call ``main(ctx)``; or act on supervisord (``--littleboss``)."""
+        ctx = self._start(argv)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: ctx.cancel())
+        main(ctx)
+
+    def run_async(self, main: Callable[[asyncio.Event], Awaitable[object]], argv: list[str] | None = None) -> None:
+        """``run`` for asyncio servers: ``await main(stop)``, ``stop`` set on SIGTERM/SIGINT."""
+        self._start(argv)
+
+        async def serve() -> None:
+            stop, loop = asyncio.Event(), asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            await main(stop)
+
+        asyncio.run(serve())
+
+    def _start(self, argv: list[str] | None) -> Context:
+        args = self.parse_args(argv)
+        if args.littleboss:
+            sys.exit(self.control(args.littleboss))
+        self.open_listeners()
+        return Context()
+
+    def open_listeners(self, environ: dict | None = None) -> None:
+        """Take the inherited sockets by name, or bind them (bypass mode)."""
+        environ = os.environ if environ is None else environ
+        self.supervised = environ.get("LISTEN_PID") == str(os.getpid())
+        if not self.supervised:
+            for listener in self.listeners.values():
+                listener._socket = listener.bind()
+            return
+        names = environ.get("LISTEN_FDNAMES", "").split(":")
+        count = int(environ.get("LISTEN_FDS", "0"))
+        self.notify_socket = environ.pop("NOTIFY_SOCKET", "")
+        for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+            environ.pop(key, None)  # our own children must not take them for theirs
+        for listener in self.listeners.values():
+            if listener.name not in names[:count]:
+                raise SystemExit(f"{self.name}: supervisord passed no socket named {listener.name!r} "
+                                 f"(LISTEN_FDNAMES={':'.join(names)}); add {listener.name}=URL to "
+                                 f"littleboss_sockets in [program:{self.name}]")
+            listener._socket = socket.socket(fileno=SD_LISTEN_FDS_START + names.index(listener.name))
+
+    # --- sd_notify ----------------------------------------------------------------------
+    def ready(self) -> None:
+        """Tell supervisord this process serves (READY=1); a no-op when not under supervisord."""
+        self.notify("READY=1")
+
+    def status(self, text: str) -> None:
+        """Show ``text`` as this process's status (STATUS=) in littleboss's program info."""
+        self.notify(f"STATUS={text}")
+
+    def notify(self, message: str) -> None:
+        if not self.notify_socket:
+            return
+        address = self.notify_socket
+        if address.startswith("@"):
+            address = "\0" + address[1:]
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(message.encode(), address)
+
+    # --- --littleboss=reload|start|stop|status ------------------------------------------
+    def control(self, mode: str) -> int:
+        """Act on supervisord for this service; print one line; return the exit status."""
+        try:
+            server = self._server()
+            if mode == "reload":
+                result = server.littleboss.reload(self.name, os.path.realpath(sys.argv[0]))
+                print(f"{self.name}: reloaded {result['old_path']} \u2192 {result['new_path']} "
+                      f"(pid {result['old_pid']} \u2192 {result['new_pid']}) in {result['seconds']:.2f}s")
+            elif mode == "start":
+                server.supervisor.startProcess(self.name)
+                print(f"{self.name}: started")
+            elif mode == "stop":
+                server.supervisor.stopProcess(self.name)
+                print(f"{self.name}: stopped")
+            else:
+                info = server.littleboss.getProgramInfo(self.name)
+                print(f"{self.name}: {info['statename']} pid {info['pid']} binary {info['path']}")
+        except xmlrpc.client.Fault as fault:
+            print(f"{self.name}: ERROR: {fault.faultString}", file=sys.stderr)
+            return EXIT_FAILED if 1420 <= fault.faultCode < 1430 else EXIT_REFUSED
+        except OSError as exc:
+            print(f"{self.name}: ERROR: cannot reach supervisord: {exc}", file=sys.stderr)
+            return EXIT_REFUSED
+        return 0
+
+    def _server(self):
+        """An XML-RPC proxy to supervisord, found as supervisorctl finds it."""
+        from supervisor.options import ClientOptions  # only needed to talk to supervisord
+
+        argv = []
+        if self.args.configuration:
+            argv += ["-c", self.args.configuration]
+        serverurl = self.args.serverurl or os.environ.get("SUPERVISOR_SERVER_URL")
+        if serverurl:
+            argv += ["-s", serverurl]
+        options = ClientOptions()
+        options.realize(argv)
+        return options.getServerProxy()

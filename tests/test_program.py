@@ -1,0 +1,165 @@
+"""The program-side helper (supervisor_littleboss.program) and the conf.d example, myblog."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from harness import EXAMPLE, VENV_ENV, Supervisord, free_port, http_get, pid_alive, wait_for
+from load import Load
+
+MYBLOG = str(EXAMPLE / "myblog.py")
+
+
+def release(root: Path, version: str) -> str:
+    """A copy of myblog, as version ``version``, at root/releases/VERSION/myblog."""
+    directory = root / "releases" / version
+    directory.mkdir(parents=True)
+    for folder in (root / "releases", directory):
+        folder.chmod(0o755)
+    path = directory / "myblog"
+    path.write_text(Path(MYBLOG).read_text().replace('VERSION = "1"', f'VERSION = "{version}"'))
+    path.chmod(0o755)
+    return str(path)
+
+
+def hello(port: int) -> str:
+    return http_get(("127.0.0.1", port)).decode()
+
+
+@pytest.fixture
+def myblog(supervisord: Supervisord):
+    ports = {"admin": free_port(), "http": free_port()}
+    supervisord.program("myblog", command=MYBLOG, littleboss_ready="notify",
+                        littleboss_sockets=f"admin=tcp://127.0.0.1:{ports['admin']}, http=tcp://127.0.0.1:{ports['http']}",
+                        littleboss_allow=f"{supervisord.root}/releases/*/myblog")
+    supervisord.start()
+    supervisord.ports = ports
+    return supervisord
+
+
+def test_under_supervisord_it_takes_its_socket_by_name_and_says_ready(myblog):
+    pid = myblog.wait_running("myblog")
+    port = myblog.ports["http"]  # the second socket: found by its name, not its position
+    assert hello(port) == f"Hello from myblog version 1, pid {pid}\n"
+    assert myblog.rpc.littleboss.getProgramInfo("myblog")["notify_status"] == "myblog version 1 serving"
+    with Load(("127.0.0.1", port), keepalive=True) as load:
+        load.wait_for_requests(100)
+        result = myblog.rpc.littleboss.reload("myblog", "")  # promoted on its READY=1
+        load.wait_for_requests(100)
+    assert load.result.failed == 0, load.result
+    assert hello(port).endswith(f"pid {result['new_pid']}\n")
+
+
+def test_littleboss_reload_flag_swaps_in_this_executable(myblog):
+    myblog.wait_running("myblog")
+    v2 = release(myblog.root, "2")
+    with Load(("127.0.0.1", myblog.ports["http"])) as load:
+        swap = subprocess.run([v2, "--littleboss=reload", "-c", str(myblog.conf)],
+                              capture_output=True, text=True, env=VENV_ENV, timeout=60)
+        load.wait_for_requests(50)
+    assert swap.returncode == 0, swap.stderr
+    assert swap.stdout.startswith(f"myblog: reloaded {MYBLOG} \u2192 {v2} (pid ")
+    assert hello(myblog.ports["http"]).startswith("Hello from myblog version 2")
+    assert load.result.failed == 0, load.result
+    status = subprocess.run([v2, "--littleboss=status", "-s", f"unix://{myblog.sock}"],
+                            capture_output=True, text=True, env=VENV_ENV, timeout=60)
+    assert status.stdout.startswith(f"myblog: RUNNING pid {myblog.info('myblog')['pid']} binary {v2}")
+
+
+def test_littleboss_reload_flag_failure_is_one_line_and_non_zero(myblog, tmp_path_factory):
+    myblog.wait_running("myblog")
+    stray = release(tmp_path_factory.mktemp("elsewhere"), "9")
+    swap = subprocess.run([stray, "--littleboss=reload", "-c", str(myblog.conf)],
+                          capture_output=True, text=True, env=VENV_ENV, timeout=60)
+    assert swap.returncode == 1
+    assert swap.stderr.startswith(f"myblog: ERROR: NOT_ALLOWED: myblog: cannot reload to {stray}")
+    assert len(swap.stderr.splitlines()) == 1
+
+
+def test_run_directly_it_binds_its_own_address_and_stops_on_sigterm():
+    port = free_port()
+    server = subprocess.Popen([sys.executable, MYBLOG, f"--http=127.0.0.1:{port}"], env=VENV_ENV)
+    try:
+        assert wait_for(lambda: hello(port), what="myblog in bypass mode").startswith("Hello from myblog version 1")
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+def test_inherited_sockets_by_name_and_the_variables_are_cleared():
+    script = textwrap.dedent("""
+        import json, os, socket
+        from supervisor_littleboss.program import Littleboss
+        admin, http = socket.create_server(("127.0.0.1", 0)), socket.create_server(("127.0.0.1", 0))
+        os.dup2(admin.fileno(), 3); os.dup2(http.fileno(), 4)
+        os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS="2", LISTEN_FDNAMES="admin:http",
+                          NOTIFY_SOCKET="@nowhere")
+        lb = Littleboss("svc")
+        listener = lb.listener("http", "tcp", "127.0.0.1:1", "address")
+        lb.open_listeners()
+        print(json.dumps({"got": listener.socket().getsockname()[1], "want": http.getsockname()[1],
+                          "env": sorted(k for k in os.environ if k.startswith(("LISTEN_", "NOTIFY_"))),
+                          "supervised": lb.supervised}))
+        lb.listener("https", "tcp", "127.0.0.1:1", "address")
+        os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS="2", LISTEN_FDNAMES="admin:http")
+        lb.open_listeners()
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    seen = json.loads(run.stdout)
+    assert seen["got"] == seen["want"] and seen["supervised"] and seen["env"] == []
+    assert run.returncode == 1
+    assert run.stderr.strip() == ("svc: supervisord passed no socket named 'https' (LISTEN_FDNAMES=admin:http); "
+                                  "add https=URL to littleboss_sockets in [program:svc]")
+
+
+def test_ready_is_a_no_op_without_supervisord(mocker):
+    from supervisor_littleboss.program import Littleboss
+
+    send = mocker.patch("socket.socket.sendto")
+    Littleboss("svc").ready()
+    assert not send.called
+
+
+def test_the_conf_d_example_starts_as_documented_and_reloads_under_load(tmp_path):
+    example = tmp_path / "conf.d"
+    shutil.copytree(EXAMPLE, example, ignore=shutil.ignore_patterns("run", "releases", "__pycache__"))
+    (example / "run").mkdir()
+    port = free_port()
+    conf = example / "myblog.conf"
+    conf.write_text(conf.read_text().replace("127.0.0.1:8080", f"127.0.0.1:{port}"))
+    ctl = [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(example / "supervisord.conf")]
+    started = subprocess.run([sys.executable, "-m", "supervisor.supervisord", "-c", str(example / "supervisord.conf")],
+                             env=VENV_ENV, timeout=60)
+    assert started.returncode == 0  # it daemonized
+    pid = int(wait_for(lambda: (example / "run" / "supervisord.pid").read_text(), what="the pid file"))
+    try:
+        assert wait_for(lambda: hello(port), what="myblog").startswith("Hello from myblog version 1")
+        v2 = release(example, "2")
+        with Load(("127.0.0.1", port), keepalive=True) as load:
+            load.wait_for_requests(100)
+            swap = subprocess.run([*ctl, "littleboss:reload", "myblog", v2], capture_output=True, text=True,
+                                  timeout=60)
+            load.wait_for_requests(100)
+        assert swap.returncode == 0, swap.stdout
+        assert hello(port).startswith("Hello from myblog version 2")
+        assert load.result.failed == 0, load.result
+        assert subprocess.run([*ctl, "littleboss:rollback", "myblog"], capture_output=True, timeout=60).returncode == 0
+        assert hello(port).startswith("Hello from myblog version 1")
+    finally:
+        subprocess.run([*ctl, "shutdown"], capture_output=True, timeout=60)
+        try:
+            wait_for(lambda: not pid_alive(pid), timeout=30, what="the example supervisord to exit")
+        finally:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)  # ours: started above
+    assert not os.path.exists(example / "run" / "supervisor.sock")
