@@ -160,11 +160,12 @@ class LittlebossNamespaceRPCInterface:
                 f"{name}: a {group.reload.kind} to {group.reload.new_path} is in progress "
                 f"(phase {group.reload.phase.value}); wait for it to finish",
             )
-        if group.current.get_state() != ProcessStates.RUNNING:
+        state = group.current.get_state()
+        if state not in (ProcessStates.RUNNING, ProcessStates.STARTING):
             raise LittlebossRPCError(
                 F.NOT_RUNNING,
-                f"{name}: is {getProcessStateDescription(group.current.get_state())}, not RUNNING; "
-                f"start it with supervisorctl start {name}",
+                f"{name}: is {getProcessStateDescription(state)}, not RUNNING; a reload replaces a running "
+                f"process: use supervisorctl start {name} (or restart {name})",
             )
         settings = group.config.littleboss.reload
         check_binary(name, path, group.current.config.uid, (group.configured_path(), *settings.allow))

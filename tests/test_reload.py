@@ -268,8 +268,8 @@ def test_a_stopped_program_is_not_reloaded(sv, releases):
     try:
         fault = reload_fault(lambda: sv.rpc.littleboss.reload("other", releases.v2))
         assert fault.faultCode == 1403
-        assert fault.faultString == ("NOT_RUNNING: other: is STOPPED, not RUNNING; "
-                                     "start it with supervisorctl start other")
+        assert fault.faultString == ("NOT_RUNNING: other: is STOPPED, not RUNNING; a reload replaces a "
+                                     "running process: use supervisorctl start other (or restart other)")
     finally:
         sv.ctl("start", "other", check=True)
 
