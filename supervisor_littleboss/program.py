@@ -20,11 +20,13 @@ import signal
 import socket
 import sys
 import threading
+import time
 import xmlrpc.client
 from collections.abc import Awaitable
 from typing import Callable
 
 SD_LISTEN_FDS_START = 3
+SLICE = 0.05  # seconds
 EXIT_REFUSED, EXIT_FAILED = 1, 7  # as littleboss's supervisorctl commands
 MODES = ("reload", "start", "stop", "status")
 
@@ -67,7 +69,17 @@ class Context:
         return self._done.is_set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        return self._done.wait(timeout)
+        """Block until shutdown is asked (True) or ``timeout`` passes (False).
+
+        It wakes every SLICE seconds: the kernel may deliver SIGTERM to any thread, and
+        Python runs its handler only when the main thread wakes, so a plain wait could
+        block forever.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._done.wait(SLICE):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+        return True
 
     def cancel(self) -> None:
         self._done.set()

@@ -22,6 +22,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 VERSION = os.environ.get("APP_VERSION", "v1")
@@ -120,11 +121,11 @@ def main() -> None:
             os._exit(0)
     elif args.mode != "never-ready":
         notify(f"READY=1\nSTATUS=httpapp {VERSION} serving")
-    if args.mode == "crash-after-ready":
-        wake.wait(args.after)  # then "crash": finish in-flight requests and exit 4
-    else:
-        while not wake.wait(1):
-            pass
+    # short waits: SIGTERM may be delivered to any thread, and its Python handler runs
+    # only when the main thread wakes
+    deadline = time.monotonic() + args.after if args.mode == "crash-after-ready" else float("inf")
+    while not wake.wait(0.05) and time.monotonic() < deadline:
+        pass  # at the deadline, crash-after-ready "crashes": it drains and exits 4
     DRAINING.set()
     for server in servers:
         server.shutdown()
