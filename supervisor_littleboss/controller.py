@@ -100,10 +100,9 @@ class LittlebossControllerPlugin(ControllerPluginBase):
 
     def _follow(self, name: str, started: dict) -> None:
         """Print a reload's progress until it ends; Ctrl-C stops waiting, not the reload."""
-        candidate = started["new_pid"]
-        self._say(f"{name}: {started['kind']} started: candidate pid {candidate} running {started['new_path']}")
-        said = set()
+        candidate, said = started["new_pid"], set()
         try:
+            self._say(f"{name}: {started['kind']} started: candidate pid {candidate} running {started['new_path']}")
             while True:
                 last = self.rpc.getProgramInfo(name)["last_reload"]
                 if last.get("new_pid") != candidate:

@@ -7,12 +7,9 @@ counts, not a child it forked.
 """
 from __future__ import annotations
 
-import itertools
-import os
 import socket
 import struct
 
-_counter = itertools.count(1)
 _CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
@@ -21,11 +18,15 @@ class NotifyReceiver:
 
     def __init__(self, process) -> None:
         self.process = process
-        self.name = f"littleboss/{os.getpid()}/{next(_counter)}"
         self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        self.socket.bind("\0" + self.name)
-        self.socket.setblocking(False)
+        try:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+            self.socket.bind("")  # autobind: the kernel picks a free abstract name nobody can squat
+            self.socket.setblocking(False)
+        except OSError:
+            self.socket.close()
+            raise
+        self.name = self.socket.getsockname()[1:].decode()
         self.fd = self.socket.fileno()
         self.closed = False
         self.ready = False

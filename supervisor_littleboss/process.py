@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from supervisor import events
 from supervisor.options import ProcessException, decode_wait_status
 from supervisor.process import ProcessGroup, Subprocess
-from supervisor.states import STOPPED_STATES, ProcessStates
+from supervisor.states import STOPPED_STATES, ProcessStates, SupervisorStates
 
 from .config import LittlebossGroupConfig
 from .events import ReloadRolledBackEvent
@@ -100,7 +100,11 @@ class LittlebossSubprocess(Subprocess):
                 self._give_up(reason)
                 return None
             if self.group.config.littleboss.reload.ready == "notify":
-                self.notify = NotifyReceiver(self)
+                try:
+                    self.notify = NotifyReceiver(self)
+                except OSError as exc:
+                    self._give_up(f"littleboss: program {self.config.name!r} cannot open its NOTIFY_SOCKET: {exc}")
+                    return None
         pid = super().spawn()
         if pid:
             self.last_pid = pid
@@ -299,6 +303,7 @@ class LittlebossProcessGroup(ProcessGroup):
 
     # --- reloads --------------------------------------------------------------
     def begin_reload(self, new_path: str, kind: str) -> Reload:
+        self.fallback = None  # a new reload replaces any pending automatic rollback
         self.reload = Reload(self, new_path, kind)
         self.plugin.ticker.keep_ticking()
         self.reload.start()
@@ -336,7 +341,7 @@ class LittlebossProcessGroup(ProcessGroup):
 
     def promote(self, candidate: LittlebossSubprocess, old: LittlebossSubprocess) -> None:
         """The candidate becomes the program; the old process drains, then is killed."""
-        self.extras.remove(candidate)
+        self.extras = [p for p in self.extras if p is not candidate]  # by identity: Subprocess.__eq__ is priority
         self.processes[old.config.name] = candidate
         old.set_role(Role.DRAINING)
         candidate.change_state(ProcessStates.RUNNING)  # quietly: the program never stopped running
@@ -373,8 +378,8 @@ class LittlebossProcessGroup(ProcessGroup):
         if fallback is None or not (fallback.due or now > fallback.deadline):
             return
         self.fallback = None
-        if not fallback.due:
-            return  # the window passed
+        if not fallback.due or self.config.options.mood < SupervisorStates.RUNNING:
+            return  # the window passed, or supervisord is stopping: nothing to start
         process, previous = self.current, fallback.previous
         failed = executable_path(process)
         process.config = self._config_running(self.config.process_configs[0], previous)

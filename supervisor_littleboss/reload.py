@@ -60,6 +60,13 @@ class Reload:
         return self.group.config.name
 
     @property
+    def finished(self) -> bool:
+        """Failed with the candidate gone, or promoted with the old process gone."""
+        if self.phase is Phase.FAILED:
+            return not self.candidate.pid
+        return self.phase in (Phase.DRAINING, Phase.DONE) and not self.old.pid
+
+    @property
     def active(self) -> bool:
         """True until the candidate is promoted or the reload failed."""
         return self.phase in (Phase.STARTING, Phase.SETTLING)
@@ -136,7 +143,7 @@ class Reload:
 
     def _event_values(self) -> dict:
         return {"from": self.old_path, "to": self.new_path, "old_pid": self.old_pid,
-                "new_pid": self.candidate.pid or self.candidate.last_pid}
+                "new_pid": self.candidate.last_pid}
 
     @property
     def seconds(self) -> float:
@@ -145,16 +152,15 @@ class Reload:
     def result(self) -> dict:
         """What ``littleboss.reload`` returns: ``seconds`` to promotion, ``drain_seconds`` for the old to exit."""
         return {
-            "name": self.name, "old_pid": self.old_pid, "new_pid": self.candidate.pid,
+            "name": self.name, "old_pid": self.old_pid, "new_pid": self.candidate.last_pid,
             "old_path": self.old_path, "new_path": self.new_path, "seconds": round(self.seconds, 3),
-            "drain_seconds": round(self.drained_at - self.finished_at, 3) if self.drained_at else 0,
+            "drain_seconds": round((self.drained_at or time.time()) - self.finished_at, 3) if self.finished_at else 0,
         }
 
     def info(self) -> dict:
         """Progress, for ``getProgramInfo``."""
         return {
             **self.result(), "kind": self.kind, "phase": self.phase.value,
-            "new_pid": self.candidate.pid or self.candidate.last_pid,
             "error": self.failure.text if self.failure else "",
             "fault_code": self.failure.code if self.failure else 0,
         }

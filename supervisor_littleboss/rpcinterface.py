@@ -11,7 +11,7 @@ from .faults import LittlebossFaults as F
 from .faults import LittlebossRPCError
 from .hooks import Plugin, install
 from .process import LittlebossProcessGroup, LittlebossSubprocess, Role, executable_path
-from .reload import Phase, Reload
+from .reload import Reload
 from .sockets import LISTEN_FDS_START
 from .validate import check_binary
 
@@ -177,10 +177,12 @@ class LittlebossNamespaceRPCInterface:
     def _wait_for(self, reload: Reload):
         """A deferred result (supervisord keeps serving); the reload itself runs in the main loop."""
         def onwait():
+            # answer once the loser is gone: after a success no old process answers,
+            # after a failure no candidate does
+            if not reload.finished:
+                return NOT_DONE_YET
             if reload.failure:
                 raise reload.failure
-            if reload.phase is not Phase.DONE:
-                return NOT_DONE_YET  # not before the old process is gone: no old answer after we return
             return reload.result()
 
         onwait.delay = 0.05

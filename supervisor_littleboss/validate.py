@@ -40,18 +40,19 @@ def check_binary(program: str, path: str, uid: int | None, allowed: tuple[str, .
         refuse(F.NOT_EXECUTABLE, f"it is not executable by {who}")
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         refuse(F.WRITABLE_FILE, f"it is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})")
-    real = os.path.realpath(path)
-    directory, parent_of_file = os.path.dirname(real), True
-    while True:
-        mode = os.stat(directory).st_mode
-        # others may replace the file in a writable directory; in a writable ancestor
-        # they may replace a whole subtree, unless the sticky bit forbids it
-        if mode & (stat.S_IWGRP | stat.S_IWOTH) and (parent_of_file or not mode & stat.S_ISVTX):
-            refuse(F.WRITABLE_DIRECTORY,
-                   f"it sits in {directory}, which is writable by group or others (mode {stat.S_IMODE(mode):04o})")
-        if directory == "/":
-            return
-        directory, parent_of_file = os.path.dirname(directory), False
+    # the directories of the path as given (a symlink can be replaced) and as resolved
+    for file in (os.path.normpath(path), os.path.realpath(path)):
+        directory, parent_of_file = os.path.dirname(file), True
+        while True:
+            mode = os.stat(directory).st_mode
+            # others may replace the file in a writable directory; in a writable ancestor
+            # they may replace a whole subtree, unless the sticky bit forbids it
+            if mode & (stat.S_IWGRP | stat.S_IWOTH) and (parent_of_file or not mode & stat.S_ISVTX):
+                refuse(F.WRITABLE_DIRECTORY, f"it sits in {directory}, which is writable by group or others "
+                                             f"(mode {stat.S_IMODE(mode):04o})")
+            if directory == "/":
+                break
+            directory, parent_of_file = os.path.dirname(directory), False
 
 
 def _executable_by(st: os.stat_result, uid: int) -> bool:

@@ -142,6 +142,10 @@ class Supervisord:
             self.proc.wait()
         wait_for(lambda: not any(pid_alive(pid) for pid in children), what="children to exit")
 
+    def zombie_children(self) -> list[int]:
+        """Children of supervisord that exited and were not reaped."""
+        return [pid for pid in self.child_pids() if not pid_alive(pid)]
+
     def child_pids(self) -> list[int]:
         try:
             return [int(p) for p in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()]

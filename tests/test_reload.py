@@ -36,6 +36,7 @@ class Releases:
         self.settle_crash = make_release(self.dir, "settlecrash", "v3", "--mode", "crash-after-ready", "--after", "0.3")
         self.dies = make_release(self.dir, "dies", "v3", "--mode", "crash-after-ready", "--after", "1.5")
         self.stubborn = make_release(self.dir, "stubborn", "v1", "--mode", "ignore-term")
+        self.stuck = make_release(self.dir, "stuck", "v3", "--mode", "never-ready,ignore-term")
         gunicorn = f"{sys.executable} -m gunicorn --no-control-socket --workers 2 --chdir {APPS} wsgiapp:app"
         self.g1, self.g2 = (self._script(name, f"APP_VERSION={name} exec {gunicorn}") for name in ("g1", "g2"))
 
@@ -194,7 +195,6 @@ def test_a_new_binary_that_exits_in_the_fallback_window_is_rolled_back(sv, relea
     sv.wait_running("fallback")
     with Load(address("fallback")) as load:
         result = sv.rpc.littleboss.reload("fallback", releases.dies)
-        assert serving("fallback")[0] == "v3"
 
         def rolled_back():
             info = sv.rpc.littleboss.getProgramInfo("fallback")
@@ -299,6 +299,7 @@ def test_stop_during_a_reload_aborts_the_candidate(sv, releases):
     sv.ctl("stop", "web", check=True)
     assert not pid_alive(candidate)
     assert sv.info("web")["statename"] == "STOPPED"
+    wait_for(lambda: not sv.zombie_children(), what="no zombie left")
     info = sv.rpc.littleboss.getProgramInfo("web")
     assert info["history"][-1]["outcome"] == "failed: aborted: the program is being stopped"
     assert info["candidate_pid"] == 0 and info["draining_pids"] == []
@@ -341,3 +342,29 @@ def test_shutdown_during_a_reload_leaves_no_process(supervisord: Supervisord, re
     candidate = supervisord.rpc.littleboss.reload("web", releases.never, False)["new_pid"]
     supervisord.stop()
     assert not pid_alive(old) and not pid_alive(candidate)
+    assert not Path(f"/proc/{candidate}").exists()  # reaped, not a zombie
+
+
+def test_a_failed_candidate_that_ignores_sigterm_is_killed_even_if_another_reload_follows(sv, releases):
+    pid = sv.wait_running("web")
+    candidate = sv.rpc.littleboss.reload("web", releases.stuck, False)["new_pid"]
+    wait_for(lambda: sv.rpc.littleboss.getProgramInfo("web")["phase"] == "idle", what="the ready timeout")
+    assert pid_alive(candidate)  # it ignores the stop signal: its lameduck runs
+    result = sv.rpc.littleboss.reload("web", releases.v2 if serving("web")[0] == "v1" else releases.v1)
+    assert result["old_pid"] == pid
+    wait_for(lambda: not pid_alive(candidate), timeout=10, what="SIGKILL after the lameduck (5s)")
+    wait_for(lambda: not sv.zombie_children(), what="no zombie left")
+
+
+def test_a_reload_while_the_previous_one_drains_answers_both_clients(sv, releases):
+    import threading
+
+    sv.rpc.littleboss.reload("stubborn", releases.stubborn)  # now the serving process ignores SIGTERM
+    first = {}
+    waiting = threading.Thread(target=lambda: first.update(sv.rpc.littleboss.reload("stubborn", releases.v1)))
+    waiting.start()
+    wait_for(lambda: sv.rpc.littleboss.getProgramInfo("stubborn")["draining_pids"], what="the first to drain")
+    second = sv.rpc.littleboss.reload("stubborn", releases.v2)
+    waiting.join(timeout=20)
+    assert not waiting.is_alive() and first["new_pid"] == second["old_pid"]
+    assert serving("stubborn") == ("v2", second["new_pid"])

@@ -8,7 +8,7 @@ connection with ``Connection: close``, closes idle ones, finishes in-flight requ
 and exits 0. SIGUSR1: the same, but then it stays alive without accepting (so
 connections queue in the kernel) and prints ``paused``.
 
-Behaviour for reload tests (``--mode``): ``serve`` (default), ``crash`` (exit 3 at
+Behaviour for reload tests (``--mode``, comma-separated): ``serve`` (default), ``crash`` (exit 3 at
 once, with a message on stderr), ``never-ready`` (serve, never send READY=1),
 ``fork-ready`` (a forked child sends READY=1, not the main pid), ``crash-after-ready``
 (send READY=1, after ``--after`` seconds stop as on SIGTERM but exit 4), ``ignore-term``
@@ -105,25 +105,26 @@ def main() -> None:
     parser.add_argument("--after", type=float, default=1.0)
     parser.add_argument("--bind", default="")
     args = parser.parse_args()
-    if args.mode == "crash":
+    modes = set(args.mode.split(","))
+    if "crash" in modes:
         print(f"httpapp {VERSION}: cannot start: configuration is broken", file=sys.stderr, flush=True)
         sys.exit(3)
     servers = [Server(name, sock) for name, sock in listening_sockets(args.bind).items()]
     wake, paused = threading.Event(), threading.Event()
-    signal.signal(signal.SIGTERM, signal.SIG_IGN if args.mode == "ignore-term" else lambda *_: wake.set())
+    signal.signal(signal.SIGTERM, signal.SIG_IGN if "ignore-term" in modes else lambda *_: wake.set())
     signal.signal(signal.SIGUSR1, lambda *_: (paused.set(), wake.set()))
     for server in servers:
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}).start()
     print(f"httpapp {VERSION} pid {os.getpid()} serving", flush=True)
-    if args.mode == "fork-ready":
+    if "fork-ready" in modes:
         if os.fork() == 0:
             notify("READY=1")
             os._exit(0)
-    elif args.mode != "never-ready":
+    elif "never-ready" not in modes:
         notify(f"READY=1\nSTATUS=httpapp {VERSION} serving")
     # short waits: SIGTERM may be delivered to any thread, and its Python handler runs
     # only when the main thread wakes
-    deadline = time.monotonic() + args.after if args.mode == "crash-after-ready" else float("inf")
+    deadline = time.monotonic() + args.after if "crash-after-ready" in modes else float("inf")
     while not wake.wait(0.05) and time.monotonic() < deadline:
         pass  # at the deadline, crash-after-ready "crashes": it drains and exits 4
     DRAINING.set()
@@ -135,7 +136,7 @@ def main() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         while True:
             signal.pause()
-    sys.exit(4 if args.mode == "crash-after-ready" else 0)
+    sys.exit(4 if "crash-after-ready" in modes else 0)
 
 
 if __name__ == "__main__":
