@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 
 _CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
@@ -30,6 +31,7 @@ class NotifyReceiver:
         self.fd = self.socket.fileno()
         self.closed = False
         self.ready = False
+        self.ready_at = 0.0  # when READY=1 arrived
         self.status = ""
 
     @property
@@ -64,7 +66,7 @@ class NotifyReceiver:
         if "STATUS" in fields:
             self.status = fields["STATUS"]
         if fields.get("READY") == "1" and not self.ready:
-            self.ready = True
+            self.ready, self.ready_at = True, time.time()
             logger.info(f"littleboss: {self.process.config.name} (pid {pid}) sent READY=1")
 
     def handle_error(self) -> None:

@@ -158,8 +158,11 @@ class Reload:
         }
 
     def info(self) -> dict:
-        """Progress, for ``getProgramInfo``."""
+        """Progress, for ``getProgramInfo`` (``ready_to_promotion``: READY=1 to promotion, notify mode)."""
+        notify = self.candidate.notify
+        promoted = self.phase in (Phase.DRAINING, Phase.DONE)
         return {
+            "ready_to_promotion": round(self.finished_at - notify.ready_at, 4) if promoted and notify else 0,
             **self.result(), "kind": self.kind, "phase": self.phase.value,
             "error": self.failure.text if self.failure else "",
             "fault_code": self.failure.code if self.failure else 0,

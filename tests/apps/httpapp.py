@@ -13,7 +13,8 @@ once, with a message on stderr), ``never-ready`` (serve, never send READY=1),
 ``fork-ready`` (a forked child sends READY=1, not the main pid), ``crash-after-ready``
 (send READY=1, after ``--after`` seconds stop as on SIGTERM but exit 4), ``ignore-term``
 (ignore SIGTERM).
-``--bind HOST:PORT`` makes it a plain program that binds its own socket.
+``--bind HOST:PORT`` makes it a plain program that binds its own socket; ``--warmup S``
+makes it take S seconds before it accepts anything and is ready.
 """
 import argparse
 import json
@@ -104,11 +105,13 @@ def main() -> None:
     parser.add_argument("--mode", default="serve")
     parser.add_argument("--after", type=float, default=1.0)
     parser.add_argument("--bind", default="")
+    parser.add_argument("--warmup", type=float, default=0.0, help="seconds before it accepts and is ready")
     args = parser.parse_args()
     modes = set(args.mode.split(","))
     if "crash" in modes:
         print(f"httpapp {VERSION}: cannot start: configuration is broken", file=sys.stderr, flush=True)
         sys.exit(3)
+    time.sleep(args.warmup)
     servers = [Server(name, sock) for name, sock in listening_sockets(args.bind).items()]
     wake, paused = threading.Event(), threading.Event()
     signal.signal(signal.SIGTERM, signal.SIG_IGN if "ignore-term" in modes else lambda *_: wake.set())

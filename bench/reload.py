@@ -1,0 +1,350 @@
+#!/usr/bin/env python3
+"""What clients see during a deploy: littleboss reloads side by side with plain supervisord.
+
+    python bench/reload.py [--reloads N] [--concurrency C] [--modes new,keepalive]
+                           [--scenarios NAME,...] [--json FILE] [--cost-programs N]
+
+Each scenario starts one program in a fresh supervisord (temporary directory, 127.0.0.1
+ports chosen free), puts a bounded load on it (C clients; a new connection per request,
+or keep-alive connections), swaps or restarts it N times, and reports failed requests
+by kind, latency inside and outside the reload windows, the longest stretch without a
+successful request, reload durations and READY=1 -> promotion, and which version
+answered after each reload. A baseline run without reloads gives the longest stretch
+to compare with. Then supervisord's own CPU and memory, idle and during reloads.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from harness import (  # noqa: E402
+    APPS,
+    EXAMPLE,
+    HTTPAPP,
+    KeepAliveClient,
+    Supervisord,
+    free_port,
+    make_release,
+    wait_for,
+)
+from load import classify  # noqa: E402
+
+GUNICORN = f"{sys.executable} -m gunicorn --no-control-socket --workers 2 --chdir {APPS} wsgiapp:app"
+
+
+@dataclass
+class Sample:
+    start: float
+    end: float
+    kind: str  # "ok" or a failure kind
+    version: str = ""
+
+
+class Recorder:
+    """``concurrency`` clients recording every request; bounded by ``stop()`` and ``limit`` seconds."""
+
+    def __init__(self, port: int, concurrency: int, keepalive: bool, limit: float) -> None:
+        self.port, self.keepalive = port, keepalive
+        self.deadline = time.monotonic() + limit
+        self.samples: list[Sample] = []
+        self.broken = 0  # keep-alive connections that failed (not closed gracefully)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(concurrency)]
+
+    def __enter__(self) -> Recorder:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for thread in self.threads:
+            thread.join()
+
+    def _client(self) -> None:
+        client = KeepAliveClient(("127.0.0.1", self.port), timeout=20)
+        while not self._stop.is_set() and time.monotonic() < self.deadline:
+            start = time.monotonic()
+            reused = client.sock is not None
+            try:
+                body = client.get()
+                sample = Sample(start, time.monotonic(), "ok", body.split(b" ", 1)[0].decode())
+            except Exception as exc:  # noqa: BLE001 - every failure is recorded by kind
+                kind = classify(exc)
+                if isinstance(exc, RuntimeError) and str(exc).startswith("HTTP 5"):
+                    kind = "5xx"
+                sample = Sample(start, time.monotonic(), kind)
+                if reused:
+                    self.broken += 1
+            if not self.keepalive:
+                client.close()
+            with self._lock:
+                self.samples.append(sample)
+        client.close()
+
+    def wait_for_successes(self, count: int) -> None:
+        def enough() -> bool:
+            with self._lock:
+                return sum(1 for s in self.samples[-count * 2:] if s.kind == "ok") >= count
+        wait_for(enough, timeout=60, what=f"{count} successful requests")
+
+
+@dataclass
+class Result:
+    scenario: str
+    mode: str
+    requests: int = 0
+    failed: dict = field(default_factory=dict)
+    broken_keepalive: int = 0
+    latency_ms: dict = field(default_factory=dict)  # p50/p99/max, overall and in reload windows
+    longest_gap_ms: float = 0.0
+    reload_seconds: list = field(default_factory=list)
+    ready_to_promotion_ms: list = field(default_factory=list)
+    versions: list = field(default_factory=list)  # (before, after) per reload
+    old_answers_after_return: int = 0
+
+
+def percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"p50": 0.0, "p99": 0.0, "max": 0.0}
+    ordered = sorted(values)
+    return {"p50": round(statistics.median(ordered) * 1000, 2),
+            "p99": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 2),
+            "max": round(ordered[-1] * 1000, 2)}
+
+
+def longest_gap(samples: list[Sample]) -> float:
+    """The longest time in which no request succeeded (completion to completion)."""
+    ends = sorted(s.end for s in samples if s.kind == "ok")
+    return max((b - a for a, b in zip(ends, ends[1:])), default=0.0)
+
+
+def summarize(result: Result, samples: list[Sample], windows: list[tuple[float, float]]) -> None:
+    result.requests = len(samples)
+    for sample in samples:
+        if sample.kind != "ok":
+            result.failed[sample.kind] = result.failed.get(sample.kind, 0) + 1
+    inside = [s.end - s.start for s in samples if s.kind == "ok" and any(a <= s.start <= b for a, b in windows)]
+    result.latency_ms = {"overall": percentiles([s.end - s.start for s in samples if s.kind == "ok"]),
+                         "in_reloads": percentiles(inside)}
+    result.longest_gap_ms = round(longest_gap(samples) * 1000, 2)
+
+
+class Scenario:
+    """One program and how it is swapped: ``reload`` (littleboss) or ``restart`` (supervisorctl)."""
+
+    def __init__(self, name: str, action: str, versions: tuple[str, str], ready: str = "notify",
+                 littleboss: bool = True, settle: float = 0) -> None:
+        self.name, self.action, self.versions = name, action, versions
+        self.ready, self.littleboss, self.settle = ready, littleboss, settle
+
+    def configure(self, sv: Supervisord, port: int) -> None:
+        v1 = self.versions[0]
+        if not self.littleboss:
+            sv.program("app", command=v1.replace("{port}", str(port)))
+            return
+        sv.program("app", command=v1, littleboss_sockets=f"http=tcp://127.0.0.1:{port}",
+                   littleboss_ready=self.ready, littleboss_settle=self.settle,
+                   littleboss_allow=f"{sv.root}/releases/*/*")
+
+    def swap(self, sv: Supervisord, n: int) -> dict:
+        if self.action == "reload":
+            result = sv.rpc.littleboss.reload("app", self.versions[(n + 1) % 2])
+            last = sv.rpc.littleboss.getProgramInfo("app")["last_reload"]
+            return {"seconds": result["seconds"] + result["drain_seconds"],
+                    "ready_to_promotion": last["ready_to_promotion"]}
+        started = time.monotonic()
+        sv.rpc.supervisor.stopProcess("app")
+        sv.rpc.supervisor.startProcess("app")
+        return {"seconds": time.monotonic() - started, "ready_to_promotion": 0}
+
+
+def releases(root: Path) -> dict[str, tuple[str, str]]:
+    """The binaries each scenario alternates between (v1, v2)."""
+    rel = root / "releases"
+    myblog = []
+    for version in ("1", "2"):
+        path = Path(make_release(rel, f"myblog{version}", version)).with_name("myblog")
+        path.write_text((EXAMPLE / "myblog.py").read_text().replace('VERSION = "1"', f'VERSION = "{version}"'))
+        path.chmod(0o755)
+        myblog.append(str(path))
+    gunicorn = []
+    for version in ("g1", "g2"):
+        app = Path(make_release(rel, version, version))
+        app.write_text(f"#!/bin/sh\nAPP_VERSION={version} exec {GUNICORN}\n")
+        gunicorn.append(str(app))
+    warm = (make_release(rel, "warm1", "w1", "--warmup", "1.5"), make_release(rel, "warm2", "w2", "--warmup", "1.5"))
+    return {"myblog": tuple(myblog), "gunicorn": tuple(gunicorn), "warm": warm}
+
+
+def scenarios(bins: dict) -> list[Scenario]:
+    plain = (f"{HTTPAPP} --bind 127.0.0.1:{{port}}",) * 2
+    plain_warm = (f"{HTTPAPP} --warmup 1.5 --bind 127.0.0.1:{{port}}",) * 2
+    plain_gunicorn = (f"{GUNICORN} --bind 127.0.0.1:{{port}}",) * 2
+    return [
+        Scenario("plain-restart", "restart", plain, littleboss=False),
+        Scenario("littleboss-restart", "restart", bins["myblog"]),
+        Scenario("littleboss-reload", "reload", bins["myblog"]),
+        Scenario("plain-restart-warmup", "restart", plain_warm, littleboss=False),
+        Scenario("littleboss-reload-warmup", "reload", bins["warm"]),
+        Scenario("gunicorn-plain-restart", "restart", plain_gunicorn, littleboss=False),
+        Scenario("gunicorn-reload", "reload", bins["gunicorn"], settle=1),
+    ]
+
+
+def run(scenario: Scenario | None, mode: str, args, root: Path, bins_scenario=None) -> Result:
+    """One scenario in one load mode (scenario None: the baseline, no reloads)."""
+    sv = Supervisord(Path(tempfile.mkdtemp(dir=root)))
+    (sv.root / "releases").symlink_to(root / "releases")
+    port = free_port()
+    (scenario or bins_scenario).configure(sv, port)
+    sv.start()
+    result = Result(scenario.name if scenario else "baseline (no reloads)", mode)
+    try:
+        sv.wait_running("app")
+        wait_for(lambda: KeepAliveClient(("127.0.0.1", port)).get(), what="the app to answer")
+        windows = []
+        with Recorder(port, args.concurrency, mode == "keepalive", args.limit) as rec:
+            rec.wait_for_successes(args.concurrency * 10)
+            if scenario is None:
+                time.sleep(args.baseline)  # a measured idle stretch: the baseline's whole point
+            for n in range(args.reloads if scenario else 0):
+                before = next((s.version for s in reversed(rec.samples) if s.kind == "ok"), "")
+                started = time.monotonic()
+                swap = scenario.swap(sv, n)
+                ended = time.monotonic()
+                windows.append((started, ended))
+                result.reload_seconds.append(round(swap["seconds"], 3))
+                if swap["ready_to_promotion"]:
+                    result.ready_to_promotion_ms.append(round(swap["ready_to_promotion"] * 1000, 2))
+                rec.wait_for_successes(args.concurrency * 5)
+                after = [s.version for s in rec.samples if s.kind == "ok" and s.start > ended]
+                result.versions.append((before, after[0] if after else ""))
+                if scenario.action == "reload":
+                    result.old_answers_after_return += sum(1 for v in after if v == before)
+        result.broken_keepalive = rec.broken if mode == "keepalive" else 0
+        summarize(result, rec.samples, windows)
+    finally:
+        sv.stop()
+    return result
+
+
+def cpu_and_memory(pid: int) -> tuple[float, int]:
+    """(CPU seconds used, resident kB) of process ``pid``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+               if line.startswith("VmRSS"))
+    return (int(fields[11]) + int(fields[12])) / ticks, rss
+
+
+def supervisord_cost(root: Path, programs: int, idle: float, plugin: bool, reload_all: bool) -> dict:
+    """supervisord's CPU and memory with ``programs`` programs idle (and reloading at once)."""
+    sv = Supervisord(Path(tempfile.mkdtemp(dir=root)))
+    if not plugin:
+        sv.conf.write_text(sv.conf.read_text().replace("[rpcinterface:littleboss]", "[x_disabled]"))
+    v1 = make_release(sv.root / "releases", "v1", "v1")
+    for n in range(programs):
+        keys = {"littleboss_sockets": f"http=tcp://127.0.0.1:{free_port()}", "littleboss_ready": "notify"} \
+            if plugin else {}
+        command = v1 if plugin else f"{v1} --bind 127.0.0.1:{free_port()}"
+        sv.program(f"app{n}", command=command, **keys)
+    sv.start()
+    try:
+        wait_for(lambda: all(i["statename"] == "RUNNING" for i in sv.rpc.supervisor.getAllProcessInfo()),
+                 timeout=120, what="every program to run")
+        time.sleep(2)  # let start-up settle before measuring idle
+        cpu0, _ = cpu_and_memory(sv.proc.pid)
+        time.sleep(idle)  # measuring idle CPU is waiting, by definition
+        cpu1, rss = cpu_and_memory(sv.proc.pid)
+        cost = {"programs": programs, "plugin": plugin, "idle_cpu_percent": round((cpu1 - cpu0) / idle * 100, 3),
+                "rss_kb": rss}
+        if reload_all:
+            started = time.monotonic()
+            for n in range(programs):
+                sv.rpc.littleboss.reload(f"app{n}", "", False)
+            wait_for(lambda: all(i["phase"] == "idle" and not i["draining_pids"]
+                                 for i in sv.rpc.littleboss.getAllProgramInfo()), timeout=300,
+                     what="every reload to finish")
+            cpu2, rss2 = cpu_and_memory(sv.proc.pid)
+            outcomes = [i["history"][-1]["outcome"] for i in sv.rpc.littleboss.getAllProgramInfo()]
+            cost.update(reload_all_seconds=round(time.monotonic() - started, 2),
+                        reload_all_cpu_seconds=round(cpu2 - cpu1, 3), rss_kb_after=rss2,
+                        reloads_succeeded=outcomes.count("succeeded"))
+        return cost
+    finally:
+        sv.stop()
+
+
+def table(results: list[Result]) -> str:
+    head = (f"{'scenario':<26}{'mode':<10}{'requests':>9}{'failed':>8}  {'by kind':<22}{'ka broken':>9}"
+            f"{'p50':>8}{'p99':>8}{'max':>8}{'p99 rl':>8}{'gap ms':>8}{'reload s':>9}{'rdy>prom':>9}  versions")
+    lines = [head, "-" * len(head)]
+    for r in results:
+        kinds = ",".join(f"{k} {v}" for k, v in sorted(r.failed.items())) or "-"
+        overall, inside = r.latency_ms.get("overall", {}), r.latency_ms.get("in_reloads", {})
+        median_reload = f"{statistics.median(r.reload_seconds):.2f}" if r.reload_seconds else "-"
+        promo = f"{statistics.median(r.ready_to_promotion_ms):.1f}ms" if r.ready_to_promotion_ms else "-"
+        switched = sum(1 for before, after in r.versions if after and after != before)
+        versions = f"{switched}/{len(r.versions)} switched" if r.versions else "-"
+        if r.old_answers_after_return:
+            versions += f", {r.old_answers_after_return} old answers after return"
+        lines.append(f"{r.scenario:<26}{r.mode:<10}{r.requests:>9}{sum(r.failed.values()):>8}  {kinds:<22}"
+                     f"{r.broken_keepalive:>9}{overall.get('p50', 0):>8}{overall.get('p99', 0):>8}"
+                     f"{overall.get('max', 0):>8}{inside.get('p99', 0):>8}{r.longest_gap_ms:>8}{median_reload:>9}"
+                     f"{promo:>9}  {versions}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reloads", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--modes", default="new,keepalive")
+    parser.add_argument("--scenarios", default="all", help="comma-separated names, or all")
+    parser.add_argument("--baseline", type=float, default=5.0, help="seconds of load without reloads")
+    parser.add_argument("--limit", type=float, default=600.0, help="upper bound on any one load, seconds")
+    parser.add_argument("--cost-programs", type=int, default=50, help="0 skips the supervisord cost runs")
+    parser.add_argument("--cost-idle", type=float, default=10.0)
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    report: dict = {"settings": vars(args), "runs": [], "supervisord": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        bins = releases(root)
+        chosen = [s for s in scenarios(bins) if args.scenarios == "all" or s.name in args.scenarios.split(",")]
+        results = []
+        for mode in args.modes.split(","):
+            results.append(run(None, mode, args, root, bins_scenario=scenarios(bins)[2]))
+            for scenario in chosen:
+                results.append(run(scenario, mode, args, root))
+                print(table(results[-1:]).splitlines()[-1], flush=True)
+        print(f"\n{args.reloads} reloads/restarts per scenario, {args.concurrency} clients; "
+              "latencies in ms ('p99 rl': inside reload windows; 'gap': longest stretch without a success)\n")
+        print(table(results))
+        report["runs"] = [asdict(r) for r in results]
+        if args.cost_programs:
+            costs = [supervisord_cost(root, 1, args.cost_idle, True, False),
+                     supervisord_cost(root, args.cost_programs, args.cost_idle, False, False),
+                     supervisord_cost(root, args.cost_programs, args.cost_idle, True, True)]
+            report["supervisord"] = costs
+            print("\nsupervisord's own cost")
+            for cost in costs:
+                print("  " + ", ".join(f"{k} {v}" for k, v in cost.items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    return report
+
+
+if __name__ == "__main__":
+    main()
