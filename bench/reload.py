@@ -78,7 +78,7 @@ class Recorder:
             reused = client.sock is not None
             try:
                 body = client.get()
-                sample = Sample(start, time.monotonic(), "ok", body.split(b" ", 1)[0].decode())
+                sample = Sample(start, time.monotonic(), "ok", version_of(body))
             except Exception as exc:  # noqa: BLE001 - every failure is recorded by kind
                 kind = classify(exc)
                 if isinstance(exc, RuntimeError) and str(exc).startswith("HTTP 5"):
@@ -93,10 +93,20 @@ class Recorder:
         client.close()
 
     def wait_for_successes(self, count: int) -> None:
+        """Wait until ``count`` more requests have succeeded."""
+        with self._lock:
+            seen = len(self.samples)
+
         def enough() -> bool:
             with self._lock:
-                return sum(1 for s in self.samples[-count * 2:] if s.kind == "ok") >= count
+                return sum(1 for s in self.samples[seen:] if s.kind == "ok") >= count
         wait_for(enough, timeout=60, what=f"{count} successful requests")
+
+
+def version_of(body: bytes) -> str:
+    """The version a response names: myblog's "version N," or the test apps' first word."""
+    text = body.decode(errors="replace")
+    return text.split("version ", 1)[1].split(",")[0] if "version " in text else text.split(" ", 1)[0]
 
 
 @dataclass
@@ -155,7 +165,7 @@ class Scenario:
             return
         sv.program("app", command=v1, littleboss_sockets=f"http=tcp://127.0.0.1:{port}",
                    littleboss_ready=self.ready, littleboss_settle=self.settle,
-                   littleboss_allow=f"{sv.root}/releases/*/*")
+                   littleboss_allow=f"{Path(v1).parent.parent}/*/*")
 
     def swap(self, sv: Supervisord, n: int) -> dict:
         if self.action == "reload":
@@ -205,7 +215,6 @@ def scenarios(bins: dict) -> list[Scenario]:
 def run(scenario: Scenario | None, mode: str, args, root: Path, bins_scenario=None) -> Result:
     """One scenario in one load mode (scenario None: the baseline, no reloads)."""
     sv = Supervisord(Path(tempfile.mkdtemp(dir=root)))
-    (sv.root / "releases").symlink_to(root / "releases")
     port = free_port()
     (scenario or bins_scenario).configure(sv, port)
     sv.start()

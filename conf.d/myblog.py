@@ -10,6 +10,7 @@ requests in flight and exits, while new connections wait for the next myblog.
     myblog --littleboss=reload -c conf.d/supervisord.conf   # swap this binary in
 """
 import os
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -22,6 +23,11 @@ draining = threading.Event()
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 5  # idle keep-alive connections are closed after this
+
+    def setup(self) -> None:
+        # TCP_NODELAY: headers and body go out at once, no 40 ms delayed-ACK stall (TCP only)
+        self.disable_nagle_algorithm = self.request.family != socket.AF_UNIX
+        super().setup()
 
     def do_GET(self) -> None:
         body = f"Hello from myblog version {VERSION}, pid {os.getpid()}\n".encode()

@@ -108,6 +108,8 @@ def test_a_reload_in_progress_is_refused(sv):
 
 
 def test_status_and_history(sv):
+    sv.wait_running("web")
+    sv.ctl("littleboss:reload", "web", other_release(sv)[1], check=True)
     pid = sv.wait_running("web")
     info = sv.rpc.littleboss.getProgramInfo("web")
     result = sv.ctl("littleboss:status")

@@ -114,6 +114,8 @@ def test_twenty_reloads_alternating_binaries_fail_no_request(sv, releases, keepa
         assert load.result.connections <= 4 * 21  # one per client, plus one graceful reconnect per reload
     history = sv.rpc.littleboss.getProgramInfo("web")["history"]
     assert [entry["outcome"] for entry in history[-20:]] == ["succeeded"] * 20
+    log = (sv.root / "web.log").read_text()  # both outputs reach the program's log
+    assert "httpapp v1 pid" in log and "httpapp v2 pid" in log
 
 
 def test_gunicorn_reloads_under_notify_fail_no_request(sv, releases):
