@@ -370,3 +370,31 @@ def test_a_reload_while_the_previous_one_drains_answers_both_clients(sv, release
     waiting.join(timeout=20)
     assert not waiting.is_alive() and first["new_pid"] == second["old_pid"]
     assert serving("stubborn") == ("v2", second["new_pid"])
+
+
+def test_stop_while_the_old_process_drains_waits_for_it(sv, releases):
+    sv.rpc.littleboss.reload("stubborn", releases.stubborn)  # the serving process ignores SIGTERM
+    sv.rpc.littleboss.reload("stubborn", releases.v1, False)
+    old = wait_for(lambda: sv.rpc.littleboss.getProgramInfo("stubborn")["draining_pids"], what="draining")[0]
+    new = sv.info("stubborn")["pid"]
+    sv.ctl("stop", "stubborn", check=True)  # returns once every process of the program is gone
+    assert not pid_alive(old) and not pid_alive(new)
+    assert sv.info("stubborn")["statename"] == "STOPPED"
+    wait_for(lambda: not sv.zombie_children(), what="no zombie left")
+    sv.ctl("start", "stubborn", check=True)
+
+
+def test_update_while_settling_aborts_the_candidate(sv, releases):
+    pid = sv.wait_running("settle")
+    candidate = sv.rpc.littleboss.reload("settle", releases.v2, False)["new_pid"]
+    wait_for(lambda: sv.rpc.littleboss.getProgramInfo("settle")["phase"] == "settling", what="settling")
+    sv.program("settle", command=releases.v1, environment="CHANGED=1",
+               **littleboss("settle", releases, littleboss_settle=2))
+    with Load(address("settle")) as load:
+        sv.ctl("update", check=True)
+        sv.wait_running("settle", not_pid=pid)
+        load.wait_for_requests(50)
+    assert not pid_alive(candidate)
+    assert load.result.failed == 0, load.result
+    history = sv.rpc.littleboss.getProgramInfo("settle")["history"]
+    assert history[-1]["outcome"].startswith("failed: aborted")
