@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 
 from supervisor import events
+from supervisor.dispatchers import POutputDispatcher
 from supervisor.options import ProcessException, decode_wait_status
 from supervisor.process import ProcessGroup, Subprocess
 from supervisor.states import STOPPED_STATES, ProcessStates, SupervisorStates
@@ -117,6 +118,8 @@ class LittlebossSubprocess(Subprocess):
         """In the parent, after a spawn: read notifications, keep the tail of stderr."""
         if self.notify:
             self.dispatchers[self.notify.fd] = self.notify
+        if self.role is Role.CANDIDATE:
+            self._share_logs_with(self.group.current)
         channel = "stdout" if self.config.redirect_stderr else "stderr"
         for dispatcher in self.dispatchers.values():
             if getattr(dispatcher, "channel", None) == channel:
@@ -129,6 +132,19 @@ class LittlebossSubprocess(Subprocess):
                     log(data)
 
                 dispatcher._log = keep_tail
+
+    def _share_logs_with(self, serving: LittlebossSubprocess) -> None:
+        """Write the program's log through the serving process's loggers: one logger per
+        file, so a rotation while both run does not split or misplace output."""
+        theirs = {d.channel: d for d in serving.dispatchers.values() if isinstance(d, POutputDispatcher)}
+        for mine in self.dispatchers.values():
+            other = theirs.get(getattr(mine, "channel", None))
+            if other is None or other.normallog is None or mine.normallog is None:
+                continue
+            if mine.childlog is mine.normallog:
+                mine.childlog = other.normallog
+            mine.normallog.close()
+            mine.normallog = other.normallog
 
     def _give_up(self, reason: str) -> None:
         """Go to FATAL with ``reason`` shown by ``supervisorctl status``, as a failed spawn does."""
