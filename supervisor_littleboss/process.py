@@ -304,8 +304,7 @@ class LittlebossProcessGroup(ProcessGroup):
 
     def busy(self) -> bool:
         """A reload is under way or processes drain: the main loop must pass often."""
-        return bool(self.extras) or bool(self.reload and self.reload.phase is not Phase.DONE
-                                         and self.reload.phase is not Phase.FAILED)
+        return bool(self.extras) or bool(self.reload and self.reload.phase not in (Phase.DONE, Phase.FAILED))
 
     def get_unstopped_processes(self) -> list:
         return super().get_unstopped_processes() + [p for p in self.extras if p.pid]
