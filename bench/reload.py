@@ -136,7 +136,7 @@ def percentiles(values: list[float]) -> dict:
 def longest_gap(samples: list[Sample]) -> float:
     """The longest time in which no request succeeded (completion to completion)."""
     ends = sorted(s.end for s in samples if s.kind == "ok")
-    return max((b - a for a, b in zip(ends, ends[1:])), default=0.0)
+    return max((b - a for a, b in zip(ends, ends[1:], strict=False)), default=0.0)
 
 
 def summarize(result: Result, samples: list[Sample], windows: list[tuple[float, float]]) -> None:

@@ -6,8 +6,8 @@ accepted forms, raised from supervisord's own config path (startup and ``reread`
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from supervisor.datatypes import colon_separated_user_group, list_of_strings, octal_type
 from supervisor.options import ProcessGroupConfig, ServerOptions, UnhosedConfigParser

@@ -12,7 +12,7 @@ import xmlrpc.client
 
 from supervisor.supervisorctl import ControllerPluginBase, LSBInitExitStatuses
 
-from .faults import LittlebossFaults
+from .faults import exit_status
 
 SUBCOMMANDS = {
     "reload": "reload <name> [path]\tSwap in a new executable (default: the current one) with zero downtime",
@@ -21,11 +21,16 @@ SUBCOMMANDS = {
 }
 POLL_SECONDS = 0.1
 DONE = {"reload": "reloaded", "rollback": "rolled back"}
-FAILED_CODES = range(LittlebossFaults.EXITED_BEFORE_READY, LittlebossFaults.SPAWN_FAILED + 1)
 
 
 class UsageError(Exception):
     pass
+
+
+def done_line(name: str, reload: dict) -> str:
+    """``myblog: reloaded /old → /new (pid 123 → 456) in 1.42s``"""
+    return (f"{name}: {DONE[reload['kind']]} {reload['old_path']} \u2192 {reload['new_path']} "
+            f"(pid {reload['old_pid']} \u2192 {reload['new_pid']}) in {reload['seconds']:.2f}s")
 
 
 class LittlebossControllerPlugin(ControllerPluginBase):
@@ -83,8 +88,7 @@ class LittlebossControllerPlugin(ControllerPluginBase):
 
     def _fail(self, code: int | None, message: str) -> None:
         self._say(message)
-        self.ctl.exitstatus = (LSBInitExitStatuses.NOT_RUNNING if code in FAILED_CODES
-                               else LSBInitExitStatuses.GENERIC)
+        self.ctl.exitstatus = exit_status(code)
 
     # --- subcommands --------------------------------------------------------------
     def _reload(self, args: list[str]) -> None:
@@ -100,26 +104,30 @@ class LittlebossControllerPlugin(ControllerPluginBase):
 
     def _follow(self, name: str, started: dict) -> None:
         """Print a reload's progress until it ends; Ctrl-C stops waiting, not the reload."""
-        candidate, said = started["new_pid"], set()
+        candidate, said, ours = started["new_pid"], set(), started
         try:
             self._say(f"{name}: {started['kind']} started: candidate pid {candidate} running {started['new_path']}")
             while True:
                 last = self.rpc.getProgramInfo(name)["last_reload"]
-                if last.get("new_pid") != candidate:
-                    self._fail(None, f"ERROR: {name}: another reload started; see littleboss:status --history {name}")
+                if last.get("new_pid") != candidate:  # a newer reload (or update, SIGHUP) replaced ours
+                    if "promoted" in said:
+                        self._say(done_line(name, ours))
+                    else:
+                        self._fail(None, f"ERROR: {name}: another reload replaced this one; "
+                                         f"see littleboss:status --history {name}")
                     return
+                ours = last
                 if last["phase"] == "failed":
                     self._fail(last["fault_code"], f"ERROR: {last['error']}")
                     return
                 self._progress(name, last, said)
                 if last["phase"] == "done":
-                    self._say(f"{name}: {DONE[last['kind']]} {last['old_path']} \u2192 {last['new_path']} "
-                                    f"(pid {last['old_pid']} \u2192 {last['new_pid']}) in {last['seconds']:.2f}s")
+                    self._say(done_line(name, last))
                     return
                 time.sleep(POLL_SECONDS)
         except KeyboardInterrupt:
             self._say(f"{name}: stopped waiting; the {started['kind']} goes on in supervisord "
-                            f"(see: littleboss:status {name})")
+                      f"(see: littleboss:status {name})")
             self.ctl.exitstatus = LSBInitExitStatuses.GENERIC
 
     def _progress(self, name: str, last: dict, said: set) -> None:
@@ -148,7 +156,7 @@ class LittlebossControllerPlugin(ControllerPluginBase):
             return
         supervisor = self.ctl.get_supervisor()
         for info in infos:
-            description = supervisor.getProcessInfo(info["name"])["description"]
+            description = supervisor.getProcessInfo(f"{info['name']}:{info['processes'][0]['name']}")["description"]
             sockets = ", ".join(f"{s['name']}={s['url']}" for s in info["sockets"])
             phase = info["phase"]
             if info["candidate_pid"]:
@@ -163,7 +171,9 @@ class LittlebossControllerPlugin(ControllerPluginBase):
         words = line.replace(":", " ", 1).split()
         completing_subcommand = len(words) == 1 or (len(words) == 2 and not line.endswith(" "))
         if completing_subcommand:
-            return [f"{sub} " for sub in SUBCOMMANDS if sub.startswith(text)]
+            # supervisorctl keeps ':' in words, so the text may be "littleboss:re"
+            prefix, colon, text = text.rpartition(":")
+            return [f"{prefix}{colon}{sub} " for sub in SUBCOMMANDS if sub.startswith(text)]
         if len(words) == 2 or (len(words) == 3 and not line.endswith(" ")):
             names = [info["name"] for info in self.rpc.getAllProgramInfo()]
             return [f"{name} " for name in names if name.startswith(text)]

@@ -43,5 +43,13 @@ class LittlebossRPCError(RPCError):
 
     def __init__(self, code: int, message: str) -> None:
         self.code = code
-        self.message = message
         self.text = f"{LittlebossFaults.name_of(code)}: {message}"
+
+
+EXIT_REFUSED, EXIT_FAILED = 1, 7  # supervisorctl's GENERIC and NOT_RUNNING (LSBInitExitStatuses)
+
+
+def exit_status(code: int | None) -> int:
+    """The exit status for a fault: 7 when the new binary was started and failed, else 1."""
+    failed = code is not None and LittlebossFaults.EXITED_BEFORE_READY <= code <= LittlebossFaults.SPAWN_FAILED
+    return EXIT_FAILED if failed else EXIT_REFUSED

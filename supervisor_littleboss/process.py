@@ -189,7 +189,7 @@ class LittlebossSubprocess(Subprocess):
     def get_state(self) -> int:
         # a stopped program still has processes while its replaced ones drain: until they
         # exit it is STOPPING, so `stop`, `update` and shutdown wait for them
-        if self.state in STOPPED_STATES and self.role is Role.SERVING and self.group.extras_running():
+        if self.state in STOPPED_STATES and self.role is Role.SERVING and self.group.live_extras():
             return ProcessStates.STOPPING
         return self.state
 
@@ -291,7 +291,7 @@ class LittlebossProcessGroup(ProcessGroup):
             # by its reload, and one that exited must never be respawned
             if process.role is Role.SERVING or process.state == ProcessStates.STOPPING:
                 process.transition()
-        self.extras = [p for p in self.extras if p.pid]
+        self.extras = self.live_extras()
 
     def get_dispatchers(self) -> dict:
         dispatchers = super().get_dispatchers()
@@ -307,14 +307,15 @@ class LittlebossProcessGroup(ProcessGroup):
         return bool(self.extras) or bool(self.reload and self.reload.phase not in (Phase.DONE, Phase.FAILED))
 
     def get_unstopped_processes(self) -> list:
-        return super().get_unstopped_processes() + [p for p in self.extras if p.pid]
+        return super().get_unstopped_processes() + self.live_extras()
 
     def stop_all(self) -> None:
         self.abort_reload("supervisord is stopping the program")
         super().stop_all()
 
-    def extras_running(self) -> bool:
-        return any(p.pid for p in self.extras)
+    def live_extras(self) -> list[LittlebossSubprocess]:
+        """Candidates and replaced processes that have not been reaped yet."""
+        return [p for p in self.extras if p.pid]
 
     # --- reloads --------------------------------------------------------------
     def begin_reload(self, new_path: str, kind: str) -> Reload:
@@ -371,7 +372,7 @@ class LittlebossProcessGroup(ProcessGroup):
         """Persist a promoted binary; arm the automatic rollback to ``old_path``."""
         state = self.program_state
         state.previous = old_path
-        state.path = None if new_path == self.configured_path() else new_path
+        self._run_binary(new_path)
         state.command = self.configured_command
         window = self.config.littleboss.reload.fallback_window
         self.fallback = Fallback(time.time() + window, old_path) if window else None
@@ -379,6 +380,10 @@ class LittlebossProcessGroup(ProcessGroup):
 
     def save_state(self) -> None:
         self.plugin.save_state()
+
+    def _run_binary(self, path: str) -> None:
+        """Record ``path`` as the binary in use (None in the state: the configured one)."""
+        self.program_state.path = None if path == self.configured_path() else path
 
     def process_exited(self, process: LittlebossSubprocess) -> None:
         """Called from a process's finish(): a serving process dying in the fallback window."""
@@ -399,7 +404,7 @@ class LittlebossProcessGroup(ProcessGroup):
         failed = executable_path(process)
         process.config = self._config_running(self.config.process_configs[0], previous)
         state = self.program_state
-        state.path = None if previous == self.configured_path() else previous
+        self._run_binary(previous)
         state.previous = failed
         state.record(kind="fallback", **{"from": failed, "to": previous},
                      outcome=f"rolled back automatically: {failed} exited ({process.last_exit})")

@@ -22,12 +22,10 @@ import sys
 import threading
 import time
 import xmlrpc.client
-from collections.abc import Awaitable
-from typing import Callable
+from collections.abc import Awaitable, Callable
 
 SD_LISTEN_FDS_START = 3
 SLICE = 0.05  # seconds
-EXIT_REFUSED, EXIT_FAILED = 1, 7  # as littleboss's supervisorctl commands
 MODES = ("reload", "start", "stop", "status")
 
 
@@ -103,12 +101,12 @@ class Littleboss:
     def parse_args(self, argv: list[str] | None = None) -> argparse.Namespace:
         parser = argparse.ArgumentParser(description=f"{self.name} (littleboss)")
         for listener in self.listeners.values():
-            parser.add_argument(f"--{listener.name}", default=listener.address, metavar="ADDR",
+            parser.add_argument(f"--{listener.name}", dest=listener.name, default=listener.address, metavar="ADDR",
                                 help=f"{listener.usage} (default {listener.address})")
         parser.add_argument("--littleboss", choices=MODES, help="ask supervisord to act on this service")
         parser.add_argument("-c", "--configuration", help="supervisord configuration, as for supervisorctl")
         parser.add_argument("-s", "--serverurl", help="supervisord URL, as for supervisorctl")
-        self.args, self.extra_args = parser.parse_known_args(argv)
+        self.args, _ = parser.parse_known_args(argv)  # the rest is the program's own
         for listener in self.listeners.values():
             listener.address = getattr(self.args, listener.name)
         return self.args
@@ -175,33 +173,38 @@ class Littleboss:
         address = self.notify_socket
         if address.startswith("@"):
             address = "\0" + address[1:]
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.sendto(message.encode(), address)
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.sendto(message.encode(), address)
+        except OSError:
+            pass  # as sd_notify: a notification that cannot be sent is not the program's failure
 
     # --- --littleboss=reload|start|stop|status ------------------------------------------
     def control(self, mode: str) -> int:
         """Act on supervisord for this service; print one line; return the exit status."""
+        from .controller import done_line  # only needed to talk to supervisord
+        from .faults import exit_status
+
         try:
             server = self._server()
             if mode == "reload":
                 result = server.littleboss.reload(self.name, os.path.realpath(sys.argv[0]))
-                print(f"{self.name}: reloaded {result['old_path']} \u2192 {result['new_path']} "
-                      f"(pid {result['old_pid']} \u2192 {result['new_pid']}) in {result['seconds']:.2f}s")
+                print(done_line(self.name, {**result, "kind": "reload"}))
             elif mode == "start":
-                server.supervisor.startProcess(self.name)
+                server.supervisor.startProcess(f"{self.name}:*")
                 print(f"{self.name}: started")
             elif mode == "stop":
-                server.supervisor.stopProcess(self.name)
+                server.supervisor.stopProcess(f"{self.name}:*")
                 print(f"{self.name}: stopped")
             else:
                 info = server.littleboss.getProgramInfo(self.name)
                 print(f"{self.name}: {info['statename']} pid {info['pid']} binary {info['path']}")
         except xmlrpc.client.Fault as fault:
             print(f"{self.name}: ERROR: {fault.faultString}", file=sys.stderr)
-            return EXIT_FAILED if 1420 <= fault.faultCode < 1430 else EXIT_REFUSED
+            return exit_status(fault.faultCode)
         except OSError as exc:
             print(f"{self.name}: ERROR: cannot reach supervisord: {exc}", file=sys.stderr)
-            return EXIT_REFUSED
+            return exit_status(None)
         return 0
 
     def _server(self):
@@ -211,7 +214,9 @@ class Littleboss:
         argv = []
         if self.args.configuration:
             argv += ["-c", self.args.configuration]
-        serverurl = self.args.serverurl or os.environ.get("SUPERVISOR_SERVER_URL")
+        serverurl = self.args.serverurl
+        if not serverurl and not self.args.configuration:
+            serverurl = os.environ.get("SUPERVISOR_SERVER_URL")  # set by supervisord for its children
         if serverurl:
             argv += ["-s", serverurl]
         options = ClientOptions()

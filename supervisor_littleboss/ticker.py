@@ -53,8 +53,6 @@ class _LibcTimerfd:
 class Ticker:
     """A supervisord dispatcher around a timerfd; ``keep_ticking()`` arms it for a while."""
 
-    closed = False
-
     def __init__(self) -> None:
         if hasattr(os, "timerfd_create"):
             self.fd = os.timerfd_create(time.CLOCK_MONOTONIC, flags=TFD_NONBLOCK | TFD_CLOEXEC)

@@ -9,8 +9,8 @@ import sys
 import textwrap
 import time
 import xmlrpc.client
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from supervisor.xmlrpc import SupervisorTransport
 

@@ -25,6 +25,8 @@ def sv(tmp_path_factory) -> Supervisord:
     sv.program("web", command=sv.v1, littleboss_sockets=f"http=tcp://127.0.0.1:{PORT}", littleboss_ready="notify",
                littleboss_allow=f"{releases}/*/app", littleboss_ready_timeout=3)
     sv.program("plain", command="sleep 1000")
+    sv.program("multi", command=sv.v1, numprocs=2, process_name="%(program_name)s_%(process_num)s",
+               littleboss_sockets=f"http=tcp://127.0.0.1:{free_port()}")
     sv.start()
     yield sv
     sv.stop()
@@ -112,8 +114,10 @@ def test_status_and_history(sv):
     sv.ctl("littleboss:reload", "web", other_release(sv)[1], check=True)
     pid = sv.wait_running("web")
     info = sv.rpc.littleboss.getProgramInfo("web")
-    result = sv.ctl("littleboss:status")
-    assert result.returncode == 0
+    everything = sv.ctl("littleboss:status")
+    assert everything.returncode == 0
+    assert [line.split()[0] for line in everything.stdout.splitlines()] == ["multi", "web"]
+    result = sv.ctl("littleboss:status", "web")
     [line] = result.stdout.splitlines()
     assert line.startswith("web ") and " RUNNING " in line and f"pid {pid}, uptime " in line
     assert f"binary {info['path']}  previous {info['previous_path'] or '-'}  " in line
@@ -153,6 +157,8 @@ def test_ctrl_c_stops_waiting_but_not_the_reload(sv):
     client = subprocess.Popen(
         [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(sv.conf), "littleboss:reload", "web", sv.never],
         stdout=subprocess.PIPE, text=True,
+        # a shell that ran us in the background ignores SIGINT, and children inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     first = client.stdout.readline()
     assert first.startswith("web: reload started: candidate pid ")
@@ -173,12 +179,13 @@ def test_tab_completion_offers_subcommands_and_program_names(sv):
     controller = Controller(options)
 
     def completions(line: str) -> list[str]:
-        text, found = line.replace(":", " ").split(" ")[-1], []
+        text, found = line.split(" ")[-1], []
         while (match := controller.complete(text, len(found), line)) is not None:
             found.append(match)
         return found
 
-    assert completions("littleboss:re") == ["reload "]
+    assert completions("littleboss:re") == ["littleboss:reload "]  # supervisorctl keeps ':' in the word
     assert completions("littleboss ") == ["reload ", "rollback ", "status "]
     assert completions("littleboss:reload w") == ["web "]
+    assert completions("littleboss:reload m") == ["multi "]
     assert "status " in completions("sta")  # supervisorctl's own completion still works

@@ -132,8 +132,9 @@ def test_ready_is_a_no_op_without_supervisord(mocker):
 
 def test_the_conf_d_example_starts_as_documented_and_reloads_under_load(tmp_path):
     example = tmp_path / "conf.d"
-    shutil.copytree(EXAMPLE, example, ignore=shutil.ignore_patterns("run", "releases", "__pycache__"))
-    (example / "run").mkdir()
+    # as checked out: run/ holds only its .gitignore
+    shutil.copytree(EXAMPLE, example, ignore=shutil.ignore_patterns("releases", "__pycache__", "*.log", "*.pid",
+                                                                   "*.sock"))
     port = free_port()
     conf = example / "myblog.conf"
     conf.write_text(conf.read_text().replace("127.0.0.1:8080", f"127.0.0.1:{port}"))
@@ -163,3 +164,12 @@ def test_the_conf_d_example_starts_as_documented_and_reloads_under_load(tmp_path
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)  # ours: started above
     assert not os.path.exists(example / "run" / "supervisor.sock")
+
+
+def test_a_listener_name_with_a_dash_is_an_option():
+    from supervisor_littleboss.program import Littleboss
+
+    lb = Littleboss("svc")
+    admin = lb.listener("http-admin", "tcp", "127.0.0.1:1", "admin address")
+    lb.parse_args(["--http-admin=127.0.0.1:2", "--own-flag"])
+    assert admin.address == "127.0.0.1:2"

@@ -70,7 +70,7 @@ class Handler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         try:
             super().handle_one_request()
-        except (socket.timeout, ConnectionError):
+        except (TimeoutError, ConnectionError):
             self.close_connection = True
 
     def log_message(self, *args) -> None:
