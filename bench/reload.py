@@ -236,8 +236,11 @@ def run(scenario: Scenario | None, mode: str, args, root: Path, bins_scenario=No
                 result.reload_seconds.append(round(swap["seconds"], 3))
                 if swap["ready_to_promotion"]:
                     result.ready_to_promotion_ms.append(round(swap["ready_to_promotion"] * 1000, 2))
+                mark = len(rec.samples)  # requests started after the swap complete after this index
                 rec.wait_for_successes(args.concurrency * 5)
-                after = [s.version for s in rec.samples if s.kind == "ok" and s.start > ended]
+                # only the new samples: a pass over them all would hold the GIL, stall the
+                # clients and show up as a gap
+                after = [s.version for s in rec.samples[mark:] if s.kind == "ok" and s.start > ended]
                 result.versions.append((before, after[0] if after else ""))
                 if scenario.action == "reload":
                     result.old_answers_after_return += sum(1 for v in after if v == before)
