@@ -18,7 +18,6 @@ class LoadResult:
     bodies: Counter = field(default_factory=Counter)  # first word of each body (the version)
     max_latency: float = 0.0
     connections: int = 0  # connections opened (keep-alive: first ones plus graceful reconnects)
-    last_version: str = ""
 
     @property
     def failed(self) -> int:
@@ -104,7 +103,6 @@ class Load:
             with self._lock:
                 self.result.ok += 1
                 self.result.bodies[body.split(b" ", 1)[0].decode()] += 1
-                self.result.last_version = body.split(b" ", 1)[0].decode()
                 self.result.max_latency = max(self.result.max_latency, time.monotonic() - started)
         client.close()
         with self._lock:
