@@ -401,7 +401,7 @@ class LittlebossProcessGroup(ProcessGroup):
         if not fallback.due or self.config.options.mood < SupervisorStates.RUNNING:
             return  # the window passed, or supervisord is stopping: nothing to start
         process, previous = self.current, fallback.previous
-        failed = executable_path(process)
+        failed = self.current_path()
         process.config = self._config_running(self.config.process_configs[0], previous)
         state = self.program_state
         self._run_binary(previous)

@@ -31,7 +31,8 @@ def process_info(process: LittlebossSubprocess) -> dict:
 
 def program_info(group: LittlebossProcessGroup) -> dict:
     processes = sorted(group.processes.values(), key=lambda p: p.config.name)
-    first = process_info(processes[0])
+    infos = [process_info(p) for p in processes]
+    first = infos[0]
     reload = group.reload
     return {
         "name": group.config.name,
@@ -45,7 +46,7 @@ def program_info(group: LittlebossProcessGroup) -> dict:
             {"name": spec.name, "url": spec.url, "fd": fd}
             for fd, spec in enumerate(group.sockets, LISTEN_FDS_START)
         ],
-        "processes": [process_info(p) for p in processes],
+        "processes": infos,
         "notify_status": processes[0].notify.status if processes[0].notify else "",
         "phase": reload.phase.value if reload and reload.active else "idle",
         "candidate_pid": reload.candidate.pid if reload and reload.active else 0,
