@@ -173,3 +173,36 @@ def test_a_listener_name_with_a_dash_is_an_option():
     admin = lb.listener("http-admin", "tcp", "127.0.0.1:1", "admin address")
     lb.parse_args(["--http-admin=127.0.0.1:2", "--own-flag"])
     assert admin.address == "127.0.0.1:2"
+
+
+def test_run_async_serves_until_sigterm():
+    port = free_port()
+    script = textwrap.dedent(f"""
+        import asyncio
+        from supervisor_littleboss.program import Littleboss
+
+        lb = Littleboss("svc")
+        http = lb.listener("http", "tcp", "127.0.0.1:{port}", "address")
+
+        async def main(stop):
+            async def answer(reader, writer):
+                await reader.readuntil(b"\\r\\n\\r\\n")
+                writer.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: 6\\r\\nConnection: close\\r\\n\\r\\nasync\\n")
+                await writer.drain()
+                writer.close()
+            server = await asyncio.start_server(answer, sock=http.socket())
+            await stop.wait()
+            server.close()
+            await server.wait_closed()
+
+        lb.run_async(main)
+    """)
+    server = subprocess.Popen([sys.executable, "-c", script], env=VENV_ENV)
+    try:
+        assert wait_for(lambda: http_get(("127.0.0.1", port)), what="the asyncio server") == b"async\n"
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
