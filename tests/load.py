@@ -43,9 +43,11 @@ class Load:
     ``keepalive``, over one connection reopened only when the server closes it gracefully).
 
     Bounded: stops at ``stop()``, after ``duration`` seconds or ``max_requests`` requests.
+    The count bound is far above what ``duration`` allows on a fast machine, so a test that
+    needs the load flowing is limited by time, and told so when the load ran out.
     """
 
-    def __init__(self, address, threads: int = 4, duration: float = 60, max_requests: int = 200_000,
+    def __init__(self, address, threads: int = 4, duration: float = 60, max_requests: int = 5_000_000,
                  timeout: float = 20, keepalive: bool = False) -> None:
         self.address = address
         self.keepalive = keepalive
@@ -75,9 +77,15 @@ class Load:
         """Wait until ``count`` more requests succeeded (the load is really flowing)."""
         target, deadline = self.result.ok + count, time.monotonic() + timeout
         while self.result.ok < target:
+            if not self._running():
+                raise AssertionError(f"the load ran out (duration or request bound) before {count} "
+                                     f"more requests: {self.result}")
             if time.monotonic() > deadline:
                 raise AssertionError(f"load did not reach {count} more requests: {self.result}")
             time.sleep(0.01)
+
+    def _running(self) -> bool:
+        return any(thread.is_alive() for thread in self.threads)
 
     def _take(self) -> bool:
         with self._lock:
