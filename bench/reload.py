@@ -42,7 +42,7 @@ from load import classify  # noqa: E402
 GUNICORN = f"{sys.executable} -m gunicorn --no-control-socket --workers 2 --chdir {APPS} wsgiapp:app"
 
 
-@dataclass
+@dataclass(slots=True)
 class Sample:
     start: float
     end: float
@@ -51,11 +51,15 @@ class Sample:
 
 
 class Recorder:
-    """``concurrency`` clients recording every request; bounded by ``stop()`` and ``limit`` seconds."""
+    """``concurrency`` clients recording every request; bounded by ``stop()``, ``limit``
+    seconds and ``max_requests`` requests."""
 
-    def __init__(self, port: int, concurrency: int, keepalive: bool, limit: float) -> None:
+    def __init__(self, port: int, concurrency: int, keepalive: bool, limit: float,
+                 max_requests: int = 10_000_000) -> None:
         self.port, self.keepalive = port, keepalive
         self.deadline = time.monotonic() + limit
+        self.max_requests = max_requests
+        self.started = time.monotonic()
         self.samples: list[Sample] = []
         self.broken = 0  # keep-alive connections that failed (not closed gracefully)
         self._stop = threading.Event()
@@ -78,7 +82,8 @@ class Recorder:
 
     def _client(self) -> None:
         client = KeepAliveClient(("127.0.0.1", self.port), timeout=20)
-        while not self._stop.is_set() and time.monotonic() < self.deadline:
+        while not self._stop.is_set() and time.monotonic() < self.deadline \
+                and len(self.samples) < self.max_requests:
             start = time.monotonic()
             reused = client.sock is not None
             try:
@@ -107,6 +112,11 @@ class Recorder:
                 return sum(1 for s in self.samples[seen:] if s.kind == "ok") >= count
         wait_for(enough, timeout=60, what=f"{count} successful requests")
 
+    def run_for(self, seconds: float) -> None:
+        """Keep recording until ``seconds`` have passed since the load started."""
+        wait_for(lambda: time.monotonic() - self.started >= seconds, timeout=seconds + 60,
+                 what=f"{seconds:.0f} s of load")
+
 
 def version_of(body: bytes) -> str:
     """The version a response names: myblog's "version N," or the test apps' first word."""
@@ -118,11 +128,13 @@ def version_of(body: bytes) -> str:
 class Result:
     scenario: str
     mode: str
+    seconds: float = 0.0  # how long the load ran
     requests: int = 0
     failed: dict = field(default_factory=dict)
     broken_keepalive: int = 0
     latency_ms: dict = field(default_factory=dict)  # p50/p99/max, overall and in reload windows
     longest_gap_ms: float = 0.0
+    longest_gap_in_reloads_ms: float = 0.0  # of the gaps that overlap a reload window
     reload_seconds: list = field(default_factory=list)
     ready_to_promotion_ms: list = field(default_factory=list)
     versions: list = field(default_factory=list)  # (before, after) per reload
@@ -138,10 +150,17 @@ def percentiles(values: list[float]) -> dict:
             "max": round(ordered[-1] * 1000, 2)}
 
 
-def longest_gap(samples: list[Sample]) -> float:
-    """The longest time in which no request succeeded (completion to completion)."""
+def longest_gaps(samples: list[Sample], windows: list[tuple[float, float]]) -> tuple[float, float]:
+    """The longest times in which no request succeeded (completion to completion): of all
+    such stretches, and of those that overlap a reload window."""
     ends = sorted(s.end for s in samples if s.kind == "ok")
-    return max((b - a for a, b in zip(ends, ends[1:], strict=False)), default=0.0)
+    overall = inside = 0.0
+    for a, b in zip(ends, ends[1:], strict=False):
+        if b - a > overall:
+            overall = b - a
+        if b - a > inside and any(a < stop and b > start for start, stop in windows):
+            inside = b - a
+    return overall, inside
 
 
 def summarize(result: Result, samples: list[Sample], windows: list[tuple[float, float]]) -> None:
@@ -152,11 +171,15 @@ def summarize(result: Result, samples: list[Sample], windows: list[tuple[float, 
     inside = [s.end - s.start for s in samples if s.kind == "ok" and any(a <= s.start <= b for a, b in windows)]
     result.latency_ms = {"overall": percentiles([s.end - s.start for s in samples if s.kind == "ok"]),
                          "in_reloads": percentiles(inside)}
-    result.longest_gap_ms = round(longest_gap(samples) * 1000, 2)
+    overall, inside = longest_gaps(samples, windows)
+    result.longest_gap_ms, result.longest_gap_in_reloads_ms = round(overall * 1000, 2), round(inside * 1000, 2)
 
 
 class Scenario:
-    """One program and how it is swapped: ``reload`` (littleboss) or ``restart`` (supervisorctl)."""
+    """One program and how it is swapped: ``reload`` (littleboss) or ``restart`` (supervisorctl);
+    or ``start-stop``, the control: the program is left alone while the second binary is
+    started beside it on a port of its own, answers, and is stopped, as often as the
+    reloads run. It costs the machine what a reload costs, without a reload."""
 
     def __init__(self, name: str, action: str, versions: tuple[str, str], ready: str = "notify",
                  littleboss: bool = True, settle: float = 0) -> None:
@@ -165,6 +188,9 @@ class Scenario:
 
     def configure(self, sv: Supervisord, port: int) -> None:
         v1 = self.versions[0]
+        if self.action == "start-stop":
+            self.side_port = free_port()
+            sv.program("side", command=f"{self.versions[1]} --http=127.0.0.1:{self.side_port}", autostart="false")
         if not self.littleboss:
             sv.program("app", command=v1.replace("{port}", str(port)))
             return
@@ -179,8 +205,13 @@ class Scenario:
             return {"seconds": result["seconds"] + result["drain_seconds"],
                     "ready_to_promotion": last["ready_to_promotion"]}
         started = time.monotonic()
-        sv.rpc.supervisor.stopProcess("app")
-        sv.rpc.supervisor.startProcess("app")
+        if self.action == "start-stop":
+            sv.rpc.supervisor.startProcess("side")
+            wait_for(lambda: KeepAliveClient(("127.0.0.1", self.side_port)).get(), what="the side program to answer")
+            sv.rpc.supervisor.stopProcess("side")
+        else:
+            sv.rpc.supervisor.stopProcess("app")
+            sv.rpc.supervisor.startProcess("app")
         return {"seconds": time.monotonic() - started, "ready_to_promotion": 0}
 
 
@@ -210,6 +241,7 @@ def scenarios(bins: dict) -> list[Scenario]:
         Scenario("plain-restart", "restart", plain, littleboss=False),
         Scenario("littleboss-restart", "restart", bins["myblog"]),
         Scenario("littleboss-reload", "reload", bins["myblog"]),
+        Scenario("start-stop-control", "start-stop", bins["myblog"]),
         Scenario("plain-restart-warmup", "restart", plain_warm, littleboss=False),
         Scenario("littleboss-reload-warmup", "reload", bins["warm"]),
         Scenario("gunicorn-plain-restart", "restart", plain_gunicorn, littleboss=False),
@@ -217,8 +249,9 @@ def scenarios(bins: dict) -> list[Scenario]:
     ]
 
 
-def run(scenario: Scenario | None, mode: str, args, root: Path, bins_scenario=None) -> Result:
-    """One scenario in one load mode (scenario None: the baseline, no reloads)."""
+def run(scenario: Scenario | None, mode: str, args, root: Path, bins_scenario=None, baseline: float = 0) -> Result:
+    """One scenario in one load mode (scenario None: the baseline, ``baseline`` seconds of
+    load without reloads)."""
     sv = Supervisord(Path(tempfile.mkdtemp(dir=root)))
     port = free_port()
     (scenario or bins_scenario).configure(sv, port)
@@ -231,7 +264,7 @@ def run(scenario: Scenario | None, mode: str, args, root: Path, bins_scenario=No
         with Recorder(port, args.concurrency, mode == "keepalive", args.limit) as rec:
             rec.wait_for_successes(args.concurrency * 10)
             if scenario is None:
-                time.sleep(args.baseline)  # a measured idle stretch: the baseline's whole point
+                rec.run_for(baseline)
             for n in range(args.reloads if scenario else 0):
                 before = next((s.version for s in reversed(rec.samples) if s.kind == "ok"), "")
                 started = time.monotonic()
@@ -249,6 +282,7 @@ def run(scenario: Scenario | None, mode: str, args, root: Path, bins_scenario=No
                 result.versions.append((before, after[0] if after else ""))
                 if scenario.action == "reload":
                     result.old_answers_after_return += sum(1 for v in after if v == before)
+        result.seconds = round(time.monotonic() - rec.started, 1)
         result.broken_keepalive = rec.broken if mode == "keepalive" else 0
         summarize(result, rec.samples, windows)
     finally:
@@ -305,7 +339,8 @@ def supervisord_cost(root: Path, programs: int, idle: float, plugin: bool, reloa
 
 def table(results: list[Result]) -> str:
     head = (f"{'scenario':<26}{'mode':<10}{'requests':>9}{'failed':>8}  {'by kind':<22}{'ka broken':>9}"
-            f"{'p50':>8}{'p99':>8}{'max':>8}{'p99 rl':>8}{'gap ms':>8}{'reload s':>9}{'rdy>prom':>9}  versions")
+            f"{'p50':>8}{'p99':>8}{'max':>8}{'p99 rl':>8}{'gap':>7}{'gap rl':>7}{'secs':>6}"
+            f"{'reload s':>9}{'rdy>prom':>9}  versions")
     lines = [head, "-" * len(head)]
     for r in results:
         kinds = ",".join(f"{k} {v}" for k, v in sorted(r.failed.items())) or "-"
@@ -318,9 +353,36 @@ def table(results: list[Result]) -> str:
             versions += f", {r.old_answers_after_return} old answers after return"
         lines.append(f"{r.scenario:<26}{r.mode:<10}{r.requests:>9}{sum(r.failed.values()):>8}  {kinds:<22}"
                      f"{r.broken_keepalive:>9}{overall.get('p50', 0):>8}{overall.get('p99', 0):>8}"
-                     f"{overall.get('max', 0):>8}{inside.get('p99', 0):>8}{r.longest_gap_ms:>8}{median_reload:>9}"
+                     f"{overall.get('max', 0):>8}{inside.get('p99', 0):>8}{r.longest_gap_ms:>7}"
+                     f"{r.longest_gap_in_reloads_ms:>7}{r.seconds:>6.0f}{median_reload:>9}"
                      f"{promo:>9}  {versions}")
     return "\n".join(lines)
+
+
+def targets(results: list[Result], chosen: list[Scenario], costs: list[dict]) -> dict[str, tuple[bool, str]]:
+    """The product's targets, each (met, the figures behind it), from this run's figures."""
+    settle = {s.name: s.settle for s in chosen if s.action == "reload"}
+    reloads = [r for r in results if r.scenario in settle]
+    if not reloads:
+        return {}
+    failed = sum(sum(r.failed.values()) + r.broken_keepalive for r in reloads)
+    checks = {"no failed request or broken keep-alive connection": (failed == 0, f"{failed} in all")}
+    for mode in dict.fromkeys(r.mode for r in reloads):
+        base = next(r.longest_gap_ms for r in results if r.mode == mode and r.scenario.startswith("baseline"))
+        worst = max(r.longest_gap_ms for r in reloads if r.mode == mode)
+        control = [r.longest_gap_ms for r in results if r.mode == mode and r.scenario == "start-stop-control"]
+        checks[f"longest gap within 5 ms of the baseline ({mode})"] = (
+            worst - base <= 5, f"{worst} ms with reloads, {base} ms without"
+            + (f", {control[0]} ms starting and stopping the binary beside it (control)" if control else ""))
+    beyond = [ms - settle[r.scenario] * 1000 for r in reloads for ms in r.ready_to_promotion_ms]
+    if beyond:
+        median = statistics.median(beyond)
+        checks["median READY=1 -> promotion under 20 ms (beyond littleboss_settle)"] = (median < 20, f"{median:.1f} ms")
+    idle = {c["plugin"]: c["idle_cpu_percent"] for c in costs[1:]}
+    if len(idle) == 2:
+        checks["idle supervisord CPU with the plugin no higher than without"] = (
+            idle[True] <= idle[False], f"{idle[True]} % with, {idle[False]} % without")
+    return checks
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -329,7 +391,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--modes", default="new,keepalive")
     parser.add_argument("--scenarios", default="all", help="comma-separated names, or all")
-    parser.add_argument("--baseline", type=float, default=5.0, help="seconds of load without reloads")
+    parser.add_argument("--baseline", type=float, help="seconds of load without reloads "
+                        "(default: as long as the longest littleboss reload run of the same mode)")
     parser.add_argument("--limit", type=float, default=600.0, help="upper bound on any one load, seconds")
     parser.add_argument("--cost-programs", type=int, default=50, help="0 skips the supervisord cost runs")
     parser.add_argument("--cost-idle", type=float, default=10.0)
@@ -342,12 +405,20 @@ def main(argv: list[str] | None = None) -> dict:
         chosen = [s for s in scenarios(bins) if args.scenarios == "all" or s.name in args.scenarios.split(",")]
         results = []
         for mode in args.modes.split(","):
-            results.append(run(None, mode, args, root, bins_scenario=scenarios(bins)[2]))
+            runs = []
             for scenario in chosen:
-                results.append(run(scenario, mode, args, root))
-                print(table(results[-1:]).splitlines()[-1], flush=True)
+                runs.append(run(scenario, mode, args, root))
+                print(table(runs[-1:]).splitlines()[-1], flush=True)
+            # the longest gap is a maximum, so it grows with the length of the run: the
+            # baseline runs as long as the longest littleboss reload run of this mode
+            reload_runs = [r.seconds for s, r in zip(chosen, runs, strict=True) if s.action == "reload"]
+            baseline = args.baseline if args.baseline is not None else max(reload_runs, default=5.0)
+            runs.insert(0, run(None, mode, args, root, bins_scenario=scenarios(bins)[2], baseline=baseline))
+            print(table(runs[:1]).splitlines()[-1], flush=True)
+            results += runs
         print(f"\n{args.reloads} reloads/restarts per scenario, {args.concurrency} clients; "
-              "latencies in ms ('p99 rl': inside reload windows; 'gap': longest stretch without a success)\n")
+              "latencies in ms ('p99 rl': inside reload windows; 'gap': longest stretch without a success,\n"
+              "'gap rl': the longest of those overlapping a reload window; 'secs': length of the load)\n")
         print(table(results))
         report["runs"] = [asdict(r) for r in results]
         if args.cost_programs:
@@ -358,6 +429,11 @@ def main(argv: list[str] | None = None) -> dict:
             print("\nsupervisord's own cost")
             for cost in costs:
                 print("  " + ", ".join(f"{k} {v}" for k, v in cost.items()))
+        report["targets"] = targets(results, chosen, report["supervisord"])
+        if report["targets"]:
+            print("\ntargets")
+            for name, (met, figures) in report["targets"].items():
+                print(f"  {'met    ' if met else 'NOT MET'}  {name}: {figures}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     return report
