@@ -1,27 +1,28 @@
 #!/usr/bin/env python3
 """What clients see during a deploy: littleboss reloads side by side with plain supervisord.
 
-    python bench/reload.py [--reloads N] [--concurrency C] [--modes new,keepalive]
+    python bench/reload.py [--reloads N] [--concurrency C] [--rate R] [--modes new,keepalive]
                            [--scenarios NAME,...] [--json FILE] [--cost-programs N]
 
 Each scenario starts one program in a fresh supervisord (temporary directory, 127.0.0.1
-ports chosen free), puts a bounded load on it (C clients; a new connection per request,
-or keep-alive connections), swaps or restarts it N times, and reports failed requests
-by kind, latency inside and outside the reload windows, the longest stretch without a
-successful request, reload durations and READY=1 -> promotion, and which version
-answered after each reload. A baseline run without reloads gives the longest stretch
-to compare with. Then supervisord's own CPU and memory, idle and during reloads.
+ports chosen free), puts a bounded load on it (C clients, each as fast as it can or at
+most R requests a second; a new connection per request, or keep-alive connections),
+swaps or restarts it N times, and reports failed requests by kind, latency inside and
+outside the reload windows, the longest stretch without a successful request, reload
+durations and READY=1 -> promotion, and which version answered after each reload.
+A baseline run without reloads, as long as the reload runs, gives the longest stretch
+to compare with; a control run starts and stops the same binary beside the program as
+often, to show what that costs the machine without a reload. Then supervisord's own
+CPU and memory, idle and during reloads.
 """
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,85 +38,9 @@ from harness import (  # noqa: E402
     make_release,
     wait_for,
 )
-from load import classify  # noqa: E402
+from load import Load, Sample  # noqa: E402
 
 GUNICORN = f"{sys.executable} -m gunicorn --no-control-socket --workers 2 --chdir {APPS} wsgiapp:app"
-
-
-@dataclass(slots=True)
-class Sample:
-    start: float
-    end: float
-    kind: str  # "ok" or a failure kind
-    version: str = ""
-
-
-class Recorder:
-    """``concurrency`` clients recording every request; bounded by ``stop()``, ``limit``
-    seconds and ``max_requests`` requests."""
-
-    def __init__(self, port: int, concurrency: int, keepalive: bool, limit: float,
-                 max_requests: int = 10_000_000) -> None:
-        self.port, self.keepalive = port, keepalive
-        self.deadline = time.monotonic() + limit
-        self.max_requests = max_requests
-        self.started = time.monotonic()
-        self.samples: list[Sample] = []
-        self.broken = 0  # keep-alive connections that failed (not closed gracefully)
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(concurrency)]
-
-    def __enter__(self) -> Recorder:
-        # no cyclic GC while recording: with a million samples alive, one full collection
-        # holds the GIL for 100 ms or more, stalls every client and would pass for a gap
-        gc.disable()
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        for thread in self.threads:
-            thread.join()
-        gc.enable()
-
-    def _client(self) -> None:
-        client = KeepAliveClient(("127.0.0.1", self.port), timeout=20)
-        while not self._stop.is_set() and time.monotonic() < self.deadline \
-                and len(self.samples) < self.max_requests:
-            start = time.monotonic()
-            reused = client.sock is not None
-            try:
-                body = client.get()
-                sample = Sample(start, time.monotonic(), "ok", version_of(body))
-            except Exception as exc:  # noqa: BLE001 - every failure is recorded by kind
-                kind = classify(exc)
-                if isinstance(exc, RuntimeError) and str(exc).startswith("HTTP 5"):
-                    kind = "5xx"
-                sample = Sample(start, time.monotonic(), kind)
-                if reused:
-                    self.broken += 1
-            if not self.keepalive:
-                client.close()
-            with self._lock:
-                self.samples.append(sample)
-        client.close()
-
-    def wait_for_successes(self, count: int) -> None:
-        """Wait until ``count`` more requests have succeeded."""
-        with self._lock:
-            seen = len(self.samples)
-
-        def enough() -> bool:
-            with self._lock:
-                return sum(1 for s in self.samples[seen:] if s.kind == "ok") >= count
-        wait_for(enough, timeout=60, what=f"{count} successful requests")
-
-    def run_for(self, seconds: float) -> None:
-        """Keep recording until ``seconds`` have passed since the load started."""
-        wait_for(lambda: time.monotonic() - self.started >= seconds, timeout=seconds + 60,
-                 what=f"{seconds:.0f} s of load")
 
 
 def version_of(body: bytes) -> str:
@@ -261,10 +186,11 @@ def run(scenario: Scenario | None, mode: str, args, root: Path, bins_scenario=No
         sv.wait_running("app")
         wait_for(lambda: KeepAliveClient(("127.0.0.1", port)).get(), what="the app to answer")
         windows = []
-        with Recorder(port, args.concurrency, mode == "keepalive", args.limit) as rec:
-            rec.wait_for_successes(args.concurrency * 10)
-            if scenario is None:
-                rec.run_for(baseline)
+        with Load(("127.0.0.1", port), threads=args.concurrency, duration=args.limit, max_requests=10_000_000,
+                  keepalive=mode == "keepalive", record=True, version=version_of, rate=args.rate) as rec:
+            rec.wait_for_requests(args.concurrency * 10, timeout=60)
+            if scenario is None:  # a measured stretch without reloads: the baseline's whole point
+                time.sleep(max(0.0, baseline - (time.monotonic() - rec.started)))
             for n in range(args.reloads if scenario else 0):
                 before = next((s.version for s in reversed(rec.samples) if s.kind == "ok"), "")
                 started = time.monotonic()
@@ -275,7 +201,7 @@ def run(scenario: Scenario | None, mode: str, args, root: Path, bins_scenario=No
                 if swap["ready_to_promotion"]:
                     result.ready_to_promotion_ms.append(round(swap["ready_to_promotion"] * 1000, 2))
                 mark = len(rec.samples)  # requests started after the swap complete after this index
-                rec.wait_for_successes(args.concurrency * 5)
+                rec.wait_for_requests(args.concurrency * 5, timeout=60)
                 # only the new samples: a pass over them all would hold the GIL, stall the
                 # clients and show up as a gap
                 after = [s.version for s in rec.samples[mark:] if s.kind == "ok" and s.start > ended]
@@ -283,7 +209,7 @@ def run(scenario: Scenario | None, mode: str, args, root: Path, bins_scenario=No
                 if scenario.action == "reload":
                     result.old_answers_after_return += sum(1 for v in after if v == before)
         result.seconds = round(time.monotonic() - rec.started, 1)
-        result.broken_keepalive = rec.broken if mode == "keepalive" else 0
+        result.broken_keepalive = rec.result.broken if mode == "keepalive" else 0
         summarize(result, rec.samples, windows)
     finally:
         sv.stop()
@@ -389,6 +315,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reloads", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rate", type=float, default=0,
+                        help="requests a second each client starts at most (default 0: as fast as it can)")
     parser.add_argument("--modes", default="new,keepalive")
     parser.add_argument("--scenarios", default="all", help="comma-separated names, or all")
     parser.add_argument("--baseline", type=float, help="seconds of load without reloads "
@@ -416,7 +344,8 @@ def main(argv: list[str] | None = None) -> dict:
             runs.insert(0, run(None, mode, args, root, bins_scenario=scenarios(bins)[2], baseline=baseline))
             print(table(runs[:1]).splitlines()[-1], flush=True)
             results += runs
-        print(f"\n{args.reloads} reloads/restarts per scenario, {args.concurrency} clients; "
+        pace = f" at most {args.rate:g} requests/s each" if args.rate else " as fast as they can"
+        print(f"\n{args.reloads} reloads/restarts per scenario, {args.concurrency} clients{pace}; "
               "latencies in ms ('p99 rl': inside reload windows; 'gap': longest stretch without a success,\n"
               "'gap rl': the longest of those overlapping a reload window; 'secs': length of the load)\n")
         print(table(results))

@@ -1,23 +1,36 @@
 """A bounded HTTP load on 127.0.0.1 / ::1 / a unix socket that records what clients saw."""
 from __future__ import annotations
 
+import gc
 import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness import KeepAliveClient
+
+
+@dataclass(slots=True)
+class Sample:
+    """One request: when it started and ended, and "ok" (with the version that answered) or
+    the kind of failure."""
+    start: float
+    end: float
+    kind: str
+    version: str = ""
 
 
 @dataclass
 class LoadResult:
     ok: int = 0
     failures: Counter = field(default_factory=Counter)  # kind -> count
-    errors: list[str] = field(default_factory=list)  # first few failure details
-    bodies: Counter = field(default_factory=Counter)  # first word of each body (the version)
+    errors: list[str] = field(default_factory=list)  # the first failures' details
+    bodies: Counter = field(default_factory=Counter)  # the version each answer named
     max_latency: float = 0.0
     connections: int = 0  # connections opened (keep-alive: first ones plus graceful reconnects)
+    broken: int = 0  # requests failed on a connection that had already served one
 
     @property
     def failed(self) -> int:
@@ -35,12 +48,23 @@ def classify(exc: BaseException) -> str:
         return "reset"
     if isinstance(exc, socket.timeout):
         return "timeout"
+    if isinstance(exc, RuntimeError) and str(exc).startswith("HTTP 5"):
+        return "5xx"
     return "other"
+
+
+def first_word(body: bytes) -> str:
+    """The test apps answer with their version first."""
+    return body.split(b" ", 1)[0].decode(errors="replace")
 
 
 class Load:
     """``threads`` clients, each sending GET / on a new connection per request (or, with
     ``keepalive``, over one connection reopened only when the server closes it gracefully).
+    With ``record``, every request is kept as a ``Sample`` in ``samples`` (and cyclic GC is
+    off meanwhile: a full collection over a million samples would stall every client).
+    With ``rate``, each client starts at most ``rate`` requests a second (an open loop that
+    leaves the machine headroom); without it, each sends its next request at once.
 
     Bounded: stops at ``stop()``, after ``duration`` seconds or ``max_requests`` requests.
     The count bound is far above what ``duration`` allows on a fast machine, so a test that
@@ -48,24 +72,33 @@ class Load:
     """
 
     def __init__(self, address, threads: int = 4, duration: float = 60, max_requests: int = 5_000_000,
-                 timeout: float = 20, keepalive: bool = False) -> None:
+                 timeout: float = 20, keepalive: bool = False, record: bool = False,
+                 version: Callable[[bytes], str] = first_word, rate: float = 0) -> None:
         self.address = address
-        self.keepalive = keepalive
-        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(threads)]
-        self.deadline = time.monotonic() + duration
+        self.keepalive, self.record, self.version = keepalive, record, version
+        self.interval = 1 / rate if rate else 0.0
+        self.threads = [threading.Thread(target=self._client, args=(n / threads,), daemon=True)
+                        for n in range(threads)]
+        self.started = time.monotonic()
+        self.deadline = self.started + duration
         self.budget = max_requests
         self.timeout = timeout
         self.result = LoadResult()
+        self.samples: list[Sample] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
     def __enter__(self) -> Load:
+        if self.record:
+            gc.disable()
         for thread in self.threads:
             thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+        if self.record:
+            gc.enable()
 
     def stop(self) -> LoadResult:
         self._stop.set()
@@ -94,24 +127,44 @@ class Load:
             self.budget -= 1
             return True
 
-    def _client(self) -> None:
+    def _client(self, phase: float) -> None:
+        """One client; paced clients start ``phase`` of an interval apart, so they never
+        send in step."""
         client = KeepAliveClient(self.address, self.timeout)
+        due = time.monotonic() + phase * self.interval
         while self._take():
+            if self.interval:
+                if self._stop.wait(max(0.0, due - time.monotonic())):
+                    break
+                due = max(due + self.interval, time.monotonic())  # late: no burst to catch up
             started = time.monotonic()
+            reused = client.sock is not None
             try:
                 body = client.get()
             except Exception as exc:  # noqa: BLE001 - every failure is counted by kind
-                with self._lock:
-                    self.result.failures[classify(exc)] += 1
-                    self.result.errors.append(repr(exc))
+                self._failed(Sample(started, time.monotonic(), classify(exc)), repr(exc), reused)
                 continue
             finally:
                 if not self.keepalive:
                     client.close()
-            with self._lock:
-                self.result.ok += 1
-                self.result.bodies[body.split(b" ", 1)[0].decode()] += 1
-                self.result.max_latency = max(self.result.max_latency, time.monotonic() - started)
+            self._succeeded(Sample(started, time.monotonic(), "ok", self.version(body)))
         client.close()
         with self._lock:
             self.result.connections += client.connections
+
+    def _failed(self, sample: Sample, error: str, reused: bool) -> None:
+        with self._lock:
+            self.result.failures[sample.kind] += 1
+            if len(self.result.errors) < 20:
+                self.result.errors.append(error)
+            self.result.broken += reused
+            if self.record:
+                self.samples.append(sample)
+
+    def _succeeded(self, sample: Sample) -> None:
+        with self._lock:
+            self.result.ok += 1
+            self.result.bodies[sample.version] += 1
+            self.result.max_latency = max(self.result.max_latency, sample.end - sample.start)
+            if self.record:
+                self.samples.append(sample)
