@@ -33,6 +33,21 @@ def hello(port: int) -> str:
     return http_get(("127.0.0.1", port)).decode()
 
 
+def serve_then_sigterm(argv: list[str], port: int, what: str) -> bytes:
+    """Run ``argv`` outside supervisord; return what it answers on ``port``, then check
+    that SIGTERM stops it with status 0."""
+    server = subprocess.Popen(argv, env=VENV_ENV)
+    try:
+        answer = wait_for(lambda: http_get(("127.0.0.1", port)), what=what)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+        return answer
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
 @pytest.fixture
 def myblog(supervisord: Supervisord):
     ports = {"admin": free_port(), "http": free_port()}
@@ -85,15 +100,8 @@ def test_littleboss_reload_flag_failure_is_one_line_and_non_zero(myblog, tmp_pat
 
 def test_run_directly_it_binds_its_own_address_and_stops_on_sigterm():
     port = free_port()
-    server = subprocess.Popen([sys.executable, MYBLOG, f"--http=127.0.0.1:{port}"], env=VENV_ENV)
-    try:
-        assert wait_for(lambda: hello(port), what="myblog in bypass mode").startswith("Hello from myblog version 1")
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=30) == 0
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+    answer = serve_then_sigterm([sys.executable, MYBLOG, f"--http=127.0.0.1:{port}"], port, "myblog in bypass mode")
+    assert answer.startswith(b"Hello from myblog version 1")
 
 
 def test_inherited_sockets_by_name_and_the_variables_are_cleared():
@@ -197,12 +205,4 @@ def test_run_async_serves_until_sigterm():
 
         lb.run_async(main)
     """)
-    server = subprocess.Popen([sys.executable, "-c", script], env=VENV_ENV)
-    try:
-        assert wait_for(lambda: http_get(("127.0.0.1", port)), what="the asyncio server") == b"async\n"
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=30) == 0
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+    assert serve_then_sigterm([sys.executable, "-c", script], port, "the asyncio server") == b"async\n"
