@@ -285,6 +285,7 @@ class LittlebossProcessGroup(ProcessGroup):
         now = time.time()
         if self.reload:
             self.reload.step(now)
+            self.plugin.ticker.wake_in(self.reload.due_in(now))
         self._fall_back_if_due(now)
         for process in [*self.processes.values(), *self.extras]:
             # an extra process only ever stops (SIGKILL after its lameduck): a candidate is moved

@@ -103,6 +103,17 @@ class Reload:
             self.drained_at = now
             self._log(f"old pid {self.old_pid} has exited")
 
+    def due_in(self, now: float) -> float | None:
+        """Seconds until the reload moves on by time alone (None: only an event moves it)."""
+        if self.phase is Phase.SETTLING:
+            return self.ready_at + self.settings.settle - now
+        if self.phase is Phase.STARTING:
+            due = self.started_at + self.settings.ready_timeout
+            if self.settings.ready != "notify":
+                due = min(due, self.candidate.laststart + self.candidate.config.startsecs)
+            return due - now
+        return None
+
     def abort(self, why: str) -> None:
         """Stop the reload before promotion (stop, restart, update, shutdown)."""
         if self.active:

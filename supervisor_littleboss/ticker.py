@@ -44,8 +44,8 @@ class _LibcTimerfd:
             raise OSError(ctypes.get_errno(), "timerfd_create failed")
         return fd
 
-    def settime(self, fd: int, interval: float) -> None:
-        spec = _Itimerspec(_timespec(interval), _timespec(interval))
+    def settime(self, fd: int, initial: float, interval: float) -> None:
+        spec = _Itimerspec(_timespec(interval), _timespec(initial))
         if self.libc.timerfd_settime(fd, 0, ctypes.byref(spec), None) != 0:
             raise OSError(ctypes.get_errno(), "timerfd_settime failed")
 
@@ -56,11 +56,11 @@ class Ticker:
     def __init__(self) -> None:
         if hasattr(os, "timerfd_create"):
             self.fd = os.timerfd_create(time.CLOCK_MONOTONIC, flags=TFD_NONBLOCK | TFD_CLOEXEC)
-            self._settime = lambda interval: os.timerfd_settime(self.fd, initial=interval, interval=interval)
+            self._settime = lambda initial, interval: os.timerfd_settime(self.fd, initial=initial, interval=interval)
         else:
             libc = _LibcTimerfd()
             self.fd = libc.create()
-            self._settime = lambda interval: libc.settime(self.fd, interval)
+            self._settime = lambda initial, interval: libc.settime(self.fd, initial, interval)
         self.armed = False
         self.until = 0.0
 
@@ -68,8 +68,14 @@ class Ticker:
         """Tick for at least LINGER more seconds."""
         self.until = time.monotonic() + LINGER
         if not self.armed:
-            self._settime(INTERVAL)
+            self._settime(INTERVAL, INTERVAL)
             self.armed = True
+
+    def wake_in(self, seconds: float | None) -> None:
+        """Make the next tick come in ``seconds`` when that is sooner than the regular one,
+        so a deadline (startsecs, settle, a timeout) is acted on when it falls due."""
+        if self.armed and seconds is not None and 0 < seconds < INTERVAL:
+            self._settime(seconds, INTERVAL)
 
     def readable(self) -> bool:
         return self.armed
@@ -83,9 +89,9 @@ class Ticker:
         except BlockingIOError:
             pass
         if time.monotonic() > self.until:
-            self._settime(0)
+            self._settime(0, 0)
             self.armed = False
 
     def handle_error(self) -> None:
-        self._settime(0)
+        self._settime(0, 0)
         self.armed = False

@@ -1,10 +1,13 @@
-"""Unit tests (pytest-mock) of the reload state machine's transitions."""
+"""Unit tests (pytest-mock) of the reload state machine's transitions and its ticker."""
 from __future__ import annotations
+
+import os
 
 import pytest
 
 from supervisor_littleboss.config import ReloadSettings
 from supervisor_littleboss.reload import Phase, Reload
+from supervisor_littleboss.ticker import INTERVAL, Ticker
 
 T0 = 1000.0
 
@@ -109,3 +112,29 @@ def test_draining_ends_when_the_old_process_exits(make):
     reload.step(T0 + 1.2)
     assert reload.phase is Phase.DONE
     assert reload.result()["drain_seconds"] == pytest.approx(0.2)
+
+
+def test_due_in_names_the_next_deadline_of_each_phase(make, mocker):
+    startsecs, _, _ = make(ready_timeout=60)  # startsecs = 1: promoted 1 s after the start
+    assert startsecs.due_in(T0 + 0.25) == pytest.approx(0.75)
+    notify, _, candidate = make(ready="notify", ready_timeout=60, settle=2)
+    assert notify.due_in(T0 + 10) == pytest.approx(50)  # only the ready timeout is timed
+    candidate.notify = mocker.Mock(ready=True)
+    notify.step(T0 + 10)
+    assert notify.phase is Phase.SETTLING and notify.due_in(T0 + 11.5) == pytest.approx(0.5)
+    notify.step(T0 + 12)
+    assert notify.phase is Phase.DRAINING and notify.due_in(T0 + 12) is None
+
+
+def test_the_ticker_comes_early_only_for_a_deadline_before_its_next_tick(mocker):
+    ticker = Ticker()
+    settime = mocker.patch.object(ticker, "_settime")
+    ticker.wake_in(0.005)
+    settime.assert_not_called()  # idle: not armed, nothing to move
+    ticker.keep_ticking()
+    settime.assert_called_once_with(INTERVAL, INTERVAL)
+    for seconds in (None, 0, -1, INTERVAL, 0.5):
+        ticker.wake_in(seconds)
+    ticker.wake_in(0.005)
+    assert settime.call_args_list[1:] == [mocker.call(0.005, INTERVAL)]
+    os.close(ticker.fd)
