@@ -18,7 +18,9 @@ CPU and memory, idle and during reloads.
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
+import multiprocessing
 import os
 import statistics
 import sys
@@ -38,9 +40,52 @@ from harness import (  # noqa: E402
     make_release,
     wait_for,
 )
-from load import Load, Sample  # noqa: E402
+from load import Load, LoadResult, Sample  # noqa: E402
 
 GUNICORN = f"{sys.executable} -m gunicorn --no-control-socket --workers 2 --chdir {APPS} wsgiapp:app"
+
+
+class LoadProcess:
+    """A recording ``Load`` in a process of its own: in the benchmark's process, its own
+    work (XML-RPC calls, parsing their answers) would hold the clients' GIL and pass for
+    gaps. Its samples and result are here once it is stopped."""
+
+    def __init__(self, **options) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_run_load, args=(child, options), daemon=True)
+        self.samples: list[Sample] = []
+        self.result = LoadResult()
+        self.started = 0.0
+
+    def __enter__(self) -> LoadProcess:
+        self.process.start()
+        self.started = self.conn.recv()
+        return self
+
+    def wait_for_requests(self, count: int, timeout: float) -> None:
+        self.conn.send(("wait", count, timeout))
+        error = self.conn.recv()
+        if error:
+            raise AssertionError(error)
+
+    def __exit__(self, *exc) -> None:
+        self.conn.send(("stop",))
+        self.samples, self.result = self.conn.recv()
+        self.process.join(timeout=60)
+
+
+def _run_load(conn, options: dict) -> None:
+    """The load process: start the load, answer waits, hand everything back at "stop"."""
+    with Load(**options) as load:
+        conn.send(load.started)
+        while (message := conn.recv())[0] == "wait":
+            try:
+                load.wait_for_requests(*message[1:])
+                conn.send("")
+            except AssertionError as exc:
+                conn.send(str(exc))
+    conn.send((load.samples, load.result))
 
 
 def version_of(body: bytes) -> str:
@@ -64,6 +109,22 @@ class Result:
     ready_to_promotion_ms: list = field(default_factory=list)
     versions: list = field(default_factory=list)  # (before, after) per reload
     old_answers_after_return: int = 0
+
+
+def versions_around(result: Result, samples: list[Sample], windows: list[tuple[float, float]],
+                    count_old: bool) -> None:
+    """Which version answered last before each swap and first after it; with ``count_old``,
+    how many requests sent after a reload returned (until the next one) the old one answered."""
+    answers = sorted((s for s in samples if s.kind == "ok"), key=lambda s: s.end)
+    ends = [s.end for s in answers]
+    starts = [start for start, _ in windows[1:]] + [float("inf")]
+    for (started, ended), following in zip(windows, starts, strict=True):
+        last = bisect.bisect_right(ends, started) - 1
+        before = answers[last].version if last >= 0 else ""
+        after = [s.version for s in answers[bisect.bisect_right(ends, ended):] if ended < s.start < following]
+        result.versions.append((before, after[0] if after else ""))
+        if count_old:
+            result.old_answers_after_return += after.count(before)
 
 
 def percentiles(values: list[float]) -> dict:
@@ -186,31 +247,25 @@ def run(scenario: Scenario | None, mode: str, args, root: Path, bins_scenario=No
         sv.wait_running("app")
         wait_for(lambda: KeepAliveClient(("127.0.0.1", port)).get(), what="the app to answer")
         windows = []
-        with Load(("127.0.0.1", port), threads=args.concurrency, duration=args.limit, max_requests=10_000_000,
-                  keepalive=mode == "keepalive", record=True, version=version_of, rate=args.rate) as rec:
+        with LoadProcess(address=("127.0.0.1", port), threads=args.concurrency, duration=args.limit,
+                         max_requests=10_000_000, keepalive=mode == "keepalive", record=True,
+                         version=version_of, rate=args.rate) as rec:
             rec.wait_for_requests(args.concurrency * 10, timeout=60)
             if scenario is None:  # a measured stretch without reloads: the baseline's whole point
                 time.sleep(max(0.0, baseline - (time.monotonic() - rec.started)))
             for n in range(args.reloads if scenario else 0):
-                before = next((s.version for s in reversed(rec.samples) if s.kind == "ok"), "")
                 started = time.monotonic()
                 swap = scenario.swap(sv, n)
-                ended = time.monotonic()
-                windows.append((started, ended))
+                windows.append((started, time.monotonic()))
                 result.reload_seconds.append(round(swap["seconds"], 3))
                 if swap["ready_to_promotion"]:
                     result.ready_to_promotion_ms.append(round(swap["ready_to_promotion"] * 1000, 2))
-                mark = len(rec.samples)  # requests started after the swap complete after this index
                 rec.wait_for_requests(args.concurrency * 5, timeout=60)
-                # only the new samples: a pass over them all would hold the GIL, stall the
-                # clients and show up as a gap
-                after = [s.version for s in rec.samples[mark:] if s.kind == "ok" and s.start > ended]
-                result.versions.append((before, after[0] if after else ""))
-                if scenario.action == "reload":
-                    result.old_answers_after_return += sum(1 for v in after if v == before)
         result.seconds = round(time.monotonic() - rec.started, 1)
         result.broken_keepalive = rec.result.broken if mode == "keepalive" else 0
         summarize(result, rec.samples, windows)
+        if scenario:
+            versions_around(result, rec.samples, windows, count_old=scenario.action == "reload")
     finally:
         sv.stop()
     return result
