@@ -182,7 +182,12 @@ class Supervisord:
         def running():
             info = self.info(name)
             return info["statename"] == "RUNNING" and info["pid"] != not_pid and info["pid"]
-        return wait_for(running, what=f"{name} RUNNING")
+        try:
+            return wait_for(running, what=f"{name} RUNNING")
+        except AssertionError as exc:  # say where it stood, and why
+            info = self.info(name)
+            raise AssertionError(f"{exc}: it is {info['statename']} (pid {info['pid']}, "
+                                 f"{info['spawnerr'] or info['description']!r})") from None
 
     def wait_state(self, name: str, statename: str) -> dict:
         return wait_for(lambda: (info := self.info(name))["statename"] == statename and info,
