@@ -63,6 +63,7 @@ class Ticker:
             self._settime = lambda initial, interval: libc.settime(self.fd, initial, interval)
         self.armed = False
         self.until = 0.0
+        self.early: float | None = None  # when an early tick is due (monotonic)
 
     def keep_ticking(self) -> None:
         """Tick for at least LINGER more seconds."""
@@ -73,9 +74,14 @@ class Ticker:
 
     def wake_in(self, seconds: float | None) -> None:
         """Make the next tick come in ``seconds`` when that is sooner than the regular one,
-        so a deadline (startsecs, settle, a timeout) is acted on when it falls due."""
-        if self.armed and seconds is not None and 0 < seconds < INTERVAL:
-            self._settime(seconds, INTERVAL)
+        so a deadline (startsecs, settle, a timeout) is acted on when it falls due. Every
+        reloading program shares this timer: an earlier deadline is never put off."""
+        if not self.armed or seconds is None or not 0 < seconds < INTERVAL:
+            return
+        now = time.monotonic()
+        if self.early is None or self.early <= now or now + seconds < self.early:
+            self._settime(max(seconds, 1e-6), INTERVAL)  # (0, 0) would disarm it
+            self.early = now + seconds
 
     def readable(self) -> bool:
         return self.armed
@@ -88,10 +94,16 @@ class Ticker:
             struct.unpack("Q", os.read(self.fd, 8))
         except BlockingIOError:
             pass
-        if time.monotonic() > self.until:
-            self._settime(0, 0)
-            self.armed = False
+        now = time.monotonic()
+        if self.early is not None and self.early <= now:
+            self.early = None
+        if now > self.until:
+            self._disarm()
 
     def handle_error(self) -> None:
+        self._disarm()
+
+    def _disarm(self) -> None:
         self._settime(0, 0)
         self.armed = False
+        self.early = None

@@ -126,15 +126,28 @@ def test_due_in_names_the_next_deadline_of_each_phase(make, mocker):
     assert notify.phase is Phase.DRAINING and notify.due_in(T0 + 12) is None
 
 
-def test_the_ticker_comes_early_only_for_a_deadline_before_its_next_tick(mocker):
+@pytest.fixture
+def ticker(mocker):
     ticker = Ticker()
-    settime = mocker.patch.object(ticker, "_settime")
+    ticker.settime = mocker.patch.object(ticker, "_settime")
+    yield ticker
+    os.close(ticker.fd)
+
+
+def test_the_ticker_comes_early_only_for_a_deadline_before_its_next_tick(ticker, mocker):
     ticker.wake_in(0.005)
-    settime.assert_not_called()  # idle: not armed, nothing to move
+    ticker.settime.assert_not_called()  # idle: not armed, nothing to move
     ticker.keep_ticking()
-    settime.assert_called_once_with(INTERVAL, INTERVAL)
+    ticker.settime.assert_called_once_with(INTERVAL, INTERVAL)
     for seconds in (None, 0, -1, INTERVAL, 0.5):
         ticker.wake_in(seconds)
     ticker.wake_in(0.005)
-    assert settime.call_args_list[1:] == [mocker.call(0.005, INTERVAL)]
-    os.close(ticker.fd)
+    assert ticker.settime.call_args_list[1:] == [mocker.call(0.005, INTERVAL)]
+
+
+def test_a_later_deadline_of_another_program_never_puts_off_an_earlier_one(ticker, mocker):
+    ticker.keep_ticking()
+    ticker.wake_in(0.010)
+    ticker.wake_in(0.015)  # another program's settle ends later: the early tick stays
+    ticker.wake_in(0.002)  # and one ending sooner brings it forward
+    assert ticker.settime.call_args_list[1:] == [mocker.call(0.010, INTERVAL), mocker.call(0.002, INTERVAL)]
