@@ -63,8 +63,9 @@ class Load:
     ``keepalive``, over one connection reopened only when the server closes it gracefully).
     With ``record``, every request is kept as a ``Sample`` in ``samples`` (and cyclic GC is
     off meanwhile: a full collection over a million samples would stall every client).
-    With ``rate``, each client starts at most ``rate`` requests a second (an open loop that
-    leaves the machine headroom); without it, each sends its next request at once.
+    With ``rate``, each client starts at most ``rate`` requests a second, which leaves the
+    machine headroom (each still waits for its answer before the next request); without
+    it, each sends its next request at once.
 
     Bounded: stops at ``stop()``, after ``duration`` seconds or ``max_requests`` requests.
     The count bound is far above what ``duration`` allows on a fast machine, so a test that
@@ -111,7 +112,7 @@ class Load:
         target, deadline = self.result.ok + count, time.monotonic() + timeout
         while self.result.ok < target:
             if not self._running():
-                raise AssertionError(f"the load ran out (duration or request bound) before {count} "
+                raise AssertionError(f"the load stopped (duration or request bound, or a client died) before {count} "
                                      f"more requests: {self.result}")
             if time.monotonic() > deadline:
                 raise AssertionError(f"load did not reach {count} more requests: {self.result}")
@@ -136,7 +137,7 @@ class Load:
             if self.interval:
                 if self._stop.wait(max(0.0, due - time.monotonic())):
                     break
-                due = max(due + self.interval, time.monotonic())  # late: no burst to catch up
+                due = max(due, time.monotonic()) + self.interval  # late: no burst to catch up
             started = time.monotonic()
             reused = client.sock is not None
             try:
