@@ -329,7 +329,7 @@ def supervisord_cost(root: Path, programs: int, idle: float, plugin: bool, reloa
 
 def table(results: list[Result]) -> str:
     head = (f"{'scenario':<26}{'mode':<10}{'requests':>9}{'failed':>8}  {'by kind':<22}{'ka broken':>9}"
-            f"{'p50':>8}{'p99':>8}{'max':>8}{'p99 rl':>8}{'gap':>7}{'gap rl':>7}{'secs':>6}"
+            f"{'p50':>8}{'p99':>8}{'max':>8}{'p99 rl':>8}{'gap':>8}{'gap rl':>8}{'secs':>6}"
             f"{'reload s':>9}{'rdy>prom':>9}  versions")
     lines = [head, "-" * len(head)]
     for r in results:
@@ -343,8 +343,8 @@ def table(results: list[Result]) -> str:
             versions += f", {r.old_answers_after_return} old answers after return"
         lines.append(f"{r.scenario:<26}{r.mode:<10}{r.requests:>9}{sum(r.failed.values()):>8}  {kinds:<22}"
                      f"{r.broken_keepalive:>9}{overall.get('p50', 0):>8}{overall.get('p99', 0):>8}"
-                     f"{overall.get('max', 0):>8}{inside.get('p99', 0):>8}{r.longest_gap_ms:>7}"
-                     f"{r.longest_gap_in_reloads_ms:>7}{r.seconds:>6.0f}{median_reload:>9}"
+                     f"{overall.get('max', 0):>8}{inside.get('p99', 0):>8}{r.longest_gap_ms:>8}"
+                     f"{r.longest_gap_in_reloads_ms:>8}{r.seconds:>6.0f}{median_reload:>9}"
                      f"{promo:>9}  {versions}")
     return "\n".join(lines)
 

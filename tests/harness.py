@@ -21,10 +21,20 @@ VENV_ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os
 HTTPAPP = f"{sys.executable} {APPS / 'httpapp.py'}"
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(family: int = socket.AF_INET, host: str = "127.0.0.1") -> int:
-    with socket.socket(family) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A port free on ``host`` now, and never one this process handed out before: the
+    kernel may offer a port again once its probe socket is closed, and two programs
+    given the same "free" port collide."""
+    while True:
+        with socket.socket(family) as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 15, what: str = "condition"):

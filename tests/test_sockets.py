@@ -143,3 +143,9 @@ def test_readme_lists_every_fault_with_its_code():
     listed = dict(re.findall(r"^``([A-Z_]+)``\s+(\d{4})\s", readme, re.MULTILINE))
     ours = {k: str(v) for k, v in vars(LittlebossFaults).items() if k.isupper()}
     assert listed == ours
+
+
+def test_the_tests_free_ports_never_repeat():
+    """Programs given ports one after another never collide (the 50-program cost run did)."""
+    ports = [free_port() for _ in range(2000)]
+    assert len(set(ports)) == len(ports)
