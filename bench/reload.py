@@ -353,11 +353,11 @@ def targets(results: list[Result], chosen: list[Scenario], costs: list[dict]) ->
     """The product's targets, each (met, the figures behind it), from this run's figures."""
     settle = {s.name: s.settle for s in chosen if s.action == "reload"}
     reloads = [r for r in results if r.scenario in settle]
-    if not reloads:
-        return {}
-    failed, broken = sum(sum(r.failed.values()) for r in reloads), sum(r.broken_keepalive for r in reloads)
-    checks = {"no failed request or broken keep-alive connection": (
-        failed == 0 and broken == 0, f"{failed} failed, {broken} keep-alive connections broken")}
+    checks: dict[str, tuple[bool, str]] = {}
+    if reloads:
+        failed, broken = sum(sum(r.failed.values()) for r in reloads), sum(r.broken_keepalive for r in reloads)
+        checks["no failed request or broken keep-alive connection"] = (
+            failed == 0 and broken == 0, f"{failed} failed, {broken} keep-alive connections broken")
     for mode in dict.fromkeys(r.mode for r in reloads):
         pairs = [(r, next(b for b in results if b.mode == mode and b.scenario == f"baseline {r.app}"))
                  for r in reloads if r.mode == mode]
