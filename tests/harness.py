@@ -19,6 +19,7 @@ EXAMPLE = Path(__file__).parent.parent / "conf.d"
 # as in an activated virtualenv: `python3` (scripts' shebangs) is the Python running the tests
 VENV_ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 HTTPAPP = f"{sys.executable} {APPS / 'httpapp.py'}"
+GUNICORN = f"{sys.executable} -m gunicorn --no-control-socket --workers 2 --chdir {APPS} wsgiapp:app"
 
 
 _HANDED_OUT: set[int] = set()
@@ -322,17 +323,34 @@ class KeepAliveClient:
         self.buffer += chunk
 
 
-def make_release(releases: Path, name: str, version: str, *args: str) -> str:
-    """An executable ``releases/name/app`` that runs the test server as ``version`` with ``args``."""
+def make_executable(releases: Path, name: str, text: str, filename: str = "app") -> str:
+    """An executable ``releases/name/filename`` holding ``text``, in directories that pass
+    the reload's path checks (0755)."""
     directory = releases / name
     directory.mkdir(parents=True, exist_ok=True)
     for folder in (releases, directory):
         folder.chmod(0o755)
-    app = directory / "app"
-    app.write_text(f"#!/bin/sh\nAPP_VERSION={version} exec {sys.executable} {APPS / 'httpapp.py'} "
-                   f"{' '.join(args)} \"$@\"\n")
-    app.chmod(0o755)
-    return str(app)
+    path = directory / filename
+    path.write_text(text)
+    path.chmod(0o755)
+    return str(path)
+
+
+def make_release(releases: Path, name: str, version: str, *args: str) -> str:
+    """An executable ``releases/name/app`` that runs the test server as ``version`` with ``args``."""
+    return make_executable(releases, name, f"#!/bin/sh\nAPP_VERSION={version} exec {HTTPAPP} "
+                                           f"{' '.join(args)} \"$@\"\n")
+
+
+def make_gunicorn_release(releases: Path, version: str) -> str:
+    """An executable ``releases/version/app`` that runs gunicorn with the test WSGI app as ``version``."""
+    return make_executable(releases, version, f"#!/bin/sh\nAPP_VERSION={version} exec {GUNICORN}\n")
+
+
+def make_myblog_release(releases: Path, name: str, version: str) -> str:
+    """A copy of the conf.d example, as ``version``, at ``releases/name/myblog``."""
+    text = (EXAMPLE / "myblog.py").read_text().replace('VERSION = "1"', f'VERSION = "{version}"')
+    return make_executable(releases, name, text, "myblog")
 
 
 def reload_fault(call: Callable[[], object]) -> xmlrpc.client.Fault:

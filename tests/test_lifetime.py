@@ -14,7 +14,7 @@ import xmlrpc.client
 
 import pytest
 from harness import (
-    APPS,
+    GUNICORN,
     Supervisord,
     accept_queue,
     free_port,
@@ -31,7 +31,6 @@ V6_PORT = free_port(socket.AF_INET6, "::1")
 # as root, hand the unix socket to another user; otherwise to ourselves
 OWNER = ("nobody", "nogroup") if os.geteuid() == 0 else (pwd.getpwuid(os.getuid()).pw_name,
                                                          grp.getgrgid(os.getgid()).gr_name)
-GUNICORN = f"{sys.executable} -m gunicorn --no-control-socket --workers 2 --chdir {APPS} wsgiapp:app"
 
 
 @pytest.fixture(scope="module")

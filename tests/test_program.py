@@ -11,7 +11,16 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from harness import EXAMPLE, VENV_ENV, Supervisord, free_port, http_get, pid_alive, wait_for
+from harness import (
+    EXAMPLE,
+    VENV_ENV,
+    Supervisord,
+    free_port,
+    http_get,
+    make_myblog_release,
+    pid_alive,
+    wait_for,
+)
 from load import Load
 
 MYBLOG = str(EXAMPLE / "myblog.py")
@@ -19,14 +28,7 @@ MYBLOG = str(EXAMPLE / "myblog.py")
 
 def release(root: Path, version: str) -> str:
     """A copy of myblog, as version ``version``, at root/releases/VERSION/myblog."""
-    directory = root / "releases" / version
-    directory.mkdir(parents=True)
-    for folder in (root / "releases", directory):
-        folder.chmod(0o755)
-    path = directory / "myblog"
-    path.write_text(Path(MYBLOG).read_text().replace('VERSION = "1"', f'VERSION = "{version}"'))
-    path.chmod(0o755)
-    return str(path)
+    return make_myblog_release(root / "releases", version, version)
 
 
 def hello(port: int) -> str:

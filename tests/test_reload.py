@@ -3,16 +3,15 @@ under load on 127.0.0.1: successful swaps, every failure path, every refusal."""
 from __future__ import annotations
 
 import socket
-import sys
 import xmlrpc.client
 from pathlib import Path
 
 import pytest
 from harness import (
-    APPS,
     Supervisord,
     free_port,
     http_get,
+    make_gunicorn_release,
     make_release,
     pid_alive,
     reload_fault,
@@ -37,13 +36,7 @@ class Releases:
         self.dies = make_release(self.dir, "dies", "v3", "--mode", "crash-after-ready", "--after", "1.5")
         self.stubborn = make_release(self.dir, "stubborn", "v1", "--mode", "ignore-term")
         self.stuck = make_release(self.dir, "stuck", "v3", "--mode", "never-ready,ignore-term")
-        gunicorn = f"{sys.executable} -m gunicorn --no-control-socket --workers 2 --chdir {APPS} wsgiapp:app"
-        self.g1, self.g2 = (self._script(name, f"APP_VERSION={name} exec {gunicorn}") for name in ("g1", "g2"))
-
-    def _script(self, name: str, line: str) -> str:
-        app = make_release(self.dir, name, name)
-        Path(app).write_text(f"#!/bin/sh\n{line}\n")
-        return app
+        self.g1, self.g2 = (make_gunicorn_release(self.dir, name) for name in ("g1", "g2"))
 
     @property
     def allow(self) -> str:
