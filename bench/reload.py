@@ -32,18 +32,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from harness import (  # noqa: E402
-    APPS,
-    EXAMPLE,
+    GUNICORN,
     HTTPAPP,
     Supervisord,
     free_port,
     http_get,
+    make_gunicorn_release,
+    make_myblog_release,
     make_release,
     wait_for,
 )
 from load import Load, LoadResult, Sample  # noqa: E402
-
-GUNICORN = f"{sys.executable} -m gunicorn --no-control-socket --workers 2 --chdir {APPS} wsgiapp:app"
 
 
 class LoadProcess:
@@ -120,11 +119,11 @@ class Result:
     old_answers_after_return: int = 0
 
 
-def versions_around(result: Result, samples: list[Sample], windows: list[tuple[float, float]],
+def versions_around(result: Result, answers: list[Sample], windows: list[tuple[float, float]],
                     count_old: bool) -> None:
     """Which version answered last before each swap and first after it; with ``count_old``,
-    how many requests sent after a reload returned (until the next one) the old one answered."""
-    answers = sorted((s for s in samples if s.kind == "ok"), key=lambda s: s.end)
+    how many requests sent after a reload returned (until the next one) the old one answered.
+    ``answers``: the successful requests, in the order they ended."""
     ends = [s.end for s in answers]
     starts = [start for start, _ in windows[1:]] + [float("inf")]
     for (started, ended), following in zip(windows, starts, strict=True):
@@ -145,10 +144,9 @@ def percentiles(values: list[float]) -> dict:
             "max": round(ordered[-1] * 1000, 2)}
 
 
-def longest_gaps(samples: list[Sample], windows: list[tuple[float, float]]) -> tuple[float, float]:
-    """The longest times in which no request succeeded (completion to completion): of all
-    such stretches, and of those that overlap a reload window."""
-    ends = sorted(s.end for s in samples if s.kind == "ok")
+def longest_gaps(ends: list[float], windows: list[tuple[float, float]]) -> tuple[float, float]:
+    """The longest times in which no request succeeded, from the successes' sorted ``ends``:
+    of all such stretches, and of those that overlap a reload window."""
     overall = inside = 0.0
     for a, b in zip(ends, ends[1:], strict=False):
         if b - a > overall:
@@ -158,16 +156,15 @@ def longest_gaps(samples: list[Sample], windows: list[tuple[float, float]]) -> t
     return overall, inside
 
 
-def summarize(result: Result, samples: list[Sample], windows: list[tuple[float, float]]) -> None:
-    result.requests = len(samples)
-    for sample in samples:
-        if sample.kind != "ok":
-            result.failed[sample.kind] = result.failed.get(sample.kind, 0) + 1
-    inside = [s.end - s.start for s in samples if s.kind == "ok" and any(a <= s.start <= b for a, b in windows)]
-    result.latency_ms = {"overall": percentiles([s.end - s.start for s in samples if s.kind == "ok"]),
-                         "in_reloads": percentiles(inside)}
-    overall, inside = longest_gaps(samples, windows)
+def summarize(result: Result, load: LoadProcess, windows: list[tuple[float, float]]) -> list[Sample]:
+    """Fill in what clients saw; return the successful requests in the order they ended."""
+    result.requests, result.failed = load.result.ok + load.result.failed, dict(load.result.failures)
+    answers = sorted((s for s in load.samples if s.kind == "ok"), key=lambda s: s.end)
+    inside = [s.end - s.start for s in answers if any(a <= s.start <= b for a, b in windows)]
+    result.latency_ms = {"overall": percentiles([s.end - s.start for s in answers]), "in_reloads": percentiles(inside)}
+    overall, inside = longest_gaps([s.end for s in answers], windows)
     result.longest_gap_ms, result.longest_gap_in_reloads_ms = round(overall * 1000, 2), round(inside * 1000, 2)
+    return answers
 
 
 class Scenario:
@@ -213,19 +210,10 @@ class Scenario:
 def releases(root: Path) -> dict[str, tuple[str, str]]:
     """The binaries each scenario alternates between (v1, v2)."""
     rel = root / "releases"
-    myblog = []
-    for version in ("1", "2"):
-        path = Path(make_release(rel, f"myblog{version}", version)).with_name("myblog")
-        path.write_text((EXAMPLE / "myblog.py").read_text().replace('VERSION = "1"', f'VERSION = "{version}"'))
-        path.chmod(0o755)
-        myblog.append(str(path))
-    gunicorn = []
-    for version in ("g1", "g2"):
-        app = Path(make_release(rel, version, version))
-        app.write_text(f"#!/bin/sh\nAPP_VERSION={version} exec {GUNICORN}\n")
-        gunicorn.append(str(app))
+    myblog = tuple(make_myblog_release(rel, f"myblog{version}", version) for version in ("1", "2"))
+    gunicorn = tuple(make_gunicorn_release(rel, version) for version in ("g1", "g2"))
     warm = (make_release(rel, "warm1", "w1", "--warmup", "1.5"), make_release(rel, "warm2", "w2", "--warmup", "1.5"))
-    return {"myblog": tuple(myblog), "gunicorn": tuple(gunicorn), "warm": warm}
+    return {"myblog": myblog, "gunicorn": gunicorn, "warm": warm}
 
 
 def scenarios(bins: dict) -> list[Scenario]:
@@ -272,9 +260,9 @@ def run(scenario: Scenario, mode: str, args, root: Path, baseline: float | None 
                 rec.wait_for_requests(args.concurrency * 5, timeout=60)
         result.seconds = round(rec.stopped - rec.started, 1)
         result.broken_keepalive = rec.result.broken if mode == "keepalive" else 0
-        summarize(result, rec.samples, windows)
+        answers = summarize(result, rec, windows)
         if baseline is None:
-            versions_around(result, rec.samples, windows, count_old=scenario.action == "reload")
+            versions_around(result, answers, windows, count_old=scenario.action == "reload")
     finally:
         sv.stop()
     return result
