@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import ctypes
 import os
-import struct
 import time
 
 INTERVAL = 0.02
 LINGER = 0.5  # keep ticking this long after the last request (lets a deferred answer go out)
-CLOCK_MONOTONIC = 1
 TFD_NONBLOCK = os.O_NONBLOCK
 TFD_CLOEXEC = os.O_CLOEXEC
 
@@ -39,7 +37,7 @@ class _LibcTimerfd:
         self.libc = ctypes.CDLL(None, use_errno=True)
 
     def create(self) -> int:
-        fd = self.libc.timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)
+        fd = self.libc.timerfd_create(time.CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)
         if fd < 0:
             raise OSError(ctypes.get_errno(), "timerfd_create failed")
         return fd
@@ -91,7 +89,7 @@ class Ticker:
 
     def handle_read_event(self) -> None:
         try:
-            struct.unpack("Q", os.read(self.fd, 8))
+            os.read(self.fd, 8)  # the expiry count; reading it re-arms the fd's readiness
         except BlockingIOError:
             pass
         now = time.monotonic()
