@@ -87,6 +87,8 @@ def _globs(value: str) -> tuple[str, ...]:
     for pattern in patterns:
         if not pattern.startswith("/"):
             raise ValueError(f"pattern {pattern!r} is not an absolute path")
+        if ".." in pattern.split("/"):
+            raise ValueError(f"pattern {pattern!r} has a '..' component; write the directory it means")
     return patterns
 
 

@@ -36,6 +36,7 @@ from .notify import NotifyReceiver
 from .reload import Phase, Reload
 from .sockets import LISTEN_FDS_START, REGISTRY, SocketSpec
 from .state import ProgramState
+from .validate import CheckedBinary
 
 TAIL_BYTES = 2048
 EXITED_ON_ITS_OWN = (ProcessStates.EXITED, ProcessStates.BACKOFF)  # not stopped by supervisord
@@ -79,6 +80,7 @@ class LittlebossSubprocess(Subprocess):
     notify: NotifyReceiver | None = None
     last_pid = 0
     last_exit = ""  # how its last run ended, e.g. "exit status 3"
+    binary: CheckedBinary | None = None  # a checked new binary: its next spawn runs exactly that file
 
     def __init__(self, config, group: LittlebossProcessGroup, role: Role = Role.SERVING) -> None:
         super().__init__(config)
@@ -106,7 +108,10 @@ class LittlebossSubprocess(Subprocess):
                 except OSError as exc:
                     self._give_up(f"littleboss: program {self.config.name!r} cannot open its NOTIFY_SOCKET: {exc}")
                     return None
-        pid = super().spawn()
+        try:
+            pid = super().spawn()
+        finally:
+            self.binary = None  # used once: a later respawn runs the path, as any start does
         if pid:
             self.last_pid = pid
             self._watch_output()
@@ -154,23 +159,43 @@ class LittlebossSubprocess(Subprocess):
         self.change_state(ProcessStates.BACKOFF)
         self.give_up()
 
+    @property
+    def _exec_fd(self) -> int | None:
+        """The fd, in the child, of the checked binary it is executed from (fexecve)."""
+        if self.binary is None or self.binary.script:
+            return None
+        return LISTEN_FDS_START + len(self.group.listeners)
+
     def _prepare_child_fds(self) -> None:
-        """In the child: stdio pipes on 0-2, the sockets on 3, 4, ..., everything else closed."""
+        """In the child: stdio pipes on 0-2, the sockets on 3, 4, ..., the checked binary (if
+        executed from its fd) after them, close-on-exec; everything else closed."""
         options = self.config.options
         listeners = self.group.listeners
-        first_free = LISTEN_FDS_START + len(listeners)
-        # move the sockets above their targets first: a source fd may itself be 3 or 4
+        exec_fd = self._exec_fd
+        first_free = LISTEN_FDS_START + len(listeners) + (exec_fd is not None)
+        # move the fds above their targets first: a source fd may itself be 3 or 4
         moved = [fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD, first_free) for sock in listeners]
+        binary = fcntl.fcntl(self.binary.fd, fcntl.F_DUPFD, first_free) if exec_fd is not None else None
         options.dup2(self.pipes["child_stdin"], 0)
         options.dup2(self.pipes["child_stdout"], 1)
         options.dup2(self.pipes["child_stdout" if self.config.redirect_stderr else "child_stderr"], 2)
         for target, fd in enumerate(moved, LISTEN_FDS_START):
             options.dup2(fd, target)  # dup2'd fds are inheritable
+        if binary is not None:
+            os.dup2(binary, exec_fd, inheritable=False)
         for fd in range(first_free, options.minfds):
             options.close_fd(fd)
+        if self.binary and self.binary.script and not self.binary.still_at_path():
+            options.write(2, f"supervisor: littleboss: {self.binary.path} was replaced after it was "
+                             "checked; not running it\n")
+            raise OSError(f"{self.binary.path} was replaced after it was checked")  # the child exits 127
         os.environ.update(listen_environment([spec.name for spec in self.group.sockets]))
         if self.notify:
             os.environ["NOTIFY_SOCKET"] = self.notify.address
+
+    def _spawn_as_child(self, filename, argv) -> None:
+        exec_fd = self._exec_fd
+        super()._spawn_as_child(filename if exec_fd is None else exec_fd, argv)
 
     def finish(self, pid, sts) -> None:
         super().finish(pid, sts)
@@ -319,9 +344,9 @@ class LittlebossProcessGroup(ProcessGroup):
         return [p for p in self.extras if p.pid]
 
     # --- reloads --------------------------------------------------------------
-    def begin_reload(self, new_path: str, kind: str) -> Reload:
+    def begin_reload(self, binary: CheckedBinary, kind: str) -> Reload:
         self.fallback = None  # a new reload replaces any pending automatic rollback
-        self.reload = Reload(self, new_path, kind)
+        self.reload = Reload(self, binary, kind)
         self.plugin.ticker.keep_ticking()
         self.reload.start()
         return self.reload
@@ -330,9 +355,10 @@ class LittlebossProcessGroup(ProcessGroup):
         if self.reload:
             self.reload.abort(why)
 
-    def make_candidate(self, path: str) -> LittlebossSubprocess:
-        candidate = LittlebossSubprocess(self._config_running(self.config.process_configs[0], path), self,
+    def make_candidate(self, binary: CheckedBinary) -> LittlebossSubprocess:
+        candidate = LittlebossSubprocess(self._config_running(self.config.process_configs[0], binary.path), self,
                                          Role.CANDIDATE)
+        candidate.binary = binary
         self.extras.append(candidate)
         return candidate
 

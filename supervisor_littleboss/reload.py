@@ -26,6 +26,7 @@ from .faults import LittlebossRPCError
 
 if TYPE_CHECKING:
     from .process import LittlebossProcessGroup, LittlebossSubprocess
+    from .validate import CheckedBinary
 
 
 class Phase(enum.Enum):
@@ -39,15 +40,15 @@ class Phase(enum.Enum):
 class Reload:
     """Replace ``group``'s running process by one running ``new_path``."""
 
-    def __init__(self, group: LittlebossProcessGroup, new_path: str, kind: str = "reload") -> None:
+    def __init__(self, group: LittlebossProcessGroup, binary: CheckedBinary, kind: str = "reload") -> None:
         self.group = group
         self.kind = kind  # "reload" or "rollback"
         self.settings = group.config.littleboss.reload
         self.old: LittlebossSubprocess = group.current
         self.old_pid = self.old.pid
         self.old_path = group.current_path()
-        self.new_path = new_path
-        self.candidate: LittlebossSubprocess = group.make_candidate(new_path)
+        self.new_path = binary.path
+        self.candidate: LittlebossSubprocess = group.make_candidate(binary)
         self.phase = Phase.STARTING
         self.started_at = time.time()
         self.ready_at: float | None = None

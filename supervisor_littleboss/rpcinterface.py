@@ -13,7 +13,7 @@ from .hooks import Plugin, install
 from .process import LittlebossProcessGroup, LittlebossSubprocess, Role, executable_path
 from .reload import Reload
 from .sockets import LISTEN_FDS_START
-from .validate import check_binary
+from .validate import allowed_patterns, check_binary
 
 API_VERSION = "1.0"
 
@@ -168,9 +168,12 @@ class LittlebossNamespaceRPCInterface:
                 f"{name}: is {getProcessStateDescription(state)}, not RUNNING; a reload replaces a running "
                 f"process: use supervisorctl start {name} (or restart {name})",
             )
-        settings = group.config.littleboss.reload
-        check_binary(name, path, group.current.config.uid, (group.configured_path(), *settings.allow))
-        reload = group.begin_reload(path, kind)
+        allowed = allowed_patterns(group.configured_path(), group.config.littleboss.reload.allow)
+        binary = check_binary(name, path, group.current.config.uid, allowed)
+        try:
+            reload = group.begin_reload(binary, kind)
+        finally:
+            binary.close()  # the candidate was spawned from it (or failed to be)
         if not wait:
             return reload.info()
         return self._wait_for(reload)

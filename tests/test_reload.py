@@ -230,7 +230,7 @@ def test_each_path_rule_is_a_distinct_fault(sv, releases):
     pid = sv.wait_running("web")
     cases = [
         ("relative/app", 1410, "the path must be absolute"),
-        ("/bin/sh", 1416, f"it matches none of the allowed paths ({releases.v1} {releases.allow}); "
+        ("/usr/bin/env", 1416, f"it matches none of the allowed paths ({releases.v1} {releases.allow}); "
                           "add a pattern to littleboss_allow in [program:web]"),
         (f"{directory}/missingdir/app", 1411, "no such file"),
         (f"{directory}/adir/app", 1412, "it is not a regular file"),
