@@ -66,7 +66,8 @@ def test_rollback(sv):
 @pytest.mark.parametrize("args, status, message", [
     (["web", "crash"], 7, "ERROR: EXITED_BEFORE_READY: web: reload to {crash} failed: it exited before it was "
                           "ready (exit status 3; last output: httpapp v3: cannot start: configuration is broken)"),
-    (["web", "/usr/bin/env"], 1, "ERROR: NOT_ALLOWED: web: cannot reload to /usr/bin/env: it matches none of the allowed paths"),
+    (["web", "/usr/bin/env"], 1,
+     "ERROR: NOT_ALLOWED: web: cannot reload to /usr/bin/env: it matches none of the allowed paths"),
     (["web", "relative"], 1, "ERROR: PATH_NOT_ABSOLUTE: web: cannot reload to relative: the path must be absolute"),
     (["nope"], 1, "ERROR: UNKNOWN_PROGRAM: no program named 'nope'"),
     (["plain"], 1, "ERROR: NOT_LITTLEBOSS: program 'plain' is not a littleboss program"),
