@@ -12,7 +12,7 @@ import xmlrpc.client
 
 from supervisor.supervisorctl import ControllerPluginBase, LSBInitExitStatuses
 
-from .faults import exit_status
+from .faults import LittlebossFaults, exit_status
 
 SUBCOMMANDS = {
     "reload": "reload <name> [path]\tSwap in a new executable (default: the current one) with zero downtime",
@@ -105,6 +105,9 @@ class LittlebossControllerPlugin(ControllerPluginBase):
     def _follow(self, name: str, started: dict) -> None:
         """Print a reload's progress until it ends; Ctrl-C stops waiting, not the reload."""
         candidate, said, ours = started["new_pid"], set(), started
+        if started["phase"] in ("recorded", "started"):  # the program was not running
+            self._say(started["message"])
+            return self._wait_running(name) if started["phase"] == "started" else None
         try:
             self._say(f"{name}: {started['kind']} started: candidate pid {candidate} running {started['new_path']}")
             while True:
@@ -129,6 +132,18 @@ class LittlebossControllerPlugin(ControllerPluginBase):
             self._say(f"{name}: stopped waiting; the {started['kind']} goes on in supervisord "
                       f"(see: littleboss:status {name})")
             self.ctl.exitstatus = LSBInitExitStatuses.GENERIC
+
+    def _wait_running(self, name: str) -> None:
+        """Wait until a program started on a new binary has left STARTING."""
+        while (info := self.rpc.getProgramInfo(name))["statename"] == "STARTING":
+            time.sleep(POLL_SECONDS)
+        if info["statename"] == "RUNNING":
+            self._say(f"{name}: RUNNING (pid {info['pid']})")
+        else:
+            spawnerr = info["processes"][0]["spawnerr"]
+            self._fail(LittlebossFaults.EXITED_BEFORE_READY,
+                       f"ERROR: {name}: {info['path']} did not start: it is {info['statename']}"
+                       + (f" ({spawnerr})" if spawnerr else ""))
 
     def _progress(self, name: str, last: dict, said: set) -> None:
         steps = {"settling": ["ready"], "draining": ["ready", "promoted"], "done": ["ready", "promoted"]}

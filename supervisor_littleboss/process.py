@@ -242,6 +242,7 @@ class LittlebossProcessGroup(ProcessGroup):
         self.config = config
         self.program_state: ProgramState = self.plugin.state.program(config.name)
         self._apply_configured_command()
+        self._replace_missing_binary()
         self.processes = {
             pconfig.name: LittlebossSubprocess(self._config_running(pconfig, self.program_state.path), self)
             for pconfig in config.process_configs
@@ -428,14 +429,8 @@ class LittlebossProcessGroup(ProcessGroup):
         if not fallback.due or self.config.options.mood < SupervisorStates.RUNNING:
             return  # the window passed, or supervisord is stopping: nothing to start
         process, previous = self.current, fallback.previous
-        failed = self.current_path()
-        process.config = self._config_running(self.config.process_configs[0], previous)
-        state = self.program_state
-        self._run_binary(previous)
-        state.previous = failed
-        state.record(kind="fallback", **{"from": failed, "to": previous},
-                     outcome=f"rolled back automatically: {failed} exited ({process.last_exit})")
-        self.save_state()
+        failed = self.use_binary(previous, "fallback",
+                                 f"rolled back automatically: {self.current_path()} exited ({process.last_exit})")
         self.config.options.logger.warn(
             f"littleboss: {self.config.name}: {failed} exited ({process.last_exit}) within "
             f"littleboss_fallback_window of its promotion; starting {previous} again"
@@ -443,6 +438,18 @@ class LittlebossProcessGroup(ProcessGroup):
         events.notify(ReloadRolledBackEvent(self.config.name, **{"from": failed, "to": previous}))
         if process.state in EXITED_ON_ITS_OWN:
             process.spawn()
+
+    def use_binary(self, path: str, kind: str, outcome: str) -> str:
+        """Make ``path`` the binary the serving process's next spawn runs, recorded as ``kind``
+        with ``outcome``; return the binary it replaces (which becomes the previous one)."""
+        replaced = self.current_path()
+        self.current.config = self._config_running(self.config.process_configs[0], path)
+        state = self.program_state
+        self._run_binary(path)
+        state.previous, state.command = replaced, self.configured_command
+        state.record(kind=kind, **{"from": replaced, "to": path}, outcome=outcome)
+        self.save_state()
+        return replaced
 
     # --- the swapped-in binary ---------------------------------------------
     def _apply_configured_command(self) -> None:
@@ -454,6 +461,21 @@ class LittlebossProcessGroup(ProcessGroup):
             state.path = state.previous = None
             self.save_state()
 
+    def _replace_missing_binary(self) -> None:
+        """A swapped-in binary that is gone (deleted, no longer executable) is not started:
+        the previous binary is, if it is still there, else the configured command."""
+        state = self.program_state
+        if not state.path or _runnable(state.path):
+            return
+        gone = state.path
+        target = state.previous if state.previous and _runnable(state.previous) else self.configured_path()
+        self._run_binary(target)
+        state.previous = None
+        outcome = f"the swapped-in binary {gone} is gone; starting {target} instead"
+        state.record(kind="missing", **{"from": gone, "to": target}, outcome=outcome)
+        self.config.options.logger.warn(f"littleboss: {self.config.name}: {outcome}")
+        self.save_state()
+
     def _config_running(self, pconfig, path: str | None):
         """A copy of ``pconfig`` whose command runs ``path`` (``pconfig`` itself if None)."""
         if not path:
@@ -461,6 +483,10 @@ class LittlebossProcessGroup(ProcessGroup):
         running = copy.copy(pconfig)
         running.command = with_executable(pconfig.command, path)
         return running
+
+
+def _runnable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
 def executable_path(process: Subprocess) -> str:

@@ -164,8 +164,9 @@ class Reload:
     def result(self) -> dict:
         """What ``littleboss.reload`` returns: ``seconds`` to promotion, ``drain_seconds`` for the old to exit."""
         return {
-            "name": self.name, "old_pid": self.old_pid, "new_pid": self.candidate.last_pid,
-            "old_path": self.old_path, "new_path": self.new_path, "seconds": round(self.seconds, 3),
+            "name": self.name, "kind": self.kind, "phase": self.phase.value, "old_pid": self.old_pid,
+            "new_pid": self.candidate.last_pid, "old_path": self.old_path, "new_path": self.new_path,
+            "seconds": round(self.seconds, 3),
             "drain_seconds": round((self.drained_at or time.time()) - self.finished_at, 3) if self.finished_at else 0,
         }
 
@@ -175,7 +176,7 @@ class Reload:
         promoted = self.phase in (Phase.DRAINING, Phase.DONE)
         return {
             "ready_to_promotion": round(self.finished_at - notify.ready_at, 4) if promoted and notify else 0,
-            **self.result(), "kind": self.kind, "phase": self.phase.value,
+            **self.result(),
             "error": self.failure.text if self.failure else "",
             "fault_code": self.failure.code if self.failure else 0,
         }

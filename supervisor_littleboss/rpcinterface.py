@@ -13,9 +13,12 @@ from .hooks import Plugin, install
 from .process import LittlebossProcessGroup, LittlebossSubprocess, Role, executable_path
 from .reload import Reload
 from .sockets import LISTEN_FDS_START
-from .validate import allowed_patterns, check_binary
+from .validate import CheckedBinary, allowed_patterns, check_binary
 
 API_VERSION = "1.0"
+SWAPPABLE_STATES = (ProcessStates.RUNNING, ProcessStates.STARTING)  # a reload replaces the process
+# a reload starts the process (a way out of a failure), or records the binary its next start runs
+STARTABLE_STATES = (ProcessStates.STOPPED, ProcessStates.EXITED, ProcessStates.BACKOFF, ProcessStates.FATAL)
 
 
 def process_info(process: LittlebossSubprocess) -> dict:
@@ -123,15 +126,19 @@ class LittlebossNamespaceRPCInterface:
         The new executable starts beside the old process on the same sockets; once it
         is ready (littleboss_ready) and has settled (littleboss_settle) it becomes the
         program and the old process drains (littleboss_lameduck). If it fails before
-        that, it is killed and the old process keeps serving.
+        that, it is killed and the old process keeps serving. A program that is not
+        running is not replaced: if it failed (EXITED, BACKOFF, FATAL) it is started on
+        the new executable; if it was stopped (STOPPED) nothing starts, and its next
+        start runs the new executable (the result's phase says which: started, recorded).
 
         @param string name     The program name
         @param string path     Absolute path of the new executable (its arguments stay as
                                configured); empty: re-execute the current one
         @param boolean wait    Return once promoted and the old process has exited (true),
                                or at once (false; follow it with getProgramInfo)
-        @return struct result  name, old_pid, new_pid, old_path, new_path, seconds (to
-                               promotion), drain_seconds (for the old process to exit)
+        @return struct result  name, kind, phase, old_pid, new_pid, old_path, new_path,
+                               seconds (to promotion), drain_seconds (for the old
+                               process to exit); message for a program not running
         """
         self._update("reload")
         group = self._group(name)
@@ -162,21 +169,59 @@ class LittlebossNamespaceRPCInterface:
                 f"(phase {group.reload.phase.value}); wait for it to finish",
             )
         state = group.current.get_state()
-        if state not in (ProcessStates.RUNNING, ProcessStates.STARTING):
+        if state not in (*SWAPPABLE_STATES, *STARTABLE_STATES):
             raise LittlebossRPCError(
                 F.NOT_RUNNING,
-                f"{name}: is {getProcessStateDescription(state)}, not RUNNING; a reload replaces a running "
-                f"process: use supervisorctl start {name} (or restart {name})",
+                f"{name}: is {getProcessStateDescription(state)}; try again once it is RUNNING or stopped",
             )
         allowed = allowed_patterns(group.configured_path(), group.config.littleboss.reload.allow)
         binary = check_binary(name, path, group.current.config.uid, allowed)
         try:
+            if state in STARTABLE_STATES:
+                return self._start_stopped(group, binary, kind, state, wait)
             reload = group.begin_reload(binary, kind)
         finally:
-            binary.close()  # the candidate was spawned from it (or failed to be)
+            binary.close()  # the process was spawned from it (or failed to be)
         if not wait:
             return reload.info()
         return self._wait_for(reload)
+
+    def _start_stopped(self, group: LittlebossProcessGroup, binary: CheckedBinary, kind: str, state: int,
+                       wait: bool):
+        """A program that is not running: a way out for one that failed (EXITED, BACKOFF,
+        FATAL: start it on ``binary``); one stopped on purpose (STOPPED) only records
+        ``binary`` for its next start."""
+        name, statename = group.config.name, getProcessStateDescription(state)
+        process = group.current
+        result = {"name": name, "kind": kind, "old_pid": 0, "new_pid": 0, "new_path": binary.path,
+                  "seconds": 0, "drain_seconds": 0}
+        if state == ProcessStates.STOPPED:
+            result["old_path"] = group.use_binary(binary.path, kind, "recorded for the next start (it was STOPPED)")
+            message = (f"{name}: is STOPPED: nothing was started; {binary.path} is the binary "
+                       f"`supervisorctl start {name}` runs")
+            return {**result, "phase": "recorded", "message": message}
+        result["old_path"] = group.use_binary(binary.path, kind, f"started (it was {statename})")
+        process.binary, process.backoff = binary, 0
+        process.spawn()
+        if not process.pid:
+            raise LittlebossRPCError(F.SPAWN_FAILED, f"{name}: could not start {binary.path}: {process.spawnerr}")
+        result.update(new_pid=process.pid, phase="started",
+                      message=f"{name}: was {statename}; started {binary.path} (pid {process.pid})")
+        if not wait:
+            return result
+
+        def onwait():
+            state = process.get_state()
+            if state == ProcessStates.STARTING:
+                return NOT_DONE_YET
+            if state != ProcessStates.RUNNING:
+                raise LittlebossRPCError(F.EXITED_BEFORE_READY, f"{name}: {binary.path} did not start: it is "
+                                         f"{getProcessStateDescription(state)} ({process.exit_report()})")
+            return result
+
+        onwait.delay = 0.05
+        onwait.rpcinterface = self
+        return onwait
 
     def _wait_for(self, reload: Reload):
         """A deferred result (supervisord keeps serving); the reload itself runs in the main loop."""

@@ -1,0 +1,109 @@
+"""Ways out: a swapped-in binary that is gone, and reloads of a program that is not running."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from harness import Supervisord, free_port, http_get, make_release, reload_fault
+
+
+@pytest.fixture
+def web(supervisord: Supervisord):
+    """Releases v1 (configured), v2, v3 and a crashing one; ``web`` configured on v1, not started."""
+    releases = supervisord.root / "releases"
+    paths = {name: make_release(releases, name, name) for name in ("v1", "v2", "v3")}
+    paths["crash"] = make_release(releases, "crash", "crash", "--mode", "crash")
+    supervisord.port = free_port()
+    supervisord.program("web", command=paths["v1"], startretries=0,
+                        littleboss_sockets=f"http=tcp://127.0.0.1:{supervisord.port}",
+                        littleboss_allow=f"{releases}/*/app", littleboss_ready="notify")
+    return paths
+
+
+def serving(supervisord: Supervisord) -> str:
+    return http_get(("127.0.0.1", supervisord.port)).split()[0].decode()
+
+
+def restart(supervisord: Supervisord) -> None:
+    supervisord.stop()
+    supervisord.start()
+    supervisord.wait_running("web")
+
+
+def test_a_deleted_swapped_in_binary_gives_way_to_the_previous_then_the_configured_one(supervisord, web):
+    supervisord.start()
+    supervisord.wait_running("web")
+    supervisord.rpc.littleboss.reload("web", web["v2"])
+    supervisord.rpc.littleboss.reload("web", web["v3"])
+    os.unlink(web["v3"])
+    restart(supervisord)
+    assert serving(supervisord) == "v2"
+    info = supervisord.rpc.littleboss.getProgramInfo("web")
+    assert (info["path"], info["previous_path"]) == (web["v2"], "")
+    outcome = f"the swapped-in binary {web['v3']} is gone; starting {web['v2']} instead"
+    assert info["history"][-1] == {**info["history"][-1], "kind": "missing", "from": web["v3"], "to": web["v2"],
+                                   "outcome": outcome}
+    assert f"WARN littleboss: web: {outcome}" in supervisord.log.read_text()
+
+    os.unlink(web["v2"])  # gone too, and there is no previous binary any more
+    restart(supervisord)
+    assert serving(supervisord) == "v1"  # the configured command
+    assert supervisord.rpc.littleboss.getProgramInfo("web")["path"] == web["v1"]
+
+
+def test_a_reload_of_a_fatal_program_starts_it_on_the_new_binary(supervisord, web):
+    supervisord.program("web", command=web["crash"], startretries=0, startsecs=1,
+                        littleboss_sockets=f"http=tcp://127.0.0.1:{supervisord.port}",
+                        littleboss_allow=f"{supervisord.root}/releases/*/app")
+    supervisord.start()
+    supervisord.wait_state("web", "FATAL")
+    result = supervisord.ctl("littleboss:reload", "web", web["v2"])
+    assert result.returncode == 0, result.stdout
+    pid = supervisord.info("web")["pid"]
+    assert result.stdout.splitlines() == [f"web: was FATAL; started {web['v2']} (pid {pid})",
+                                          f"web: RUNNING (pid {pid})"]
+    assert serving(supervisord) == "v2"
+    info = supervisord.rpc.littleboss.getProgramInfo("web")
+    assert (info["path"], info["previous_path"]) == (web["v2"], web["crash"])
+    assert info["history"][-1]["outcome"] == "started (it was FATAL)"
+
+
+def test_a_reload_of_a_fatal_program_to_a_binary_that_fails_says_so(supervisord, web):
+    supervisord.program("web", command=web["crash"], startretries=0, startsecs=1,
+                        littleboss_sockets=f"http=tcp://127.0.0.1:{supervisord.port}",
+                        littleboss_allow=f"{supervisord.root}/releases/*/app")
+    supervisord.start()
+    supervisord.wait_state("web", "FATAL")
+    fault = reload_fault(lambda: supervisord.rpc.littleboss.reload("web", web["crash"]))
+    assert fault.faultCode == 1420 and "did not start" in fault.faultString, fault
+    assert "cannot start: configuration is broken" in fault.faultString
+    result = supervisord.ctl("littleboss:reload", "web", web["crash"])
+    assert result.returncode == 7 and "ERROR: web: " in result.stdout, result.stdout
+
+
+def test_a_reload_of_a_stopped_program_starts_nothing_and_its_next_start_runs_the_new_binary(supervisord, web):
+    supervisord.start()
+    supervisord.wait_running("web")
+    supervisord.ctl("stop", "web", check=True)
+    result = supervisord.rpc.littleboss.reload("web", web["v2"])
+    assert result["phase"] == "recorded" and result["new_pid"] == 0
+    assert result["message"] == (f"web: is STOPPED: nothing was started; {web['v2']} is the binary "
+                                 "`supervisorctl start web` runs")
+    assert supervisord.info("web")["statename"] == "STOPPED"
+    assert supervisord.rpc.littleboss.getProgramInfo("web")["path"] == web["v2"]
+    supervisord.ctl("start", "web", check=True)
+    assert serving(supervisord) == "v2"
+    supervisord.ctl("stop", "web", check=True)
+    rollback = supervisord.ctl("littleboss:rollback", "web")
+    assert rollback.returncode == 0 and "nothing was started" in rollback.stdout, rollback.stdout
+    supervisord.ctl("start", "web", check=True)
+    assert serving(supervisord) == "v1"
+
+
+def test_the_checks_still_apply_to_a_program_that_is_not_running(supervisord, web):
+    supervisord.start()
+    supervisord.wait_running("web")
+    supervisord.ctl("stop", "web", check=True)
+    fault = reload_fault(lambda: supervisord.rpc.littleboss.reload("web", "/usr/bin/env"))
+    assert fault.faultCode == 1416
+    assert supervisord.rpc.littleboss.getProgramInfo("web")["path"] == web["v1"]
