@@ -1,18 +1,69 @@
 """The durable record of swapped-in binaries and reload history.
 
 One JSON file (``state_file`` in ``[rpcinterface:littleboss]``), replaced atomically
-on every change, so a swapped-in binary survives ``update``, ``supervisorctl reload``
-and a supervisord restart.
+on every change (temporary file, fsync, rename, fsync of the directory), so a
+swapped-in binary survives ``update``, ``supervisorctl reload`` and a supervisord restart.
+
+The file is validated whole when it is loaded. One entry of the wrong shape or type
+makes the whole file invalid: keeping the rest of a damaged file could run a binary
+its operator had since replaced, and the configured binaries are always a safe start.
+An invalid or unreadable file (or a directory) at the path is moved aside to
+``<path>.corrupt-<timestamp>`` (left in place if it cannot be moved) with one error
+line in supervisord's log, and littleboss starts from an empty state.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
 HISTORY_LIMIT = 20
+MAX_TIME = 253402300799.0  # 9999-12-31 23:59:59 UTC: the last time ``status --history`` can print
+ENTRY_STRINGS = ("kind", "from", "to", "outcome")  # history entry fields besides time and seconds
+
+
+def _invalid(where: str, what: str) -> ValueError:
+    return ValueError(f"{where} is not {what}")
+
+
+def _object(value: object, where: str, keys: tuple[str, ...]) -> dict:
+    """``value`` if it is a JSON object whose keys are all among ``keys``."""
+    if not isinstance(value, dict):
+        raise _invalid(where, "an object")
+    unknown = sorted(set(value) - set(keys))
+    if unknown:
+        raise ValueError(f"{where} has an unknown key {unknown[0]!r}")
+    return value
+
+
+def _number(value: object, where: str, high: float = math.inf) -> float:
+    """``value`` as a float, if it is a JSON number from 0 to ``high`` (and finite)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            if math.isfinite(float(value)) and 0 <= value <= high:
+                return float(value)
+        except OverflowError:  # an integer too large for a float
+            pass
+    raise _invalid(where, f"a number from 0 to {high:.0f}" if math.isfinite(high) else "a finite number, 0 or more")
+
+
+def history_entry(value: object, where: str) -> dict:
+    """A checked copy of a history entry as ``ProgramState.record`` callers write it."""
+    entry = _object(value, where, ("time", *ENTRY_STRINGS, "seconds"))
+    missing = [key for key in ("time", *ENTRY_STRINGS) if key not in entry]
+    if missing:
+        raise ValueError(f"{where} has no {missing[0]!r}")
+    checked = {"time": _number(entry["time"], f"{where}.time", MAX_TIME)}
+    for key in ENTRY_STRINGS:
+        if not isinstance(entry[key], str):
+            raise _invalid(f"{where}.{key}", "a string")
+        checked[key] = entry[key]
+    if "seconds" in entry:
+        checked["seconds"] = _number(entry["seconds"], f"{where}.seconds")
+    return checked
 
 
 @dataclass
@@ -24,6 +75,22 @@ class ProgramState:
     command: str | None = None  # the configured command when ``path`` was swapped in
     history: list[dict] = field(default_factory=list)
 
+    @classmethod
+    def from_dict(cls, value: object, where: str) -> ProgramState:
+        """The state saved as ``value``; ValueError names what is wrong, and ``where``.
+
+        Missing keys take their defaults; unknown keys and wrong types are errors.
+        """
+        data = _object(value, where, ("path", "previous", "command", "history"))
+        for key in ("path", "previous", "command"):
+            if not isinstance(data.get(key), (str, type(None))):
+                raise _invalid(f"{where}.{key}", "a string or null")
+        history = data.get("history", [])
+        if not isinstance(history, list):
+            raise _invalid(f"{where}.history", "a list")
+        return cls(data.get("path"), data.get("previous"), data.get("command"),
+                   [history_entry(entry, f"{where}.history[{i}]") for i, entry in enumerate(history)])
+
     def record(self, **entry) -> dict:
         """Append a history entry (with the time), keeping the newest HISTORY_LIMIT."""
         entry = {"time": round(time.time(), 3), **entry}
@@ -31,34 +98,74 @@ class ProgramState:
         return entry
 
 
+def _no_constant(name: str) -> None:
+    raise ValueError(f"not valid JSON: {name}")
+
+
+def parse(text: str) -> dict[str, ProgramState]:
+    """Every program's state in a state file's ``text``; ValueError says what is wrong, and where."""
+    try:
+        raw = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("not valid JSON: nested too deeply") from None
+    if "programs" not in _object(raw, "the top level", ("programs",)):
+        raise ValueError("the top level has no programs")
+    programs = raw["programs"]
+    if not isinstance(programs, dict):
+        raise _invalid("programs", "an object")
+    return {name: ProgramState.from_dict(state, f"programs.{name}") for name, state in programs.items()}
+
+
+def _aside_name(path: str) -> str:
+    """``<path>.corrupt-<unix time>``, with a ``.N`` suffix if an earlier one has that name."""
+    aside = stamp = f"{path}.corrupt-{int(time.time())}"
+    number = 0
+    while os.path.lexists(aside):
+        number += 1
+        aside = f"{stamp}.{number}"
+    return aside
+
+
 class StateStore:
     """Every program's ProgramState, loaded from and saved to ``path``."""
 
     def __init__(self, path: str, logger=None) -> None:
         self.path = path
-        self.programs: dict[str, ProgramState] = {}
+        self.programs: dict[str, ProgramState] = self._load(logger)
+
+    def _load(self, logger) -> dict[str, ProgramState]:
         try:
-            with open(path) as file:
-                raw = json.load(file)
-            self.programs = {name: ProgramState(**state) for name, state in raw["programs"].items()}
+            with open(self.path, encoding="utf-8") as file:
+                return parse(file.read())
         except FileNotFoundError:
-            pass
-        except (ValueError, KeyError, TypeError) as exc:
-            aside = f"{path}.corrupt-{int(time.time())}"
-            os.replace(path, aside)
-            if logger:
-                logger.error(f"littleboss: state file {path} is unreadable ({exc}); moved it to {aside}")
+            return {}
+        except OSError as exc:
+            problem = f"cannot be read: {exc.strerror or exc}"
+        except ValueError as exc:  # including UnicodeDecodeError
+            problem = f"is invalid: {exc}"
+        aside = _aside_name(self.path)
+        try:
+            os.replace(self.path, aside)
+            outcome = f"moved it to {aside}"
+        except OSError as exc:
+            outcome = f"cannot move it aside ({exc}), ignoring it"
+        if logger:
+            logger.error(f"littleboss: the state file {self.path} {problem}; {outcome}; "
+                         "the programs start with their configured binaries")
+        return {}
 
     def program(self, name: str) -> ProgramState:
         return self.programs.setdefault(name, ProgramState())
 
     def save(self) -> None:
-        """Write the whole state to a temporary file beside ``path``, then rename it over."""
+        """Write the whole state to a temporary file beside ``path``, rename it over, fsync the directory."""
         directory = os.path.dirname(self.path) or "."
         data = json.dumps({"programs": {name: asdict(state) for name, state in self.programs.items()}}, indent=1)
         fd, tmp = tempfile.mkstemp(prefix=".littleboss-", dir=directory)
         try:
-            with os.fdopen(fd, "w") as file:
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
                 file.write(data)
                 file.flush()
                 os.fsync(file.fileno())
@@ -66,3 +173,8 @@ class StateStore:
         except BaseException:
             os.unlink(tmp)
             raise
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)  # the rename itself survives a crash
+        finally:
+            os.close(fd)
