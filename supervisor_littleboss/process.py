@@ -227,8 +227,10 @@ class LittlebossSubprocess(Subprocess):
                 pass
 
     def exit_report(self) -> str:
-        """How it ended, with the last lines of its stderr."""
+        """How it ended, with the last lines of its stderr (control characters, which XML
+        cannot carry, shown as ``?``)."""
         lines = bytes(self.tail).decode(errors="replace").strip().splitlines()[-5:]
+        lines = ["".join(c if c.isprintable() else "?" for c in line) for line in lines]
         report = self.last_exit or self.spawnerr or "not started"
         return report + ("; last output: " + " | ".join(lines) if lines else "")
 

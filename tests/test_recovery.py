@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from harness import Supervisord, free_port, http_get, make_release, reload_fault
+from harness import Supervisord, free_port, http_get, make_executable, make_release, reload_fault
 
 
 @pytest.fixture
@@ -107,3 +107,14 @@ def test_the_checks_still_apply_to_a_program_that_is_not_running(supervisord, we
     fault = reload_fault(lambda: supervisord.rpc.littleboss.reload("web", "/usr/bin/env"))
     assert fault.faultCode == 1416
     assert supervisord.rpc.littleboss.getProgramInfo("web")["path"] == web["v1"]
+
+
+def test_control_characters_in_a_failed_candidates_output_keep_info_and_history_readable(supervisord, web):
+    colour = make_executable(supervisord.root / "releases", "colour",
+                             "#!/bin/sh\nprintf '\\033[31mboom\\033[0m\\001\\n' >&2\nexit 3\n")
+    supervisord.start()
+    supervisord.wait_running("web")
+    fault = reload_fault(lambda: supervisord.rpc.littleboss.reload("web", colour))
+    assert "last output: ?[31mboom?[0m?" in fault.faultString, fault.faultString
+    assert "boom" in supervisord.rpc.littleboss.getProgramInfo("web")["history"][-1]["outcome"]
+    assert supervisord.ctl("littleboss:status", "--history", "web").returncode == 0
