@@ -26,19 +26,21 @@ from dataclasses import dataclass
 
 from supervisor import events
 from supervisor.dispatchers import POutputDispatcher
-from supervisor.options import ProcessException, decode_wait_status
+from supervisor.options import ProcessException, decode_wait_status, signame
 from supervisor.process import ProcessGroup, Subprocess
 from supervisor.states import STOPPED_STATES, ProcessStates, SupervisorStates
 
 from .config import LittlebossGroupConfig
 from .events import ReloadRolledBackEvent
 from .notify import NotifyReceiver
+from .orphans import ProcessRecord, signal_group, still_alive, take_listener
 from .reload import Phase, Reload
 from .sockets import LISTEN_FDS_START, REGISTRY, SocketSpec
 from .state import ProgramState
 from .validate import CheckedBinary
 
 TAIL_BYTES = 2048
+ORPHAN_KILL_WAIT = 5  # seconds an orphan has to vanish after SIGKILL
 EXITED_ON_ITS_OWN = (ProcessStates.EXITED, ProcessStates.BACKOFF)  # not stopped by supervisord
 
 
@@ -114,6 +116,7 @@ class LittlebossSubprocess(Subprocess):
             self.binary = None  # used once: a later respawn runs the path, as any start does
         if pid:
             self.last_pid = pid
+            self.group.track(pid)
             self._watch_output()
         elif self.notify:
             self.notify.close()
@@ -199,6 +202,7 @@ class LittlebossSubprocess(Subprocess):
 
     def finish(self, pid, sts) -> None:
         super().finish(pid, sts)
+        self.group.untrack(pid)
         self.last_exit = decode_wait_status(sts)[1]
         if self.notify:
             self.notify.close()
@@ -253,7 +257,9 @@ class LittlebossProcessGroup(ProcessGroup):
         self.reload: Reload | None = None
         self.fallback: Fallback | None = None
         self.listeners: list[socket.socket] = []
-        self.bind_sockets()  # bind early; a failure is reported when a process spawns
+        self.orphans: list[ProcessRecord] = []
+        self.orphans_deadline = 0.0
+        self.bind_sockets(self._take_over_orphans())  # bind early; a failure is reported when a process spawns
 
     @property
     def plugin(self):
@@ -279,8 +285,9 @@ class LittlebossProcessGroup(ProcessGroup):
         return executable_path(Subprocess(self.config.process_configs[0]))
 
     # --- sockets ---------------------------------------------------------
-    def bind_sockets(self) -> str | None:
-        """Take every socket from the registry (binding what is not held yet).
+    def bind_sockets(self, adopted: dict[str, socket.socket] | None = None) -> str | None:
+        """Take every socket from the registry (binding what is not held yet, or holding the
+        ``adopted`` socket for its URL).
 
         Returns None, or the reason a socket cannot be bound, naming program and address.
         """
@@ -289,7 +296,8 @@ class LittlebossProcessGroup(ProcessGroup):
         new = [spec.url for spec in self.sockets if not REGISTRY.is_held(spec.url)]
         for spec in self.sockets:
             try:
-                listeners.append(REGISTRY.acquire(spec, self.config.littleboss.socket_options, logger))
+                listeners.append(REGISTRY.acquire(spec, self.config.littleboss.socket_options, logger,
+                                                  (adopted or {}).get(spec.url)))
             except (OSError, ValueError) as exc:
                 reason = f"littleboss: program {self.config.name!r} cannot listen on {spec.name}={spec.url}: {exc}"
                 logger.error(reason)
@@ -299,6 +307,72 @@ class LittlebossProcessGroup(ProcessGroup):
                 return reason
         self.listeners = listeners
         return None
+
+    # --- processes an earlier supervisord left running -----------------------
+    def _take_over_orphans(self) -> dict[str, socket.socket]:
+        """Processes of this program that outlived a supervisord killed (-9): take their
+        listening sockets back (by URL), so that no connection is refused, and stop them as
+        replaced processes are stopped (stop signal, lameduck, SIGKILL). A socket that
+        cannot be taken back (supervisord not root) is bound once they have exited."""
+        state, logger = self.program_state, self.config.options.logger
+        self.orphans, state.processes = still_alive(state.processes), []
+        if not self.orphans:
+            return {}
+        self.save_state()
+        taken = {}
+        for spec in self.sockets:
+            for record in self.orphans:
+                if spec.url not in taken and not REGISTRY.is_held(spec.url):
+                    sock = take_listener(record, *spec.address, log=logger.warn)
+                    if sock is not None:
+                        taken[spec.url] = sock
+        pconfig = self.config.process_configs[0]
+        lameduck = self.lameduck(pconfig)
+        self.orphans_deadline = time.time() + lameduck
+        self._signal_orphans(pconfig.stopsignal)
+        logger.warn(
+            f"littleboss: {self.config.name}: pid(s) {', '.join(str(r.pid) for r in self.orphans)} of an earlier "
+            f"supervisord still run: took back {len(taken)} of {len(self.sockets)} socket(s) from them; stopping "
+            f"them ({signame(pconfig.stopsignal)}, SIGKILL after {lameduck:g}s)"
+        )
+        if any(spec.url not in taken and not REGISTRY.is_held(spec.url) for spec in self.sockets):
+            self._wait_for_orphans()  # they hold the address: it can be bound only once they are gone
+        return taken
+
+    def _signal_orphans(self, sig: int) -> None:
+        for record in self.orphans:
+            try:
+                signal_group(record, sig)
+            except OSError as exc:
+                self.config.options.logger.error(
+                    f"littleboss: {self.config.name}: cannot signal pid {record.pid}: {exc.strerror}")
+
+    def _stop_orphans(self, now: float) -> None:
+        """SIGKILL the orphans left once their lameduck is over; forget those gone."""
+        self.orphans = still_alive(self.orphans)
+        if self.orphans and now > self.orphans_deadline:
+            self._signal_orphans(signal.SIGKILL)
+
+    def _wait_for_orphans(self) -> None:
+        """Block (supervisord is starting, nothing is served yet) until the orphans have exited."""
+        while self.orphans:
+            now = time.time()
+            self._stop_orphans(now)
+            if now > self.orphans_deadline + ORPHAN_KILL_WAIT:
+                break  # unkillable (a process in D state): binding reports the address in use
+            time.sleep(0.02)
+
+    def track(self, pid: int) -> None:
+        """Record a process just spawned, so a supervisord that crashes can be followed by one
+        that finds it."""
+        record = ProcessRecord.of(pid)
+        if record is not None:
+            self.program_state.processes.append(record)
+            self.save_state()
+
+    def untrack(self, pid: int) -> None:
+        self.program_state.processes = [r for r in self.program_state.processes if r.pid != pid]
+        self.save_state()
 
     def before_remove(self) -> None:
         """``update`` removes this group: close the sockets no configured program still uses."""
@@ -311,6 +385,8 @@ class LittlebossProcessGroup(ProcessGroup):
             self.plugin.ticker.keep_ticking()
             self.plugin.supervisord.reap()  # see exits in this pass, not the next (up to 1 s later)
         now = time.time()
+        if self.orphans:
+            self._stop_orphans(now)
         if self.reload:
             self.reload.step(now)
             self.plugin.ticker.wake_in(self.reload.due_in(now))
@@ -378,12 +454,12 @@ class LittlebossProcessGroup(ProcessGroup):
         candidate.config = copy.copy(candidate.config)
         candidate.config.stopasgroup = candidate.config.killasgroup = True
         candidate.kill(candidate.config.stopsignal)
-        candidate.delay = time.time() + self.lameduck(candidate)
+        candidate.delay = time.time() + self.lameduck(candidate.config)
 
-    def lameduck(self, process: LittlebossSubprocess) -> float:
-        """Seconds a stopped process has to finish its work before SIGKILL."""
+    def lameduck(self, pconfig) -> float:
+        """Seconds a stopped process (of config ``pconfig``) has to finish its work before SIGKILL."""
         lameduck = self.config.littleboss.reload.lameduck
-        return process.config.stopwaitsecs if lameduck is None else lameduck
+        return pconfig.stopwaitsecs if lameduck is None else lameduck
 
     def promote(self, candidate: LittlebossSubprocess, old: LittlebossSubprocess) -> None:
         """The candidate becomes the program; the old process drains, then is killed."""
@@ -396,7 +472,7 @@ class LittlebossProcessGroup(ProcessGroup):
         if old.pid:
             self.extras.append(old)
             old.stop()
-            old.delay = time.time() + self.lameduck(old)
+            old.delay = time.time() + self.lameduck(old.config)
 
     def remember_swap(self, old_path: str, new_path: str) -> None:
         """Persist a promoted binary; arm the automatic rollback to ``old_path``."""

@@ -47,6 +47,16 @@ class SocketSpec:
     def is_unix(self) -> bool:
         return self.url.startswith("unix://")
 
+    @property
+    def address(self) -> tuple[int, tuple[str, int] | str]:
+        """(family, address) as ``bind()`` takes them."""
+        if self.is_unix:
+            return socket.AF_UNIX, self.url[len("unix://"):]
+        match = _TCP_RE.match(self.url)
+        if match["ipv6"]:
+            return socket.AF_INET6, (match["ipv6"], int(match["port"]))
+        return socket.AF_INET, (match["host"], int(match["port"]))
+
     def make_config(self, opts: SocketOptions) -> InetStreamSocketConfig | UnixStreamSocketConfig:
         """Return the supervisord socket config that binds this address."""
         if self.is_unix:
@@ -216,9 +226,14 @@ class HeldSocketManager(SocketManager):
 class HeldSocket:
     """One address's ``SocketManager`` and the reference the registry holds on it."""
 
-    def __init__(self, spec: SocketSpec, opts: SocketOptions, logger) -> None:
-        self.manager = HeldSocketManager(spec.make_config(opts), logger=logger)
-        self.proxy = self.manager.get_socket()  # binds and listens
+    def __init__(self, spec: SocketSpec, opts: SocketOptions, logger, adopted: socket.socket | None = None) -> None:
+        config = spec.make_config(opts)
+        if adopted is not None:  # a listening socket taken back: the manager takes it instead of binding
+            config.create_and_bind = lambda: adopted
+            if isinstance(config, SafeUnixStreamSocketConfig):
+                config.identity = _identity(config.path)
+        self.manager = HeldSocketManager(config, logger=logger)
+        self.proxy = self.manager.get_socket()  # binds (or adopts) and listens
         self.opts = opts
 
     def reconfigure(self, opts: SocketOptions) -> None:
@@ -246,14 +261,16 @@ class SocketRegistry:
     def __init__(self) -> None:
         self._held: dict[str, HeldSocket] = {}
 
-    def acquire(self, spec: SocketSpec, opts: SocketOptions, logger=None) -> socket.socket:
-        """Return the listening socket for ``spec``, binding it only if not yet held.
+    def acquire(self, spec: SocketSpec, opts: SocketOptions, logger=None,
+                adopted: socket.socket | None = None) -> socket.socket:
+        """Return the listening socket for ``spec``, binding it only if not yet held (or
+        holding ``adopted``, a listening socket taken back from a process).
 
         Raises OSError or ValueError (with the reason) if it cannot be bound.
         """
         held = self._held.get(spec.url)
         if held is None:
-            held = self._held[spec.url] = HeldSocket(spec, opts, logger)
+            held = self._held[spec.url] = HeldSocket(spec, opts, logger, adopted)
         else:
             held.manager.logger = logger  # supervisord makes a new logger on SIGHUP
             held.reconfigure(opts)

@@ -20,6 +20,8 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
+from .orphans import ProcessRecord
+
 HISTORY_LIMIT = 20
 MAX_TIME = 253402300799.0  # 9999-12-31 23:59:59 UTC: the last time ``status --history`` can print
 ENTRY_STRINGS = ("kind", "from", "to", "outcome")  # history entry fields besides time and seconds
@@ -66,6 +68,14 @@ def history_entry(value: object, where: str) -> dict:
     return checked
 
 
+def _process(value: object, where: str) -> ProcessRecord:
+    data = _object(value, where, ("pid", "start"))
+    try:
+        return ProcessRecord.from_dict(data)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
 @dataclass
 class ProgramState:
     """What littleboss remembers about one program."""
@@ -74,6 +84,7 @@ class ProgramState:
     previous: str | None = None  # the executable before the last successful reload
     command: str | None = None  # the configured command when ``path`` was swapped in
     history: list[dict] = field(default_factory=list)
+    processes: list[ProcessRecord] = field(default_factory=list)  # running now, to find after a crash
 
     @classmethod
     def from_dict(cls, value: object, where: str) -> ProgramState:
@@ -81,15 +92,19 @@ class ProgramState:
 
         Missing keys take their defaults; unknown keys and wrong types are errors.
         """
-        data = _object(value, where, ("path", "previous", "command", "history"))
+        data = _object(value, where, ("path", "previous", "command", "history", "processes"))
         for key in ("path", "previous", "command"):
             if not isinstance(data.get(key), (str, type(None))):
                 raise _invalid(f"{where}.{key}", "a string or null")
         history = data.get("history", [])
         if not isinstance(history, list):
             raise _invalid(f"{where}.history", "a list")
+        processes = data.get("processes", [])
+        if not isinstance(processes, list):
+            raise _invalid(f"{where}.processes", "a list")
         return cls(data.get("path"), data.get("previous"), data.get("command"),
-                   [history_entry(entry, f"{where}.history[{i}]") for i, entry in enumerate(history)])
+                   [history_entry(entry, f"{where}.history[{i}]") for i, entry in enumerate(history)],
+                   [_process(entry, f"{where}.processes[{i}]") for i, entry in enumerate(processes)])
 
     def record(self, **entry) -> dict:
         """Append a history entry (with the time), keeping the newest HISTORY_LIMIT."""

@@ -13,6 +13,7 @@ from harness import Supervisord, free_port, http_get, make_release, wait_for
 
 from supervisor_littleboss import state as state_module
 from supervisor_littleboss.hooks import Plugin
+from supervisor_littleboss.orphans import ProcessRecord
 from supervisor_littleboss.state import ProgramState, StateStore, parse
 
 ENTRY = {"time": 1700000000.5, "kind": "reload", "from": "/r/v1/app", "to": "/r/v2/app",
@@ -73,6 +74,12 @@ DAMAGED = {
     "seconds 1e400": (with_entry(seconds=1).replace('"seconds": 1', '"seconds": 1e400'), BAD_SECONDS),
     "seconds a string": (with_entry(seconds="1.5"), BAD_SECONDS),
     "unknown entry key": (with_entry(pid=12), "programs.web.history[3] has an unknown key 'pid'"),
+    "processes an object": (with_web({"processes": {}}), "programs.web.processes is not a list"),
+    "process pid a string": (with_web({"processes": [{"pid": "12", "start": 5}]}),
+                             "programs.web.processes[0]: a process record's pid is a positive integer"),
+    "process start missing": (with_web({"processes": [{"pid": 12}]}), "programs.web.processes[0]: a process record"),
+    "process unknown key": (with_web({"processes": [{"pid": 12, "start": 5, "uid": 0}]}),
+                            "programs.web.processes[0] has an unknown key 'uid'"),
 }
 
 
@@ -169,6 +176,7 @@ def test_a_valid_state_round_trips(path: Path):
     web.path, web.previous, web.command = "/r/v2/app", "/r/v1/app", "/r/v1/app --port 1"
     web.record(kind="reload", **{"from": "/r/v1/app", "to": "/r/v2/app"}, outcome="succeeded", seconds=1.234)
     web.record(kind="config", **{"from": "/r/v2/app", "to": "/r/v1b/app"}, outcome="the command changed")
+    web.processes = [ProcessRecord(1234, 56789), ProcessRecord(1240, 56790)]
     store.program("plain")
     store.save()
     logger = Logger()
@@ -235,7 +243,7 @@ def test_supervisord_starts_with_the_configured_binary_despite_a_damaged_state_f
     [error] = wait_for(errors, what="the state file's error line")
     [aside] = asides(path)
     assert f"littleboss: the state file {path} " in error and f"moved it to {aside};" in error
-    assert not path.exists()
+    assert parse(path.read_text())["web"].path is None  # a fresh, valid state (it records the running pid)
 
     supervisord.rpc.littleboss.reload("web", v2)
     assert http_get(("127.0.0.1", port)).split()[0] == b"v2"
