@@ -416,6 +416,7 @@ class LittlebossProcessGroup(ProcessGroup):
 
     def stop_all(self) -> None:
         self.abort_reload("supervisord is stopping the program")
+        self._signal_orphans(signal.SIGKILL)  # still draining: none may outlive the program
         super().stop_all()
 
     def live_extras(self) -> list[LittlebossSubprocess]:

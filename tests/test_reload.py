@@ -258,17 +258,6 @@ def test_refusals_before_anything_starts(sv, call, code, text):
                                                                      fault.faultString.startswith(text))
 
 
-def test_a_stopped_program_is_not_reloaded(sv, releases):
-    sv.ctl("stop", "other", check=True)
-    try:
-        fault = reload_fault(lambda: sv.rpc.littleboss.reload("other", releases.v2))
-        assert fault.faultCode == 1403
-        assert fault.faultString == ("NOT_RUNNING: other: is STOPPED, not RUNNING; a reload replaces a "
-                                     "running process: use supervisorctl start other (or restart other)")
-    finally:
-        sv.ctl("start", "other", check=True)
-
-
 def test_one_reload_per_program_at_a_time_but_programs_reload_concurrently(sv, releases):
     pid = sv.wait_running("web")
     started = sv.rpc.littleboss.reload("web", releases.never, False)

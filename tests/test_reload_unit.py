@@ -26,7 +26,7 @@ def make(mocker):
         candidate.spawn.return_value = 200
         candidate.exit_report.return_value = "exit status 3"
         group.make_candidate.return_value = candidate
-        reload = Reload(group, "/srv/v2/app")
+        reload = Reload(group, mocker.Mock(path="/srv/v2/app"))
         reload.started_at = T0
         reload.start()
         return reload, group, candidate
