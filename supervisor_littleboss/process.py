@@ -123,7 +123,10 @@ class LittlebossSubprocess(Subprocess):
         return pid
 
     def _watch_output(self) -> None:
-        """In the parent, after a spawn: read notifications, keep the tail of stderr."""
+        """In the parent, after a spawn: read notifications, keep the tail of stderr.
+
+        ``keep_tail`` holds the dispatcher it wraps (a cycle): ``_end_run`` removes it.
+        """
         if self.notify:
             self.dispatchers[self.notify.fd] = self.notify
         if self.role is Role.CANDIDATE:
@@ -201,7 +204,9 @@ class LittlebossSubprocess(Subprocess):
         super()._spawn_as_child(filename if exec_fd is None else exec_fd, argv)
 
     def finish(self, pid, sts) -> None:
-        super().finish(pid, sts)
+        dispatchers = list(self.dispatchers.values())
+        super().finish(pid, sts)  # logs what is left in the pipes, closes them, forgets the dispatchers
+        self._end_run(dispatchers)
         self.group.untrack(pid)
         self.last_exit = decode_wait_status(sts)[1]
         if self.notify:
@@ -209,6 +214,19 @@ class LittlebossSubprocess(Subprocess):
         if self.role is Role.DISCARDED:
             self.kill_process_group()  # whatever it forked must not outlive it
         self.group.process_exited(self)
+
+    def _end_run(self, dispatchers: list) -> None:
+        """Release what the run's dispatchers hold now, not when the garbage collector finds them
+        (supervisord lets its loggers go with their dispatchers): drop ``keep_tail`` and close
+        the loggers no other live process of the program writes through (a candidate writes
+        through the serving process's, ``_share_logs_with``: the last one to end closes them)."""
+        in_use = {id(log) for process in self.group.all_processes()
+                  for dispatcher in process.dispatchers.values() for log in _loggers(dispatcher)}
+        for dispatcher in dispatchers:
+            dispatcher.__dict__.pop("_log", None)
+            for log in _loggers(dispatcher):
+                if id(log) not in in_use:
+                    log.close()
 
     def stop(self):
         if self.role is Role.SERVING:
@@ -391,7 +409,7 @@ class LittlebossProcessGroup(ProcessGroup):
             self.reload.step(now)
             self.plugin.ticker.wake_in(self.reload.due_in(now))
         self._fall_back_if_due(now)
-        for process in [*self.processes.values(), *self.extras]:
+        for process in self.all_processes():
             # an extra process only ever stops (SIGKILL after its lameduck): a candidate is moved
             # by its reload, and one that exited must never be respawned
             if process.role is Role.SERVING or process.state == ProcessStates.STOPPING:
@@ -418,6 +436,10 @@ class LittlebossProcessGroup(ProcessGroup):
         self.abort_reload("supervisord is stopping the program")
         self._signal_orphans(signal.SIGKILL)  # still draining: none may outlive the program
         super().stop_all()
+
+    def all_processes(self) -> list[LittlebossSubprocess]:
+        """The serving processes, then the candidate and the replaced ones."""
+        return [*self.processes.values(), *self.extras]
 
     def live_extras(self) -> list[LittlebossSubprocess]:
         """Candidates and replaced processes that have not been reaped yet."""
@@ -566,6 +588,12 @@ class LittlebossProcessGroup(ProcessGroup):
 
 def _runnable(path: str) -> bool:
     return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def _loggers(dispatcher) -> list:
+    """The loggers an output dispatcher writes through (stdin's and the NotifyReceiver have none)."""
+    return [log for log in (getattr(dispatcher, "normallog", None), getattr(dispatcher, "capturelog", None))
+            if log is not None]
 
 
 def executable_path(process: Subprocess) -> str:
