@@ -6,13 +6,15 @@ accepted forms, raised from supervisord's own config path (startup and ``reread`
 """
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from supervisor.datatypes import colon_separated_user_group, list_of_strings, octal_type
+from supervisor.datatypes import colon_separated_user_group, list_of_strings, octal_type, process_or_group_name
 from supervisor.options import ProcessGroupConfig, ServerOptions, UnhosedConfigParser
 
-from .sockets import URL_FORMS, SocketOptions, SocketSpec, parse_socket_list
+from .faults import LittlebossFaults, LittlebossRPCError
+from .sockets import URL_FORMS, Address, SocketOptions, SocketSpec, bound_addresses, parse_socket_list, same_address
 
 PREFIX = "littleboss_"
 SOCKETS_KEY = "littleboss_sockets"
@@ -83,7 +85,14 @@ def _ready_mode(value: str) -> str:
 
 
 def _globs(value: str) -> tuple[str, ...]:
-    patterns = tuple(value.replace(",", " ").split())
+    """Patterns separated by spaces or commas; one that holds a space is quoted, as in a shell."""
+    lexer = shlex.shlex(value, posix=True)
+    lexer.whitespace += ","
+    lexer.whitespace_split = True
+    try:
+        patterns = tuple(lexer)
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
     for pattern in patterns:
         if not pattern.startswith("/"):
             raise ValueError(f"pattern {pattern!r} is not an absolute path")
@@ -102,16 +111,36 @@ OPTION_KEYS: dict[str, tuple[str, str, Callable[[str], object], str]] = {
     "littleboss_ready_timeout": ("reload", "ready_timeout", _positive_seconds, "seconds, more than 0"),
     "littleboss_lameduck": ("reload", "lameduck", _seconds, "seconds, 0 or more"),
     "littleboss_fallback_window": ("reload", "fallback_window", _seconds, "seconds, 0 (off) or more"),
-    "littleboss_allow": ("reload", "allow", _globs, "absolute paths or glob patterns, separated by spaces"),
+    "littleboss_allow": ("reload", "allow", _globs,
+                         "absolute paths or glob patterns, separated by spaces (quote one that holds a space)"),
 }
 KNOWN_KEYS = (SOCKETS_KEY, *OPTION_KEYS)
+
+
+class ProcessConfigs(list):
+    """A littleboss program's process configs, made from its ``[program:x]`` section only:
+    another plugin (supervisor_twiddler's ``addProgramToGroup``/``removeProcessFromGroup``)
+    cannot add or remove one, and gets a fault before anything changed."""
+
+    def __init__(self, program: str, configs) -> None:
+        super().__init__(configs)
+        self.program = program
+
+    def _refuse(self, *args, **kwargs):
+        raise LittlebossRPCError(
+            LittlebossFaults.UNSUPPORTED,
+            f"{self.program} is a littleboss program: its processes come from its [program:{self.program}] "
+            "section only, and another plugin cannot add or remove one",
+        )
+
+    append = extend = insert = remove = pop = clear = __setitem__ = __delitem__ = __iadd__ = _refuse
 
 
 class LittlebossGroupConfig(ProcessGroupConfig):
     """A ``[program:x]`` group config that carries littleboss settings."""
 
     def __init__(self, options, name, priority, process_configs, littleboss: LittlebossSettings):
-        super().__init__(options, name, priority, process_configs)
+        super().__init__(options, name, priority, ProcessConfigs(name, process_configs))
         self.littleboss = littleboss
 
     def __eq__(self, other) -> bool:
@@ -175,10 +204,12 @@ def apply_littleboss_settings(options: ServerOptions, parser: UnhosedConfigParse
     """Return ``groups`` with each littleboss program's config replaced by a LittlebossGroupConfig."""
     by_name = {group.name: group for group in groups}
     grouped = _programs_in_heterogeneous_groups(options, parser)
-    claimed: dict[str, str] = {}  # url -> section
+    claimed: list[tuple[set[Address], str, str]] = []  # (addresses, section, url)
     result = {}
     for section in parser.sections():
         kind, _, name = section.partition(":")
+        if kind == "program":
+            name = process_or_group_name(name)  # as supervisord names it: `[program: web ]` is web
         expansions = {"here": options.here, "program_name": name, "group_name": name}
         settings = read_settings(parser, section, expansions)
         if settings is None:
@@ -191,12 +222,15 @@ def apply_littleboss_settings(options: ServerOptions, parser: UnhosedConfigParse
                 "remove it from the group's programs="
             )
         for spec in settings.sockets:
-            if spec.url in claimed:
-                raise ValueError(
-                    f"[{section}] {SOCKETS_KEY}: address {spec.url} is already claimed by [{claimed[spec.url]}]; "
-                    "each address can belong to one program only"
-                )
-            claimed[spec.url] = section
+            addresses = bound_addresses(spec)
+            for other, other_section, other_url in claimed:
+                if same_address(addresses, other):
+                    same = "" if other_url == spec.url else f" (the same address as {other_url})"
+                    raise ValueError(
+                        f"[{section}] {SOCKETS_KEY}: address {spec.url} is already claimed{same} by "
+                        f"[{other_section}]; each address can belong to one program only"
+                    )
+            claimed.append((addresses, section, spec.url))
         base = by_name[name]
         result[name] = LittlebossGroupConfig(options, base.name, base.priority, base.process_configs, settings)
     return [result.get(group.name, group) for group in groups]

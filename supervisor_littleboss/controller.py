@@ -7,6 +7,7 @@ unreachable), 7 the new binary was started and failed, 2 bad usage.
 """
 from __future__ import annotations
 
+import shlex
 import time
 import xmlrpc.client
 
@@ -63,12 +64,12 @@ class LittlebossControllerPlugin(ControllerPluginBase):
 
     # --- the command ------------------------------------------------------------
     def do_littleboss(self, arg: str) -> None:
-        subcommand, _, rest = arg.lstrip(":").strip().partition(" ")
-        handler = getattr(self, f"_{subcommand}", None) if subcommand in SUBCOMMANDS else None
         try:
+            subcommand, *args = self._words(arg) or [""]
+            handler = getattr(self, f"_{subcommand}", None) if subcommand in SUBCOMMANDS else None
             if handler is None:
                 raise UsageError(f"unknown littleboss command {subcommand!r}" if subcommand else "")
-            handler(rest.split())
+            handler(args)
         except UsageError as exc:
             if str(exc):
                 self._say(f"Error: {exc}")
@@ -78,6 +79,19 @@ class LittlebossControllerPlugin(ControllerPluginBase):
             self._fail(fault.faultCode, f"ERROR: {fault.faultString}")
         except OSError as exc:
             self._fail(None, f"ERROR: cannot reach supervisord at {self.ctl.options.serverurl}: {exc}")
+
+    def _words(self, arg: str) -> list[str]:
+        """The subcommand and its arguments, split as a shell splits them. In one-shot mode
+        the shell already did, but supervisorctl joined its words with spaces: take them back."""
+        words = list(getattr(self.ctl.options, "args", None) or [])
+        line = "littleboss" + (arg if arg.startswith(":") else f" {arg}")  # as cmd.Cmd split it
+        if words and " ".join(words).strip() == line.strip():
+            first = words.pop(0)
+            return [first.partition(":")[2], *words] if ":" in first else words
+        try:
+            return shlex.split(arg.lstrip(":"))
+        except ValueError as exc:  # e.g. an unclosed quote
+            raise UsageError(f"cannot split the arguments: {exc}") from None
 
     def help_littleboss(self) -> None:
         self._say("littleboss:<command> (or: littleboss <command>), where <command> is one of:")

@@ -6,11 +6,16 @@ all four) is accepted there.
 """
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from supervisor import events
 
 
 class LittlebossReloadEvent(events.Event):
-    """Base of the reload events; its payload is ``key:value`` pairs like supervisord's."""
+    """Base of the reload events; its payload is ``key:value`` pairs like supervisord's,
+    each value percent-encoded (RFC 3986; ``urllib.parse.unquote`` decodes it), so that no
+    value holds a space, a colon or a newline and ``supervisor.childutils.get_headers``
+    splits every payload right, whatever a path or a reason contains."""
 
     def __init__(self, program: str, **values) -> None:
         self.program = program
@@ -18,7 +23,7 @@ class LittlebossReloadEvent(events.Event):
 
     def payload(self) -> str:
         pairs = [("processname", self.program), ("groupname", self.program), *self.values.items()]
-        return " ".join(f"{key}:{value}" for key, value in pairs)
+        return " ".join(f"{key}:{quote(str(value), safe='/')}" for key, value in pairs)
 
 
 class ReloadStartedEvent(LittlebossReloadEvent):

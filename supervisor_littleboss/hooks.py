@@ -12,7 +12,7 @@ import os
 
 from supervisor.options import ServerOptions
 
-from .config import LittlebossGroupConfig, wrap_groups_from_parser
+from .config import LittlebossGroupConfig, ProcessConfigs, wrap_groups_from_parser
 from .sockets import REGISTRY
 from .state import StateStore
 from .ticker import Ticker
@@ -59,7 +59,7 @@ class Plugin:
             if isinstance(config, LittlebossGroupConfig) and current is not None:
                 if config.process_configs == current.config.process_configs:
                     # keep the already resolved AUTO log file names
-                    config.process_configs = current.config.process_configs
+                    config.process_configs = ProcessConfigs(config.name, current.config.process_configs)
                 else:
                     config.after_setuid()
                 groups[config.name] = config.make_group()

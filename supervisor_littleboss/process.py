@@ -53,10 +53,12 @@ class Role(enum.Enum):
 
 @dataclass
 class Fallback:
-    """The automatic rollback armed by a promotion: to ``previous``, until ``deadline``."""
+    """The automatic rollback armed by a promotion: to ``previous``, until ``deadline``;
+    ``restore`` is the previous binary before that promotion (the failed binary never is)."""
 
     deadline: float
     previous: str
+    restore: str | None
     due: bool = False  # the new binary exited in time; transition() starts ``previous``
 
 
@@ -500,11 +502,13 @@ class LittlebossProcessGroup(ProcessGroup):
     def remember_swap(self, old_path: str, new_path: str) -> None:
         """Persist a promoted binary; arm the automatic rollback to ``old_path``."""
         state = self.program_state
-        state.previous = old_path
+        before = state.previous
+        if new_path != old_path:  # a re-exec is no release: rollback still goes back one release
+            state.previous = old_path
         self._run_binary(new_path)
         state.command = self.configured_command
         window = self.config.littleboss.reload.fallback_window
-        self.fallback = Fallback(time.time() + window, old_path) if window else None
+        self.fallback = Fallback(time.time() + window, old_path, before) if window and new_path != old_path else None
         self.save_state()
 
     def save_state(self) -> None:
@@ -530,7 +534,7 @@ class LittlebossProcessGroup(ProcessGroup):
         if not fallback.due or self.config.options.mood < SupervisorStates.RUNNING:
             return  # the window passed, or supervisord is stopping: nothing to start
         process, previous = self.current, fallback.previous
-        failed = self.use_binary(previous, "fallback",
+        failed = self.use_binary(previous, "fallback", fallback.restore,
                                  f"rolled back automatically: {self.current_path()} exited ({process.last_exit})")
         self.config.options.logger.warn(
             f"littleboss: {self.config.name}: {failed} exited ({process.last_exit}) within "
@@ -540,14 +544,15 @@ class LittlebossProcessGroup(ProcessGroup):
         if process.state in EXITED_ON_ITS_OWN:
             process.spawn()
 
-    def use_binary(self, path: str, kind: str, outcome: str) -> str:
-        """Make ``path`` the binary the serving process's next spawn runs, recorded as ``kind``
-        with ``outcome``; return the binary it replaces (which becomes the previous one)."""
+    def use_binary(self, path: str, kind: str, previous: str | None, outcome: str) -> str:
+        """Make ``path`` the binary the serving process's next spawn runs, with ``previous`` the
+        one rollback returns to, recorded as ``kind`` with ``outcome``; return the binary it
+        replaces."""
         replaced = self.current_path()
         self.current.config = self._config_running(self.config.process_configs[0], path)
         state = self.program_state
         self._run_binary(path)
-        state.previous, state.command = replaced, self.configured_command
+        state.previous, state.command = previous, self.configured_command
         state.record(kind=kind, **{"from": replaced, "to": path}, outcome=outcome)
         self.save_state()
         return replaced

@@ -145,7 +145,7 @@ class Reload:
         self._log(f"{self.kind} failed: {reason}", error=True)
         self._record(f"failed: {reason}")
         self.group.save_state()
-        events.notify(ReloadFailedEvent(self.name, reason=reason.replace(" ", "_"), **self._event_values()))
+        events.notify(ReloadFailedEvent(self.name, reason=reason, **self._event_values()))
 
     def _record(self, outcome: str) -> dict:
         return self.group.program_state.record(

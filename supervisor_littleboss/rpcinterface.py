@@ -16,7 +16,9 @@ from .sockets import LISTEN_FDS_START
 from .validate import CheckedBinary, allowed_patterns, check_binary
 
 API_VERSION = "1.0"
-SWAPPABLE_STATES = (ProcessStates.RUNNING, ProcessStates.STARTING)  # a reload replaces the process
+# a reload replaces the process: a STARTING one too (the candidate is held to the reload's own
+# readiness rules, and a deploy right after a start need not wait for startsecs)
+SWAPPABLE_STATES = (ProcessStates.RUNNING, ProcessStates.STARTING)
 # a reload starts the process (a way out of a failure), or records the binary its next start runs
 STARTABLE_STATES = (ProcessStates.STOPPED, ProcessStates.EXITED, ProcessStates.BACKOFF, ProcessStates.FATAL)
 
@@ -59,6 +61,18 @@ def program_info(group: LittlebossProcessGroup) -> dict:
     }
 
 
+XMLRPC_TYPES = {bool: "a boolean", int: "an int", float: "a double", str: "a string", list: "an array",
+                dict: "a struct", bytes: "base64"}
+
+
+def argument(value, kind: type, what: str):
+    """``value``, if it is of XML-RPC type ``kind``; else INCORRECT_PARAMETERS naming ``what``."""
+    if type(value) is not kind:
+        received = XMLRPC_TYPES.get(type(value), type(value).__name__)
+        raise RPCError(Faults.INCORRECT_PARAMETERS, f"{what} must be {XMLRPC_TYPES[kind]}, not {received}")
+    return value
+
+
 class LittlebossNamespaceRPCInterface:
     """XML-RPC methods of the ``littleboss`` namespace."""
 
@@ -73,7 +87,7 @@ class LittlebossNamespaceRPCInterface:
             raise RPCError(Faults.SHUTDOWN_STATE)
 
     def _group(self, name: str) -> LittlebossProcessGroup:
-        group_name, _ = split_namespec(name)
+        group_name, process_name = split_namespec(argument(name, str, "name"))
         group = self.supervisord.process_groups.get(group_name)
         if group is None:
             raise LittlebossRPCError(
@@ -85,6 +99,8 @@ class LittlebossNamespaceRPCInterface:
                 f"program {group_name!r} is not a littleboss program (its [program:{group_name}] "
                 "section has no littleboss_sockets)",
             )
+        if ":" in name and process_name is not None and process_name not in group.processes:
+            raise RPCError(Faults.BAD_NAME, f"{name}: program {group_name!r} has no process {process_name!r}")
         return group
 
     def getAPIVersion(self) -> str:
@@ -142,6 +158,7 @@ class LittlebossNamespaceRPCInterface:
         """
         self._update("reload")
         group = self._group(name)
+        path, wait = argument(path, str, "path"), argument(wait, bool, "wait")
         return self._begin(group, path or group.current_path(), "reload", wait)
 
     def rollback(self, name: str, wait: bool = True):
@@ -153,6 +170,7 @@ class LittlebossNamespaceRPCInterface:
         """
         self._update("rollback")
         group = self._group(name)
+        wait = argument(wait, bool, "wait")
         previous = group.program_state.previous
         if not previous:
             raise LittlebossRPCError(F.NO_PREVIOUS, f"{group.config.name}: no previous binary to roll back to")
@@ -195,12 +213,16 @@ class LittlebossNamespaceRPCInterface:
         process = group.current
         result = {"name": name, "kind": kind, "old_pid": 0, "new_pid": 0, "new_path": binary.path,
                   "seconds": 0, "drain_seconds": 0}
-        if state == ProcessStates.STOPPED:
-            result["old_path"] = group.use_binary(binary.path, kind, "recorded for the next start (it was STOPPED)")
+        previous, current = group.program_state.previous, group.current_path()
+        if state == ProcessStates.STOPPED:  # it ran well: it is what rollback returns to
+            previous = current if current != binary.path else previous
+            result["old_path"] = group.use_binary(binary.path, kind, previous,
+                                                  "recorded for the next start (it was STOPPED)")
             message = (f"{name}: is STOPPED: nothing was started; {binary.path} is the binary "
                        f"`supervisorctl start {name}` runs")
             return {**result, "phase": "recorded", "message": message}
-        result["old_path"] = group.use_binary(binary.path, kind, f"started (it was {statename})")
+        previous = previous if previous != binary.path else None  # a binary that failed is no rollback target
+        result["old_path"] = group.use_binary(binary.path, kind, previous, f"started (it was {statename})")
         process.binary, process.backoff = binary, 0
         process.spawn()
         if not process.pid:
@@ -248,4 +270,8 @@ def make_littleboss_rpcinterface(supervisord, **config) -> LittlebossNamespaceRP
     state_file = config.pop("state_file", None)
     if config:
         supervisord.options.usage(f"[rpcinterface:littleboss] has unknown setting(s): {', '.join(sorted(config))}")
-    return LittlebossNamespaceRPCInterface(install(supervisord, state_file))
+    try:
+        plugin = install(supervisord, state_file)
+    except OSError as exc:  # supervisord would report it as "Cannot open an HTTP server"
+        raise ValueError(f"littleboss cannot start: {exc}") from exc  # supervisord: "Error: ...", exit 2
+    return LittlebossNamespaceRPCInterface(plugin)

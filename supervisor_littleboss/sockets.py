@@ -94,6 +94,35 @@ def parse_socket_url(url: str) -> str:
     return f"tcp://{match['host'].lower()}:{port}"
 
 
+Address = tuple[int, str, int]  # (family, IP address or unix socket path, port)
+
+
+def bound_addresses(spec: SocketSpec) -> set[Address]:
+    """Where binding ``spec`` listens, however its URL spells it: each address its host
+    resolves to (a trailing dot ignored; the host as written if it does not resolve), or
+    the unix socket's path with its directory resolved."""
+    family, address = spec.address
+    if family == socket.AF_UNIX:
+        directory, name = os.path.split(address)
+        return {(family, os.path.join(os.path.realpath(directory), name), 0)}
+    host, port = address
+    try:
+        infos = socket.getaddrinfo(host.removesuffix(".") or host, port, family, socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return {(family, host, port)}
+    return {(family, ipaddress.ip_address(info[4][0].partition("%")[0]).compressed, port) for info in infos}
+
+
+def same_address(a: set[Address], b: set[Address]) -> bool:
+    """Do two sets of bound addresses collide? Equal, or a wildcard and any address of its
+    family on the same port (binding one makes binding the other fail)."""
+    def wildcard(host: str) -> bool:
+        return host in ("0.0.0.0", "::")
+
+    return any(fa == fb and pa == pb and (ha == hb or fa != socket.AF_UNIX and (wildcard(ha) or wildcard(hb)))
+               for fa, ha, pa in a for fb, hb, pb in b)
+
+
 def parse_socket_list(value: str) -> tuple[SocketSpec, ...]:
     """Parse ``name=URL, name=URL``; ValueError says which entry is wrong and why."""
     specs: list[SocketSpec] = []

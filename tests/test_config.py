@@ -92,6 +92,16 @@ def test_a_change_of_littleboss_settings_alone_makes_the_config_differ(tmp_path)
     (web(littleboss_sockets="http=tcp://127.0.0.1:80") + "[program:other]\ncommand=/bin/true\n"
      "littleboss_sockets = admin=tcp://127.0.0.1:80\n",
      "[program:other] littleboss_sockets: address tcp://127.0.0.1:80 is already claimed by [program:web]"),
+    *[(web(littleboss_sockets=f"http={first}")
+       + f"[program:other]\ncommand=/bin/true\nlittleboss_sockets = a={second}\n",
+       f"[program:other] littleboss_sockets: address {second} is already claimed (the same address as {first}) "
+       "by [program:web]")
+      for first, second in [("tcp://127.0.0.1:80", "tcp://localhost:80"),
+                            ("tcp://localhost:80", "tcp://localhost.:80"),
+                            ("tcp://0.0.0.0:80", "tcp://127.0.0.1:80"), ("tcp://[::1]:80", "tcp://[::]:80")]],
+    (web(littleboss_sockets="a=tcp://127.0.0.1:80, b=tcp://localhost:80"),
+     "[program:web] littleboss_sockets: address tcp://localhost:80 is already claimed (the same address as "
+     "tcp://127.0.0.1:80) by [program:web]"),
     ("[fcgi-program:web]\ncommand=/bin/true\nsocket=tcp://127.0.0.1:9000\n"
      "littleboss_sockets = http=tcp://127.0.0.1:80\n",
      "[fcgi-program:web]: littleboss_* settings are only valid in [program:x] sections"),
@@ -102,6 +112,20 @@ def test_configuration_error_names_program_key_value_and_forms(tmp_path, section
     with pytest.raises(ValueError) as error:
         group_configs(tmp_path, sections)
     assert message in str(error.value)
+
+
+def test_a_unix_socket_reached_through_a_symlinked_directory_is_the_same_address(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "run")
+    with pytest.raises(ValueError) as error:
+        group_configs(tmp_path, web(littleboss_sockets=f"a=unix://{tmp_path}/run/a.sock")
+                      + f"[program:other]\ncommand=/bin/true\nlittleboss_sockets = a=unix://{tmp_path}/link/a.sock\n")
+    assert f"address unix://{tmp_path}/link/a.sock is already claimed (the same address as " in str(error.value)
+
+
+def test_a_program_section_name_with_spaces_is_the_program_as_supervisord_names_it(tmp_path):
+    section = "[program: web ]\ncommand = /bin/true\nlittleboss_sockets = http=tcp://127.0.0.1:80\n"
+    assert isinstance(group_configs(tmp_path, section)["web"], LittlebossGroupConfig)
 
 
 def test_a_bad_setting_stops_supervisord_at_startup_with_the_message(supervisord: Supervisord):

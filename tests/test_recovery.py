@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from harness import Supervisord, free_port, http_get, make_executable, make_release, reload_fault
+from harness import Supervisord, free_port, http_get, make_executable, make_release, reload_fault, wait_for
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_a_reload_of_a_fatal_program_starts_it_on_the_new_binary(supervisord, we
                                           f"web: RUNNING (pid {pid})"]
     assert serving(supervisord) == "v2"
     info = supervisord.rpc.littleboss.getProgramInfo("web")
-    assert (info["path"], info["previous_path"]) == (web["v2"], web["crash"])
+    assert (info["path"], info["previous_path"]) == (web["v2"], "")  # a binary that failed is no rollback target
     assert info["history"][-1]["outcome"] == "started (it was FATAL)"
 
 
@@ -118,3 +118,24 @@ def test_control_characters_in_a_failed_candidates_output_keep_info_and_history_
     assert "last output: ?[31mboom?[0m?" in fault.faultString, fault.faultString
     assert "boom" in supervisord.rpc.littleboss.getProgramInfo("web")["history"][-1]["outcome"]
     assert supervisord.ctl("littleboss:status", "--history", "web").returncode == 0
+
+
+def test_previous_is_the_release_before_a_re_exec_keeps_it_and_a_crashed_binary_is_never_it(supervisord, web):
+    dies = make_release(supervisord.root / "releases", "dies", "dies", "--mode", "crash-after-ready", "--after", "0.5")
+    supervisord.start()
+    supervisord.wait_running("web")
+
+    def paths() -> tuple[str, str]:
+        info = supervisord.rpc.littleboss.getProgramInfo("web")
+        return info["path"], info["previous_path"]
+
+    supervisord.rpc.littleboss.reload("web", web["v2"])
+    supervisord.rpc.littleboss.reload("web")  # a re-exec of v2
+    assert paths() == (web["v2"], web["v1"])
+    supervisord.rpc.littleboss.reload("web", dies)  # promoted, then exits: rolled back to v2 automatically
+    wait_for(lambda: supervisord.rpc.littleboss.getProgramInfo("web")["history"][-1]["kind"] == "fallback",
+             what="the automatic rollback")
+    supervisord.wait_running("web")
+    assert paths() == (web["v2"], web["v1"])
+    assert supervisord.rpc.littleboss.rollback("web")["new_path"] == web["v1"]
+    assert serving(supervisord) == "v1"

@@ -1,0 +1,144 @@
+"""Strict inputs over XML-RPC and supervisorctl: each bad one gets a clear fault, nothing
+starts, and the program keeps serving."""
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from urllib.parse import unquote
+
+import pytest
+from harness import APPS, Supervisord, free_port, http_get, make_release, reload_fault, wait_for
+from supervisor.childutils import get_headers
+
+
+@pytest.fixture(scope="module")
+def sv(tmp_path_factory) -> Supervisord:
+    sv = Supervisord(tmp_path_factory.mktemp("inputs"))
+    releases = sv.root / "my releases"
+    sv.v1 = make_release(releases, "v1", "v1")
+    sv.v2 = make_release(releases, "v: 2", "v2")  # a space and a colon in the path
+    sv.port = free_port()
+    sv.program("web", command=shlex.quote(sv.v1), littleboss_sockets=f"http=tcp://127.0.0.1:{sv.port}",
+               littleboss_allow=f"'{releases}/*/app'", littleboss_ready="notify")
+    sv.program("slow", command=shlex.quote(sv.v1), startsecs=60, littleboss_sockets=f"http=tcp://127.0.0.1:{free_port()}",
+               littleboss_allow=f"'{releases}/*/app'", littleboss_ready="notify")
+    sv.events = sv.root / "events.log"
+    (sv.confd / "recorder.conf").write_text(
+        f"[eventlistener:recorder]\ncommand = {sys.executable} {APPS / 'listener.py'} {sv.events}\n"
+        "events = LITTLEBOSS_RELOAD\n")
+    sv.start()
+    sv.wait_running("web")
+    yield sv
+    sv.stop()
+
+
+BAD_NAMES = {"int": 5, "array": ["web"], "struct": {"name": "web"}, "boolean": True}
+
+
+@pytest.mark.parametrize("value", BAD_NAMES.values(), ids=BAD_NAMES.keys())
+@pytest.mark.parametrize("method", ["getProgramInfo", "reload", "rollback"])
+def test_a_name_that_is_not_a_string_is_incorrect_parameters(sv, method, value):
+    pid = sv.info("web")["pid"]
+    fault = reload_fault(lambda: getattr(sv.rpc.littleboss, method)(value))
+    kind = {int: "an int", list: "an array", dict: "a struct", bool: "a boolean"}[type(value)]
+    assert (fault.faultCode, fault.faultString) == (2, f"INCORRECT_PARAMETERS: name must be a string, not {kind}")
+    assert sv.info("web")["pid"] == pid
+
+
+@pytest.mark.parametrize("args, message", [
+    (("web", False), "path must be a string, not a boolean"),
+    (("web", 7), "path must be a string, not an int"),
+    (("web", "", "yes"), "wait must be a boolean, not a string"),
+])
+def test_a_path_or_wait_of_the_wrong_type_is_incorrect_parameters(sv, args, message):
+    pid = sv.info("web")["pid"]
+    fault = reload_fault(lambda: sv.rpc.littleboss.reload(*args))
+    assert (fault.faultCode, fault.faultString) == (2, f"INCORRECT_PARAMETERS: {message}")
+    assert sv.info("web")["pid"] == pid
+    assert "Traceback" not in sv.log.read_text()
+
+
+def test_a_process_that_is_not_in_the_group_is_bad_name(sv):
+    pid = sv.info("web")["pid"]
+    fault = reload_fault(lambda: sv.rpc.littleboss.reload("web:bogus", sv.v2))
+    assert (fault.faultCode, fault.faultString) == (10, "BAD_NAME: web:bogus: program 'web' has no process 'bogus'")
+    assert sv.info("web")["pid"] == pid
+    assert sv.rpc.littleboss.getProgramInfo("web:web")["pid"] == pid
+
+
+def test_a_starting_program_is_reloaded_like_a_running_one(sv):
+    assert sv.info("slow")["statename"] == "STARTING"  # startsecs = 60
+    old = sv.info("slow")["pid"]
+    result = sv.rpc.littleboss.reload("slow", sv.v2)
+    assert (result["old_pid"], result["phase"]) == (old, "done")
+    assert sv.info("slow")["statename"] == "RUNNING" and sv.info("slow")["pid"] == result["new_pid"]
+
+
+def reload_event(sv: Supervisord, eventname: str, to: str) -> dict:
+    """The payload of a ``eventname`` event of a reload to ``to``, parsed as a listener parses
+    it (``childutils.get_headers``), its values decoded."""
+    def find() -> dict | None:
+        for line in sv.events.read_text().splitlines():
+            name, _, payload = line.partition(" ")
+            values = {key: unquote(value) for key, value in get_headers(payload).items()}
+            if name == eventname and values["to"] == to:
+                return values
+        return None
+    return wait_for(find, what=f"a {eventname} event of a reload to {to}")
+
+
+def test_paths_with_spaces_and_colons_work_from_supervisorctl_and_events_carry_them(sv):
+    one_shot = sv.ctl("littleboss:reload", "web", sv.v2)  # the shell split it: one word
+    assert one_shot.returncode == 0, one_shot.stdout
+    assert http_get(("127.0.0.1", sv.port)).split()[0] == b"v2"
+    assert reload_event(sv, "LITTLEBOSS_RELOAD_SUCCEEDED", sv.v2)["processname"] == "web"
+    interactive = subprocess.run(
+        [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(sv.conf)],
+        input=f'littleboss reload web "{sv.v1}"\n', capture_output=True, text=True, timeout=60)
+    assert f"reloaded {sv.v2} \u2192 {sv.v1}" in interactive.stdout, interactive.stdout
+    assert reload_event(sv, "LITTLEBOSS_RELOAD_STARTED", sv.v1)["from"] == sv.v2
+    unclosed = subprocess.run([sys.executable, "-m", "supervisor.supervisorctl", "-c", str(sv.conf)],
+                              input='littleboss reload web "/x\n', capture_output=True, text=True, timeout=60)
+    assert "Error: cannot split the arguments: No closing quotation" in unclosed.stdout, unclosed.stdout
+
+
+def test_a_failure_reason_with_colons_stays_one_parseable_payload(sv):
+    crash = make_release(sv.root / "my releases", "crash: now", "v3", "--mode", "crash")
+    reload_fault(lambda: sv.rpc.littleboss.reload("web", crash))
+    failed = reload_event(sv, "LITTLEBOSS_RELOAD_FAILED", crash)
+    assert failed["reason"] == ("it exited before it was ready (exit status 3; last output: httpapp v3: "
+                                "cannot start: configuration is broken)")
+
+
+def test_another_plugin_cannot_add_a_process_to_a_littleboss_program(tmp_path):
+    sv = Supervisord(tmp_path)
+    factory = "supervisor_twiddler.rpcinterface:make_twiddler_rpcinterface"
+    sv.conf.write_text(f"{sv.conf.read_text()}\n[rpcinterface:twiddler]\nsupervisor.rpcinterface_factory = {factory}\n")
+    port = free_port()
+    sv.program("web", littleboss_sockets=f"http=tcp://127.0.0.1:{port}")
+    sv.start()
+    try:
+        pid = sv.wait_running("web")
+        for call in (lambda: sv.rpc.twiddler.addProgramToGroup("web", "extra", {"command": "sleep 100"}),
+                     lambda: sv.rpc.twiddler.removeProcessFromGroup("web", "web")):
+            fault = reload_fault(call)
+            assert fault.faultCode in (1406, 91), fault  # UNSUPPORTED, or twiddler's STILL_RUNNING first
+        sv.ctl("stop", "web", check=True)
+        fault = reload_fault(lambda: sv.rpc.twiddler.removeProcessFromGroup("web", "web"))
+        assert fault.faultCode == 1406 and "is a littleboss program" in fault.faultString, fault
+        sv.ctl("start", "web", check=True)
+        assert sv.rpc.supervisor.getState()["statename"] == "RUNNING"
+        assert [p["name"] for p in sv.rpc.supervisor.getAllProcessInfo()] == ["web"]
+        assert http_get(("127.0.0.1", port)).split()[1] != str(pid).encode()
+        assert "Traceback" not in sv.output.read_text()
+    finally:
+        sv.stop()
+
+
+def test_a_failure_of_the_plugins_own_start_is_reported_as_what_it_is(mocker):
+    from supervisor_littleboss import rpcinterface
+
+    mocker.patch.object(rpcinterface, "install", side_effect=OSError(24, "Too many open files"))
+    with pytest.raises(ValueError, match=r"^littleboss cannot start: \[Errno 24\] Too many open files$"):
+        rpcinterface.make_littleboss_rpcinterface(mocker.Mock())
