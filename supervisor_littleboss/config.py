@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from supervisor.datatypes import colon_separated_user_group, list_of_strings, octal_type, process_or_group_name
 from supervisor.options import ProcessGroupConfig, ServerOptions, UnhosedConfigParser
 
+from . import glue
 from .faults import LittlebossFaults, LittlebossRPCError
 from .sockets import URL_FORMS, Address, SocketOptions, SocketSpec, bound_addresses, parse_socket_list, same_address
 
@@ -249,9 +250,4 @@ def _programs_in_heterogeneous_groups(options: ServerOptions, parser: UnhosedCon
 
 def wrap_groups_from_parser(options: ServerOptions) -> None:
     """Make ``options`` build LittlebossGroupConfigs for littleboss programs (startup and reread)."""
-    original = options.process_groups_from_parser
-
-    def process_groups_from_parser(parser):
-        return apply_littleboss_settings(options, parser, original(parser))
-
-    options.process_groups_from_parser = process_groups_from_parser
+    glue.wrap_groups_from_parser(options, lambda parser, groups: apply_littleboss_settings(options, parser, groups))

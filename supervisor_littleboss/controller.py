@@ -14,6 +14,7 @@ import xmlrpc.client
 from supervisor.supervisorctl import ControllerPluginBase, LSBInitExitStatuses
 
 from .faults import LittlebossFaults, exit_status
+from .glue import one_shot_words, wrap_completer
 
 SUBCOMMANDS = {
     "reload": "reload <name> [path]\tSwap in a new executable (default: the current one) with zero downtime",
@@ -39,19 +40,7 @@ class LittlebossControllerPlugin(ControllerPluginBase):
 
     def __init__(self, controller, **config) -> None:
         super().__init__(controller)
-        complete = controller.complete
-
-        def complete_with_littleboss(text, state, line=None):
-            if line is None:
-                import readline
-
-                line = readline.get_line_buffer()
-            if not line.startswith("littleboss"):
-                return complete(text, state, line)
-            matches = self._complete(text, line)
-            return matches[state] if state < len(matches) else None
-
-        controller.complete = complete_with_littleboss
+        wrap_completer(controller, "littleboss", self._complete)
 
     @property
     def rpc(self):
@@ -83,7 +72,7 @@ class LittlebossControllerPlugin(ControllerPluginBase):
     def _words(self, arg: str) -> list[str]:
         """The subcommand and its arguments, split as a shell splits them. In one-shot mode
         the shell already did, but supervisorctl joined its words with spaces: take them back."""
-        words = list(getattr(self.ctl.options, "args", None) or [])
+        words = one_shot_words(self.ctl)
         line = "littleboss" + (arg if arg.startswith(":") else f" {arg}")  # as cmd.Cmd split it
         if words and " ".join(words).strip() == line.strip():
             first = words.pop(0)

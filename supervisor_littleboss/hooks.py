@@ -7,15 +7,17 @@ groups can still be replaced by ours.
 """
 from __future__ import annotations
 
-import atexit
 import os
-
-from supervisor.options import ServerOptions
+from typing import TYPE_CHECKING
 
 from .config import LittlebossGroupConfig, ProcessConfigs, wrap_groups_from_parser
+from .glue import reparse_and_replace_groups, spare_fds_on_sighup
 from .sockets import REGISTRY
 from .state import StateStore
 from .ticker import Ticker
+
+if TYPE_CHECKING:
+    from .process import LittlebossProcessGroup
 
 STATE_FILE_NAME = "supervisord-littleboss.json"
 
@@ -47,26 +49,19 @@ class Plugin:
 
     def adopt_groups(self) -> None:
         """Re-read the configuration with littleboss settings and swap in our groups."""
-        options, groups = self.options, self.supervisord.process_groups
-        try:
-            options.process_config(do_usage=False)
-        except ValueError as exc:
-            options.logger.critical(str(exc))
-            options.usage(str(exc))  # supervisord's own way out for a bad config: message, exit 2
-        configs = []
-        for config in options.process_group_configs:
-            current = groups.get(config.name)
-            if isinstance(config, LittlebossGroupConfig) and current is not None:
-                if config.process_configs == current.config.process_configs:
-                    # keep the already resolved AUTO log file names
-                    config.process_configs = ProcessConfigs(config.name, current.config.process_configs)
-                else:
-                    config.after_setuid()
-                groups[config.name] = config.make_group()
-            elif current is not None:
-                config = current.config
-            configs.append(config)
-        options.process_group_configs = configs
+        reparse_and_replace_groups(self.supervisord, self._littleboss_group)
+
+    @staticmethod
+    def _littleboss_group(config, current) -> LittlebossProcessGroup | None:
+        """The group of a littleboss program's new ``config`` (None for other programs)."""
+        if not isinstance(config, LittlebossGroupConfig):
+            return None
+        if config.process_configs == current.config.process_configs:
+            # keep the already resolved AUTO log file names
+            config.process_configs = ProcessConfigs(config.name, current.config.process_configs)
+        else:
+            config.after_setuid()
+        return config.make_group()
 
     def addresses_in_use(self, leaving=None) -> set[str]:
         """URLs used by a configured littleboss program or a live group other than ``leaving``."""
@@ -84,34 +79,9 @@ def install(supervisord, state_file: str | None = None) -> Plugin:
     plugin = getattr(options, "littleboss", None)
     if plugin is not None:
         return plugin
-    _install_process_wide_hooks()
+    spare_fds_on_sighup(REGISTRY.fds)  # before the next factory call: it runs on SIGHUP
     plugin = options.littleboss = Plugin(supervisord, state_file)
     wrap_groups_from_parser(options)
     plugin.adopt_groups()
     plugin.release_unused_sockets()
     return plugin
-
-
-_process_wide_hooks_installed = False
-
-
-def _install_process_wide_hooks() -> None:
-    """Hooks that must outlive one ``ServerOptions``: they run before the factory on SIGHUP."""
-    global _process_wide_hooks_installed
-    if _process_wide_hooks_installed:
-        return
-    _process_wide_hooks_installed = True
-    original_cleanup_fds = ServerOptions.cleanup_fds
-
-    def cleanup_fds(self) -> None:
-        """supervisord's fd cleanup on SIGHUP (closes fds 5 and up), sparing held sockets."""
-        held = REGISTRY.fds()
-        if not held:
-            return original_cleanup_fds(self)
-        start = 5
-        for fd in sorted(fd for fd in held if start <= fd < self.minfds) + [self.minfds]:
-            os.closerange(start, fd)
-            start = fd + 1
-
-    ServerOptions.cleanup_fds = cleanup_fds
-    atexit.register(REGISTRY.close_all)  # supervisord exits: close, remove unix socket files

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import enum
-import fcntl
 import os
 import shlex
 import signal
@@ -25,17 +24,24 @@ import time
 from dataclasses import dataclass
 
 from supervisor import events
-from supervisor.dispatchers import POutputDispatcher
 from supervisor.options import ProcessException, decode_wait_status, signame
 from supervisor.process import ProcessGroup, Subprocess
 from supervisor.states import STOPPED_STATES, ProcessStates, SupervisorStates
 
 from .config import LittlebossGroupConfig
 from .events import ReloadRolledBackEvent
+from .glue import (
+    ChildSetupSubprocess,
+    close_loggers,
+    output_dispatchers,
+    share_loggers,
+    silence_events,
+    tap_output,
+)
 from .notify import NotifyReceiver
 from .orphans import ProcessRecord, signal_group, still_alive, take_listener
 from .reload import Phase, Reload
-from .sockets import LISTEN_FDS_START, REGISTRY, SocketSpec
+from .sockets import REGISTRY, SocketSpec
 from .state import ProgramState
 from .validate import CheckedBinary
 
@@ -76,7 +82,7 @@ def with_executable(command: str, path: str) -> str:
     return shlex.join([path, *shlex.split(command)[1:]])
 
 
-class LittlebossSubprocess(Subprocess):
+class LittlebossSubprocess(ChildSetupSubprocess):
     """A supervisord subprocess that inherits its group's listening sockets."""
 
     group: LittlebossProcessGroup
@@ -95,10 +101,7 @@ class LittlebossSubprocess(Subprocess):
     def set_role(self, role: Role) -> None:
         """Only the serving process's state changes are the program's; listeners hear no others."""
         self.role = role
-        if role is Role.SERVING:
-            self.__dict__.pop("event_map", None)
-        else:
-            self.event_map = {}
+        silence_events(self, role is not Role.SERVING)
 
     def spawn(self):
         if not self.pid:
@@ -125,39 +128,19 @@ class LittlebossSubprocess(Subprocess):
         return pid
 
     def _watch_output(self) -> None:
-        """In the parent, after a spawn: read notifications, keep the tail of stderr.
-
-        ``keep_tail`` holds the dispatcher it wraps (a cycle): ``_end_run`` removes it.
-        """
+        """In the parent, after a spawn: read notifications, keep the tail of stderr."""
         if self.notify:
             self.dispatchers[self.notify.fd] = self.notify
         if self.role is Role.CANDIDATE:
-            self._share_logs_with(self.group.current)
+            share_loggers(self, self.group.current)
         channel = "stdout" if self.config.redirect_stderr else "stderr"
-        for dispatcher in self.dispatchers.values():
-            if getattr(dispatcher, "channel", None) == channel:
-                log = dispatcher._log
+        dispatcher = output_dispatchers(self).get(channel)
+        if dispatcher is not None:
+            tap_output(dispatcher, self._keep_tail)
 
-                def keep_tail(data, log=log) -> None:
-                    if data:
-                        self.tail.extend(data if isinstance(data, bytes) else data.encode())
-                        del self.tail[:-TAIL_BYTES]
-                    log(data)
-
-                dispatcher._log = keep_tail
-
-    def _share_logs_with(self, serving: LittlebossSubprocess) -> None:
-        """Write the program's log through the serving process's loggers: one logger per
-        file, so a rotation while both run does not split or misplace output."""
-        theirs = {d.channel: d for d in serving.dispatchers.values() if isinstance(d, POutputDispatcher)}
-        for mine in self.dispatchers.values():
-            other = theirs.get(getattr(mine, "channel", None))
-            if other is None or other.normallog is None or mine.normallog is None:
-                continue
-            if mine.childlog is mine.normallog:
-                mine.childlog = other.normallog
-            mine.normallog.close()
-            mine.normallog = other.normallog
+    def _keep_tail(self, data: bytes) -> None:
+        self.tail.extend(data)
+        del self.tail[:-TAIL_BYTES]
 
     def _give_up(self, reason: str) -> None:
         """Go to FATAL with ``reason`` shown by ``supervisorctl status``, as a failed spawn does."""
@@ -167,43 +150,22 @@ class LittlebossSubprocess(Subprocess):
         self.change_state(ProcessStates.BACKOFF)
         self.give_up()
 
-    @property
-    def _exec_fd(self) -> int | None:
-        """The fd, in the child, of the checked binary it is executed from (fexecve)."""
-        if self.binary is None or self.binary.script:
-            return None
-        return LISTEN_FDS_START + len(self.group.listeners)
+    def inherited_fds(self) -> list[int]:
+        return [sock.fileno() for sock in self.group.listeners]
 
-    def _prepare_child_fds(self) -> None:
-        """In the child: stdio pipes on 0-2, the sockets on 3, 4, ..., the checked binary (if
-        executed from its fd) after them, close-on-exec; everything else closed."""
-        options = self.config.options
-        listeners = self.group.listeners
-        exec_fd = self._exec_fd
-        first_free = LISTEN_FDS_START + len(listeners) + (exec_fd is not None)
-        # move the fds above their targets first: a source fd may itself be 3 or 4
-        moved = [fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD, first_free) for sock in listeners]
-        binary = fcntl.fcntl(self.binary.fd, fcntl.F_DUPFD, first_free) if exec_fd is not None else None
-        options.dup2(self.pipes["child_stdin"], 0)
-        options.dup2(self.pipes["child_stdout"], 1)
-        options.dup2(self.pipes["child_stdout" if self.config.redirect_stderr else "child_stderr"], 2)
-        for target, fd in enumerate(moved, LISTEN_FDS_START):
-            options.dup2(fd, target)  # dup2'd fds are inheritable
-        if binary is not None:
-            os.dup2(binary, exec_fd, inheritable=False)
-        for fd in range(first_free, options.minfds):
-            options.close_fd(fd)
+    def exec_source_fd(self) -> int | None:
+        """A checked binary is executed from the file that was checked; a script cannot be."""
+        return self.binary.fd if self.binary and not self.binary.script else None
+
+    def prepare_child(self) -> None:
+        """In the child: refuse a script replaced since its check; the LISTEN_* variables."""
         if self.binary and self.binary.script and not self.binary.still_at_path():
-            options.write(2, f"supervisor: littleboss: {self.binary.path} was replaced after it was "
-                             "checked; not running it\n")
+            self.config.options.write(2, f"supervisor: littleboss: {self.binary.path} was replaced after it "
+                                         "was checked; not running it\n")
             raise OSError(f"{self.binary.path} was replaced after it was checked")  # the child exits 127
         os.environ.update(listen_environment([spec.name for spec in self.group.sockets]))
         if self.notify:
             os.environ["NOTIFY_SOCKET"] = self.notify.address
-
-    def _spawn_as_child(self, filename, argv) -> None:
-        exec_fd = self._exec_fd
-        super()._spawn_as_child(filename if exec_fd is None else exec_fd, argv)
 
     def finish(self, pid, sts) -> None:
         dispatchers = list(self.dispatchers.values())
@@ -218,17 +180,10 @@ class LittlebossSubprocess(Subprocess):
         self.group.process_exited(self)
 
     def _end_run(self, dispatchers: list) -> None:
-        """Release what the run's dispatchers hold now, not when the garbage collector finds them
-        (supervisord lets its loggers go with their dispatchers): drop ``keep_tail`` and close
-        the loggers no other live process of the program writes through (a candidate writes
-        through the serving process's, ``_share_logs_with``: the last one to end closes them)."""
-        in_use = {id(log) for process in self.group.all_processes()
-                  for dispatcher in process.dispatchers.values() for log in _loggers(dispatcher)}
-        for dispatcher in dispatchers:
-            dispatcher.__dict__.pop("_log", None)
-            for log in _loggers(dispatcher):
-                if id(log) not in in_use:
-                    log.close()
+        """Release what the run's dispatchers hold now: close the loggers no other live process
+        of the program writes through (a candidate writes through the serving process's: the
+        last one to end closes them)."""
+        close_loggers(dispatchers, keep=self.group.all_processes())
 
     def stop(self):
         if self.role is Role.SERVING:
@@ -593,12 +548,6 @@ class LittlebossProcessGroup(ProcessGroup):
 
 def _runnable(path: str) -> bool:
     return os.path.isfile(path) and os.access(path, os.X_OK)
-
-
-def _loggers(dispatcher) -> list:
-    """The loggers an output dispatcher writes through (stdin's and the NotifyReceiver have none)."""
-    return [log for log in (getattr(dispatcher, "normallog", None), getattr(dispatcher, "capturelog", None))
-            if log is not None]
 
 
 def executable_path(process: Subprocess) -> str:

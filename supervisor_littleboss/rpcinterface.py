@@ -9,10 +9,10 @@ from supervisor.xmlrpc import Faults, RPCError
 from . import events  # noqa: F401 - registers the LITTLEBOSS_RELOAD_* event types on import
 from .faults import LittlebossFaults as F
 from .faults import LittlebossRPCError
+from .glue import LISTEN_FDS_START, deferred
 from .hooks import Plugin, install
 from .process import LittlebossProcessGroup, LittlebossSubprocess, Role, executable_path
 from .reload import Reload
-from .sockets import LISTEN_FDS_START
 from .validate import CheckedBinary, allowed_patterns, check_binary
 
 API_VERSION = "1.0"
@@ -232,7 +232,7 @@ class LittlebossNamespaceRPCInterface:
         if not wait:
             return result
 
-        def onwait():
+        def running():
             state = process.get_state()
             if state == ProcessStates.STARTING:
                 return NOT_DONE_YET
@@ -241,13 +241,11 @@ class LittlebossNamespaceRPCInterface:
                                          f"{getProcessStateDescription(state)} ({process.exit_report()})")
             return result
 
-        onwait.delay = 0.05
-        onwait.rpcinterface = self
-        return onwait
+        return deferred(running, self)
 
     def _wait_for(self, reload: Reload):
         """A deferred result (supervisord keeps serving); the reload itself runs in the main loop."""
-        def onwait():
+        def finished():
             # answer once the loser is gone: after a success no old process answers,
             # after a failure no candidate does
             if not reload.finished:
@@ -256,9 +254,7 @@ class LittlebossNamespaceRPCInterface:
                 raise reload.failure
             return reload.result()
 
-        onwait.delay = 0.05
-        onwait.rpcinterface = self
-        return onwait
+        return deferred(finished, self)
 
 
 def make_littleboss_rpcinterface(supervisord, **config) -> LittlebossNamespaceRPCInterface:

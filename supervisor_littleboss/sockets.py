@@ -7,6 +7,7 @@ uses its address: across crashes, restarts, ``update`` and SIGHUP.
 """
 from __future__ import annotations
 
+import atexit
 import errno
 import ipaddress
 import os
@@ -16,11 +17,11 @@ import stat
 from dataclasses import dataclass
 
 from supervisor.datatypes import InetStreamSocketConfig, UnixStreamSocketConfig
-from supervisor.socket_manager import SocketManager
+
+from .glue import HeldSocketManager
 
 URL_FORMS = "tcp://HOST:PORT, tcp://[IPV6]:PORT or unix:///absolute/path"
 NAME_FORM = "letters, digits, '_', '.' and '-', starting with a letter or digit"
-LISTEN_FDS_START = 3  # the systemd convention: the first passed socket is fd 3
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 _TCP_RE = re.compile(r"^tcp://(?:\[(?P<ipv6>[^\]]+)\]|(?P<host>[^:/\[\]]+)):(?P<port>\d+)$")
@@ -243,25 +244,16 @@ def remove_stale_socket(path: str) -> None:
     raise OSError(errno.EADDRINUSE, f"another process is listening on {path}")
 
 
-class HeldSocketManager(SocketManager):
-    """supervisord's ``SocketManager``, removing a unix socket's file when it closes."""
-
-    def _close(self) -> None:
-        if isinstance(self.socket_config, SafeUnixStreamSocketConfig):
-            self.socket_config.unlink()  # first: once closed, its inode number may be reused
-        super()._close()
-
-
 class HeldSocket:
     """One address's ``SocketManager`` and the reference the registry holds on it."""
 
     def __init__(self, spec: SocketSpec, opts: SocketOptions, logger, adopted: socket.socket | None = None) -> None:
         config = spec.make_config(opts)
-        if adopted is not None:  # a listening socket taken back: the manager takes it instead of binding
-            config.create_and_bind = lambda: adopted
+        self.manager = HeldSocketManager(config, logger=logger)
+        if adopted is not None:  # a listening socket taken back: held instead of binding
+            self.manager.adopt(adopted)
             if isinstance(config, SafeUnixStreamSocketConfig):
                 config.identity = _identity(config.path)
-        self.manager = HeldSocketManager(config, logger=logger)
         self.proxy = self.manager.get_socket()  # binds (or adopts) and listens
         self.opts = opts
 
@@ -279,9 +271,7 @@ class HeldSocket:
 
     def close(self, logger) -> None:
         """Drop the registry's reference now, which closes the socket."""
-        self.manager.logger = logger  # the logger it was made with may be closed by now
-        self.proxy.on_delete = None
-        self.manager.ref_ctr.decrement()
+        self.manager.release(self.proxy, logger)
 
 
 class SocketRegistry:
@@ -301,7 +291,7 @@ class SocketRegistry:
         if held is None:
             held = self._held[spec.url] = HeldSocket(spec, opts, logger, adopted)
         else:
-            held.manager.logger = logger  # supervisord makes a new logger on SIGHUP
+            held.manager.use_logger(logger)
             held.reconfigure(opts)
         return held.proxy
 
@@ -328,3 +318,4 @@ class SocketRegistry:
 
 
 REGISTRY = SocketRegistry()
+atexit.register(REGISTRY.close_all)  # supervisord exits: close, remove unix socket files

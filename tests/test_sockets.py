@@ -13,9 +13,8 @@ from supervisor.options import ServerOptions
 from supervisor.xmlrpc import Faults
 
 from supervisor_littleboss.faults import LittlebossFaults, LittlebossRPCError
-from supervisor_littleboss.hooks import _install_process_wide_hooks
+from supervisor_littleboss.glue import spare_fds_on_sighup
 from supervisor_littleboss.sockets import (
-    REGISTRY,
     SocketOptions,
     SocketRegistry,
     SocketSpec,
@@ -122,8 +121,7 @@ def test_remove_stale_socket_does_not_block_on_a_listener_with_a_full_backlog(tm
 
 
 def test_sighup_fd_cleanup_spares_held_sockets(mocker):
-    _install_process_wide_hooks()
-    mocker.patch.object(REGISTRY, "fds", return_value={3, 7, 9, 5000})
+    spare_fds_on_sighup(lambda: {3, 7, 9, 5000})
     closerange = mocker.patch("os.closerange")
     options = ServerOptions()
     options.minfds = 1024

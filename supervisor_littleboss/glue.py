@@ -1,0 +1,273 @@
+"""Every touch of supervisord's internals, in one place.
+
+supervisord has no plugin API for what littleboss does; what it needs beyond the public
+hooks (``[rpcinterface:x]`` and ``[ctlplugin:x]`` factories, ``ProcessGroup`` and
+``Subprocess`` subclasses, ``events``) is here, each with what it touches, why, and the
+supervisor versions it holds for (all checked against 4.2.2 and 4.3.0, the versions the
+suite runs on). A supervisor upgrade is an audit of this file, helped by
+``tests/test_supervisor_internals.py``, which asserts that every name used here still
+exists with the expected shape. Nothing here knows littleboss's own classes.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+from collections.abc import Callable, Iterable
+
+from supervisor.dispatchers import POutputDispatcher
+from supervisor.options import ServerOptions
+from supervisor.process import Subprocess
+from supervisor.socket_manager import SocketManager
+
+LISTEN_FDS_START = 3  # the systemd convention: the first passed socket is fd 3
+DEFERRED_DELAY = 0.05  # seconds between supervisord's polls of a deferred XML-RPC answer
+
+
+# --- supervisor.options ---------------------------------------------------------------
+
+_spared: list[Callable[[], set[int]]] = []
+
+
+def spare_fds_on_sighup(held_fds: Callable[[], set[int]]) -> None:
+    """``ServerOptions.cleanup_fds`` (class-wide, since 3.0): on SIGHUP supervisord closes
+    every fd from 5 up, which would close the listening sockets it holds for programs
+    behind their registry's back: the fds ``held_fds()`` returns are spared. Patched once
+    per process (modules are not re-imported on SIGHUP, and the patch must be in place
+    before the next factory call)."""
+    if held_fds not in _spared:
+        _spared.append(held_fds)
+    if len(_spared) > 1:
+        return
+    original = ServerOptions.cleanup_fds
+
+    def cleanup_fds(self: ServerOptions) -> None:
+        held = set().union(*(spared() for spared in _spared))
+        if not held:
+            return original(self)
+        start = 5
+        for fd in sorted(fd for fd in held if start <= fd < self.minfds) + [self.minfds]:
+            os.closerange(start, fd)
+            start = fd + 1
+
+    ServerOptions.cleanup_fds = cleanup_fds
+
+
+def wrap_groups_from_parser(options: ServerOptions, transform: Callable[[object, list], list]) -> None:
+    """``options.process_groups_from_parser`` (this instance only, since 3.0): it receives
+    supervisord's own parsed configuration (includes, ``%(here)s``, ``%(ENV_X)s``) and
+    returns the group configs, at startup and on ``reread``/``update``; ``transform(parser,
+    configs)`` may replace some. Not a class patch: other plugins' groups are untouched."""
+    original = options.process_groups_from_parser
+
+    def process_groups_from_parser(parser):
+        return transform(parser, original(parser))
+
+    options.process_groups_from_parser = process_groups_from_parser
+
+
+def reparse_and_replace_groups(supervisord, replace: Callable[[object, object], object | None]) -> None:
+    """The group swap after parsing (since 3.0): when a ``[rpcinterface:x]`` factory runs,
+    supervisord has parsed its configuration and made its groups but spawned nothing. Parse
+    again (now through the wrapped ``process_groups_from_parser``) and, for each new config
+    that ``replace(config, current_group)`` returns a group for, put that group in place
+    (``supervisord.process_groups``, ``options.process_group_configs``). A bad configuration
+    ends supervisord as its own parser does (``options.usage``: the message, exit 2)."""
+    options, groups = supervisord.options, supervisord.process_groups
+    try:
+        options.process_config(do_usage=False)
+    except ValueError as exc:
+        options.logger.critical(str(exc))
+        options.usage(str(exc))
+    configs = []
+    for config in options.process_group_configs:
+        current = groups.get(config.name)
+        group = replace(config, current) if current is not None else None
+        if group is not None:
+            groups[config.name] = group
+            configs.append(group.config)
+        else:
+            configs.append(current.config if current is not None else config)
+    options.process_group_configs = configs
+
+
+# --- supervisor.process.Subprocess --------------------------------------------------------
+
+class ChildSetupSubprocess(Subprocess):
+    """supervisord's ``Subprocess`` with the two private steps of a spawn it has no option
+    for: ``_prepare_child_fds`` (since 3.0; in the child, it closes every fd from 3 up)
+    places ``inherited_fds()`` on 3, 4, ... and ``exec_source_fd()`` after them
+    (close-on-exec), then calls ``prepare_child()``; ``_spawn_as_child(filename, argv)``
+    (since 3.0) then executes that fd (``fexecve``) instead of ``filename``."""
+
+    def inherited_fds(self) -> list[int]:
+        """The fds the program inherits, in order, on 3, 4, ..."""
+        return []
+
+    def exec_source_fd(self) -> int | None:
+        """An open file to execute instead of the command's path (None: the path)."""
+        return None
+
+    def prepare_child(self) -> None:
+        """In the child, once its fds are in place: e.g. its environment."""
+
+    def _exec_fd(self) -> int | None:
+        return None if self.exec_source_fd() is None else LISTEN_FDS_START + len(self.inherited_fds())
+
+    def _prepare_child_fds(self) -> None:
+        options = self.config.options
+        inherited, exec_source, exec_fd = self.inherited_fds(), self.exec_source_fd(), self._exec_fd()
+        first_free = LISTEN_FDS_START + len(inherited) + (exec_fd is not None)
+        # move the fds above their targets first: a source fd may itself be 3 or 4
+        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, first_free) for fd in inherited]
+        options.dup2(self.pipes["child_stdin"], 0)
+        options.dup2(self.pipes["child_stdout"], 1)
+        options.dup2(self.pipes["child_stdout" if self.config.redirect_stderr else "child_stderr"], 2)
+        for target, fd in enumerate(moved, LISTEN_FDS_START):
+            options.dup2(fd, target)  # dup2'd fds are inheritable
+        if exec_fd is not None:
+            os.dup2(fcntl.fcntl(exec_source, fcntl.F_DUPFD, first_free), exec_fd, inheritable=False)
+        for fd in range(first_free, options.minfds):
+            options.close_fd(fd)
+        self.prepare_child()
+
+    def _spawn_as_child(self, filename, argv) -> None:
+        exec_fd = self._exec_fd()
+        super()._spawn_as_child(filename if exec_fd is None else exec_fd, argv)
+
+
+def silence_events(process: Subprocess, silent: bool) -> None:
+    """``Subprocess.event_map`` (since 3.0), per instance: with an empty map its state
+    changes send no ``PROCESS_STATE_*`` event (a candidate's or a draining process's are
+    not the program's); without the instance attribute, the class's map is back."""
+    if silent:
+        process.event_map = {}
+    else:
+        process.__dict__.pop("event_map", None)
+
+
+# --- supervisor.dispatchers.POutputDispatcher ----------------------------------------------
+
+def output_dispatchers(process: Subprocess) -> dict[str, POutputDispatcher]:
+    """The process's output dispatchers by channel (``stdout``, ``stderr``)."""
+    return {d.channel: d for d in process.dispatchers.values() if isinstance(d, POutputDispatcher)}
+
+
+def tap_output(dispatcher: POutputDispatcher, tap: Callable[[bytes], None]) -> None:
+    """``POutputDispatcher._log`` (private, since 3.0; per instance): every chunk of output
+    also goes to ``tap``. The wrapper holds the dispatcher: ``untap_output`` breaks that
+    cycle when the run ends, so its logger is freed then, not by a later GC."""
+    log = dispatcher._log
+
+    def tapped(data) -> None:
+        if data:
+            tap(data if isinstance(data, bytes) else data.encode())
+        log(data)
+
+    dispatcher._log = tapped
+
+
+def untap_output(dispatcher) -> None:
+    dispatcher.__dict__.pop("_log", None)
+
+
+def loggers(dispatcher) -> list:
+    """``normallog``/``capturelog`` (since 4.2.2; 4.2.0/4.2.1 have no ``normallog``): the
+    loggers an output dispatcher writes through (stdin's and other dispatchers have none)."""
+    return [log for log in (getattr(dispatcher, "normallog", None), getattr(dispatcher, "capturelog", None))
+            if log is not None]
+
+
+def share_loggers(process: Subprocess, serving: Subprocess) -> None:
+    """``normallog``/``childlog`` (since 4.2.2): make ``process`` write its output through
+    ``serving``'s loggers, one logger per file, so a rotation while both run does not split
+    or misplace output. Its own logger is closed."""
+    theirs = output_dispatchers(serving)
+    for channel, mine in output_dispatchers(process).items():
+        other = theirs.get(channel)
+        if other is None or other.normallog is None or mine.normallog is None:
+            continue
+        if mine.childlog is mine.normallog:
+            mine.childlog = other.normallog
+        mine.normallog.close()
+        mine.normallog = other.normallog
+
+
+def close_loggers(dispatchers: Iterable, keep: Iterable[Subprocess]) -> None:
+    """Close the loggers of a run's ``dispatchers`` (supervisord lets them go with the
+    dispatchers, when a GC finds them) but those the ``keep`` processes still write through."""
+    in_use = {id(log) for process in keep for dispatcher in process.dispatchers.values()
+              for log in loggers(dispatcher)}
+    for dispatcher in dispatchers:
+        untap_output(dispatcher)
+        for log in loggers(dispatcher):
+            if id(log) not in in_use:
+                log.close()
+
+
+# --- supervisor.socket_manager.SocketManager ----------------------------------------------
+
+class HeldSocketManager(SocketManager):
+    """supervisord's ``SocketManager`` (since 3.0), for a socket held as long as a program
+    is configured: ``_close`` (private) first calls ``socket_config.unlink()`` where the
+    config has one (a unix socket file is removed while it is surely ours); ``adopt``
+    makes the first ``get_socket`` hold an existing listening socket instead of binding
+    (``socket_config.create_and_bind``, per instance); ``release`` drops the holder's
+    reference (``Proxy.on_delete``, ``ref_ctr``), which closes the socket."""
+
+    def _close(self) -> None:
+        unlink = getattr(self.socket_config, "unlink", None)
+        if unlink is not None:
+            unlink()  # first: once closed, its inode number may be reused
+        super()._close()
+
+    def adopt(self, sock: socket.socket) -> None:
+        self.socket_config.create_and_bind = lambda: sock
+
+    def use_logger(self, logger) -> None:
+        """supervisord makes a new logger on SIGHUP; the one this was made with may be closed."""
+        self.logger = logger
+
+    def release(self, proxy, logger) -> None:
+        self.use_logger(logger)
+        proxy.on_delete = None
+        self.ref_ctr.decrement()
+
+
+# --- supervisor.xmlrpc / supervisor.http ---------------------------------------------------
+
+def deferred(poll: Callable[[], object], rpcinterface: object) -> Callable[[], object]:
+    """A deferred XML-RPC answer (since 3.0, as ``startProcess`` with ``wait``): supervisord
+    calls ``poll`` every ``DEFERRED_DELAY`` seconds until it returns something other than
+    ``NOT_DONE_YET`` (or raises a fault), serving other requests meanwhile. If the client
+    goes away, polling stops: never drive work from ``poll``."""
+    poll.delay = DEFERRED_DELAY
+    poll.rpcinterface = rpcinterface
+    return poll
+
+
+# --- supervisor.supervisorctl.Controller ---------------------------------------------------
+
+def wrap_completer(controller, command: str, complete: Callable[[str, str], list[str]]) -> None:
+    """``Controller.complete`` (since 3.0; per instance): tab completion of a plugin's
+    command (supervisorctl completes only its own). ``complete(text, line)`` returns the
+    matches for lines that start with ``command``; other lines complete as before."""
+    original = controller.complete
+
+    def complete_with_plugin(text, state, line=None):
+        if line is None:
+            import readline
+
+            line = readline.get_line_buffer()
+        if not line.startswith(command):
+            return original(text, state, line)
+        matches = complete(text, line)
+        return matches[state] if state < len(matches) else None
+
+    controller.complete = complete_with_plugin
+
+
+def one_shot_words(controller) -> list[str]:
+    """``Controller.options.args`` (since 3.0): in one-shot mode, the words of the command
+    as the shell split them (supervisorctl joins them with spaces before ``onecmd``)."""
+    return list(getattr(controller.options, "args", None) or [])
