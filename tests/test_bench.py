@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e  # a real supervisord, programs and clients
+
 BENCH = Path(__file__).parent.parent / "bench" / "reload.py"
 
 

@@ -128,6 +128,7 @@ def test_a_program_section_name_with_spaces_is_the_program_as_supervisord_names_
     assert isinstance(group_configs(tmp_path, section)["web"], LittlebossGroupConfig)
 
 
+@pytest.mark.e2e
 def test_a_bad_setting_stops_supervisord_at_startup_with_the_message(supervisord: Supervisord):
     supervisord.program("web", littleboss_sockets="http=tcp://127.0.0.1:80", littleboss_sokets="typo")
     supervisord.start(wait=False)
@@ -136,6 +137,7 @@ def test_a_bad_setting_stops_supervisord_at_startup_with_the_message(supervisord
     assert "Error: [program:web] has unknown setting 'littleboss_sokets'" in output
 
 
+@pytest.mark.e2e
 def test_a_bad_setting_on_reread_is_refused_and_the_program_keeps_serving(supervisord: Supervisord):
     port = free_port()
     supervisord.program("web", littleboss_sockets=f"http=tcp://127.0.0.1:{port}")
@@ -153,6 +155,7 @@ def test_a_bad_setting_on_reread_is_refused_and_the_program_keeps_serving(superv
     assert http_get(("127.0.0.1", port)).split()[1] == str(pid).encode()
 
 
+@pytest.mark.e2e
 def test_unknown_rpcinterface_setting_stops_supervisord(supervisord: Supervisord):
     text = supervisord.conf.read_text().replace(
         "make_littleboss_rpcinterface\n", "make_littleboss_rpcinterface\nstate_fiel = /tmp/x\n")

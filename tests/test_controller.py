@@ -12,17 +12,19 @@ from load import Load
 from supervisor.options import ClientOptions
 from supervisor.supervisorctl import Controller
 
-PORT = free_port()
+pytestmark = pytest.mark.e2e  # each test starts a real supervisord
+
 
 
 @pytest.fixture(scope="module")
 def sv(tmp_path_factory) -> Supervisord:
     sv = Supervisord(tmp_path_factory.mktemp("ctl"))
+    sv.port = free_port()
     releases = sv.root / "releases"
     sv.v1, sv.v2 = make_release(releases, "v1", "v1"), make_release(releases, "v2", "v2")
     sv.crash = make_release(releases, "crash", "v3", "--mode", "crash")
     sv.never = make_release(releases, "never", "v3", "--mode", "never-ready")
-    sv.program("web", command=sv.v1, littleboss_sockets=f"http=tcp://127.0.0.1:{PORT}", littleboss_ready="notify",
+    sv.program("web", command=sv.v1, littleboss_sockets=f"http=tcp://127.0.0.1:{sv.port}", littleboss_ready="notify",
                littleboss_allow=f"{releases}/*/app", littleboss_ready_timeout=3)
     sv.program("plain", command="sleep 1000")
     sv.program("multi", command=sv.v1, numprocs=2, process_name="%(program_name)s_%(process_num)s",
@@ -42,7 +44,7 @@ def other_release(sv) -> tuple[str, str]:
 def test_reload_prints_progress_and_a_final_line_and_exits_0(sv, spelling):
     old_pid = sv.wait_running("web")
     current, target = other_release(sv)
-    with Load(("127.0.0.1", PORT)) as load:
+    with Load(("127.0.0.1", sv.port)) as load:
         result = sv.ctl(*spelling.split(), "web", target)
         load.wait_for_requests(50)
     assert result.returncode == 0, result.stdout
@@ -122,7 +124,7 @@ def test_status_and_history(sv):
     [line] = result.stdout.splitlines()
     assert line.startswith("web ") and " RUNNING " in line and f"pid {pid}, uptime " in line
     assert f"binary {info['path']}  previous {info['previous_path'] or '-'}  " in line
-    assert f"sockets http=tcp://127.0.0.1:{PORT}  reload idle" in line
+    assert f"sockets http=tcp://127.0.0.1:{sv.port}  reload idle" in line
     def without_uptime(text: str) -> str:
         return re.sub(r"uptime [0-9:]+", "uptime", text)
 

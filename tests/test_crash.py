@@ -9,6 +9,8 @@ import pytest
 from harness import Supervisord, free_port, http_get, make_release, pid_alive, wait_for
 from load import Load
 
+pytestmark = pytest.mark.e2e  # each test starts a real supervisord
+
 
 @pytest.fixture
 def web(supervisord: Supervisord):

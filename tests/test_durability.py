@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
 from harness import APPS, Supervisord, free_port, http_get, make_release, pid_alive, reload_fault, wait_for
 from load import Load
+
+pytestmark = pytest.mark.e2e  # each test starts a real supervisord
 
 
 def web(supervisord: Supervisord, command: str, port: int, **keys) -> None:

@@ -22,6 +22,8 @@ from harness import Supervisord, free_port, make_executable, reload_fault, wait_
 
 from supervisor_littleboss.faults import LittlebossFaults
 
+pytestmark = pytest.mark.e2e  # each test starts a real supervisord
+
 CYCLES = 200
 
 # the new binary of the reload test: up (READY=1 when asked for it) until SIGUSR1, then it

@@ -11,6 +11,8 @@ import pytest
 from harness import APPS, Supervisord, free_port, http_get, make_release, reload_fault, wait_for
 from supervisor.childutils import get_headers
 
+pytestmark = pytest.mark.e2e  # each test starts a real supervisord
+
 
 @pytest.fixture(scope="module")
 def sv(tmp_path_factory) -> Supervisord:
@@ -134,11 +136,3 @@ def test_another_plugin_cannot_add_a_process_to_a_littleboss_program(tmp_path):
         assert "Traceback" not in sv.output.read_text()
     finally:
         sv.stop()
-
-
-def test_a_failure_of_the_plugins_own_start_is_reported_as_what_it_is(mocker):
-    from supervisor_littleboss import rpcinterface
-
-    mocker.patch.object(rpcinterface, "install", side_effect=OSError(24, "Too many open files"))
-    with pytest.raises(ValueError, match=r"^littleboss cannot start: \[Errno 24\] Too many open files$"):
-        rpcinterface.make_littleboss_rpcinterface(mocker.Mock())

@@ -26,6 +26,8 @@ from harness import (
 )
 from load import Load
 
+pytestmark = pytest.mark.e2e  # each test starts a real supervisord
+
 PORT, ADMIN_PORT, GUNICORN_PORT, MULTI_PORT = (free_port() for _ in range(4))
 V6_PORT = free_port(socket.AF_INET6, "::1")
 # as root, hand the unix socket to another user; otherwise to ourselves

@@ -23,6 +23,8 @@ from harness import (
 )
 from load import Load
 
+pytestmark = pytest.mark.e2e  # each test starts a real supervisord
+
 MYBLOG = str(EXAMPLE / "myblog.py")
 
 

@@ -6,6 +6,8 @@ import os
 import pytest
 from harness import Supervisord, free_port, http_get, make_executable, make_release, reload_fault, wait_for
 
+pytestmark = pytest.mark.e2e  # each test starts a real supervisord
+
 
 @pytest.fixture
 def web(supervisord: Supervisord):

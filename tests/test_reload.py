@@ -19,7 +19,9 @@ from harness import (
 )
 from load import Load
 
-PORTS = {name: free_port() for name in ("web", "settle", "fallback", "startsecs", "stubborn", "gweb", "other")}
+pytestmark = pytest.mark.e2e  # each test starts a real supervisord
+
+PORTS: dict[str, int] = {}  # chosen by the sv fixture
 
 
 class Releases:
@@ -56,6 +58,8 @@ def littleboss(name: str, releases: Releases, **keys) -> dict:
 @pytest.fixture(scope="module")
 def sv(tmp_path_factory, releases) -> Supervisord:
     sv = Supervisord(tmp_path_factory.mktemp("reload"))
+    names = ("web", "settle", "fallback", "startsecs", "stubborn", "gweb", "other")
+    PORTS.update({name: free_port() for name in names})
     sv.program("web", command=releases.v1, **littleboss("web", releases, littleboss_ready_timeout=3))
     sv.program("settle", command=releases.v1, **littleboss("settle", releases, littleboss_settle=2))
     sv.program("fallback", command=releases.v1, **littleboss("fallback", releases, littleboss_fallback_window=30))

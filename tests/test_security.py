@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from harness import HTTPAPP, Supervisord, free_port, http_get, make_executable, make_release, reload_fault
 
+pytestmark = pytest.mark.e2e  # each test starts a real supervisord
+
 ENV = shutil.which("env")
 
 

@@ -222,6 +222,7 @@ E2E = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("damage", E2E.values(), ids=E2E.keys())
 def test_supervisord_starts_with_the_configured_binary_despite_a_damaged_state_file(supervisord: Supervisord,
                                                                                        damage):

@@ -18,6 +18,8 @@ from harness import (
 )
 from load import Load
 
+pytestmark = pytest.mark.e2e  # each test starts a real supervisord
+
 
 def test_update_after_an_unrelated_change_reuses_the_socket_under_load(supervisord: Supervisord):
     port = free_port()
