@@ -136,3 +136,20 @@ def test_another_plugin_cannot_add_a_process_to_a_littleboss_program(tmp_path):
         assert "Traceback" not in sv.output.read_text()
     finally:
         sv.stop()
+
+
+def test_a_program_section_name_with_spaces_works_as_without_the_plugin(tmp_path):
+    sv = Supervisord(tmp_path)
+    v1, v2 = (make_release(tmp_path / "releases", version, version) for version in ("v1", "v2"))
+    port = free_port()
+    sv.program("web", command=v1, littleboss_sockets=f"http=tcp://127.0.0.1:{port}",
+               littleboss_allow=f"{tmp_path}/releases/*/app")
+    conf = sv.confd / "web.conf"
+    conf.write_text(conf.read_text().replace("[program:web]", "[program: web ]"))
+    sv.start()
+    try:
+        sv.wait_running("web")
+        assert sv.rpc.littleboss.reload("web", v2)["new_path"] == v2
+        assert http_get(("127.0.0.1", port)).split()[0] == b"v2"
+    finally:
+        sv.stop()
