@@ -78,13 +78,13 @@ def test_a_starting_program_is_reloaded_like_a_running_one(sv):
 
 
 def reload_event(sv: Supervisord, eventname: str, to: str) -> dict:
-    """The payload of a ``eventname`` event of a reload to ``to``, parsed as a listener parses
-    it (``childutils.get_headers``), its values decoded."""
+    """The payload of a ``eventname`` event of a reload of web to ``to``, parsed as a
+    listener parses it (``childutils.get_headers``), its values decoded."""
     def find() -> dict | None:
         for line in sv.events.read_text().splitlines():
             name, _, payload = line.partition(" ")
             values = {key: unquote(value) for key, value in get_headers(payload).items()}
-            if name == eventname and values["to"] == to:
+            if name == eventname and values["processname"] == "web" and values["to"] == to:
                 return values
         return None
     return wait_for(find, what=f"a {eventname} event of a reload to {to}")
@@ -94,7 +94,7 @@ def test_paths_with_spaces_and_colons_work_from_supervisorctl_and_events_carry_t
     one_shot = sv.ctl("littleboss:reload", "web", sv.v2)  # the shell split it: one word
     assert one_shot.returncode == 0, one_shot.stdout
     assert http_get(("127.0.0.1", sv.port)).split()[0] == b"v2"
-    assert reload_event(sv, "LITTLEBOSS_RELOAD_SUCCEEDED", sv.v2)["processname"] == "web"
+    assert reload_event(sv, "LITTLEBOSS_RELOAD_SUCCEEDED", sv.v2)["from"] == sv.v1
     interactive = subprocess.run(
         [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(sv.conf)],
         input=f'littleboss reload web "{sv.v1}"\n', capture_output=True, text=True, timeout=60)
