@@ -1,9 +1,8 @@
-"""The program-side helper (supervisor_littleboss.program) and the conf.d example, myblog."""
+"""The program-side helper (supervisor_littleboss.program) and the example, myblog."""
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -140,11 +139,10 @@ def test_ready_is_a_no_op_without_supervisord(mocker):
     assert not send.called
 
 
-def test_the_conf_d_example_starts_as_documented_and_reloads_under_load(tmp_path):
-    example = tmp_path / "conf.d"
-    # as checked out: run/ holds only its .gitignore
-    shutil.copytree(EXAMPLE, example, ignore=shutil.ignore_patterns("releases", "__pycache__", "*.log", "*.pid",
-                                                                   "*.sock"))
+def test_the_example_starts_as_documented_and_reloads_under_load(tmp_path):
+    example = tmp_path / "example"
+    subprocess.run([sys.executable, "-m", "supervisor_littleboss.example", str(example)], check=True,
+                   capture_output=True, timeout=60)
     port = free_port()
     conf = example / "myblog.conf"
     conf.write_text(conf.read_text().replace("127.0.0.1:8080", f"127.0.0.1:{port}"))

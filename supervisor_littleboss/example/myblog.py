@@ -7,7 +7,7 @@ names it ``http``) and sends READY=1 once it serves; run directly it binds
 each keep-alive connection with ``Connection: close``, closes idle ones, finishes the
 requests in flight and exits, while new connections wait for the next myblog.
 
-    myblog --littleboss=reload -c conf.d/supervisord.conf   # swap this binary in
+    myblog --littleboss=reload -c example/supervisord.conf   # swap this binary in
 """
 import os
 import socket
