@@ -36,7 +36,7 @@ def test_the_wheel_installs_in_a_fresh_virtualenv_and_runs_the_example(tmp_path)
     assert not any(name.startswith("tests/") for name in names)
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[-1] for name in archive.getnames()}
-    assert {"LICENSE", "CHANGES.rst", "README.rst", "tests/test_packaging.py"} <= names
+    assert {"LICENSE", "CHANGES.rst", "README.rst", "tests/test_packaging.py", "bench/README.rst"} <= names
 
     # a clean environment, outside the checkout: nothing can be imported from it
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "VIRTUAL_ENV"))}
