@@ -14,8 +14,10 @@ from pathlib import Path
 
 from supervisor.xmlrpc import SupervisorTransport
 
+import supervisor_littleboss.example
+
 APPS = Path(__file__).parent / "apps"
-EXAMPLE = Path(__file__).parent.parent / "conf.d"
+EXAMPLE = Path(supervisor_littleboss.example.__file__).parent  # the myblog example, shipped in the package
 # as in an activated virtualenv: `python3` (scripts' shebangs) is the Python running the tests
 VENV_ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 HTTPAPP = f"{sys.executable} {APPS / 'httpapp.py'}"
@@ -348,7 +350,7 @@ def make_gunicorn_release(releases: Path, version: str) -> str:
 
 
 def make_myblog_release(releases: Path, name: str, version: str) -> str:
-    """A copy of the conf.d example, as ``version``, at ``releases/name/myblog``."""
+    """A copy of the example's myblog, as ``version``, at ``releases/name/myblog``."""
     text = (EXAMPLE / "myblog.py").read_text().replace('VERSION = "1"', f'VERSION = "{version}"')
     return make_executable(releases, name, text, "myblog")
 

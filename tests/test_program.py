@@ -1,4 +1,4 @@
-"""The program-side helper (supervisor_littleboss.program) and the conf.d example, myblog."""
+"""The program-side helper (supervisor_littleboss.program) and the example, myblog."""
 from __future__ import annotations
 
 import json
@@ -26,6 +26,7 @@ from load import Load
 pytestmark = pytest.mark.e2e  # each test starts a real supervisord
 
 MYBLOG = str(EXAMPLE / "myblog.py")
+CONF_D = Path(__file__).parent.parent / "conf.d"  # the example as a checkout has it
 
 
 def release(root: Path, version: str) -> str:
@@ -142,11 +143,17 @@ def test_ready_is_a_no_op_without_supervisord(mocker):
     assert not send.called
 
 
-def test_the_conf_d_example_starts_as_documented_and_reloads_under_load(tmp_path):
-    example = tmp_path / "conf.d"
-    # as checked out: run/ holds only its .gitignore
-    shutil.copytree(EXAMPLE, example, ignore=shutil.ignore_patterns("releases", "__pycache__", "*.log", "*.pid",
-                                                                   "*.sock"))
+@pytest.mark.parametrize("flavour", ["conf.d", "copied"])
+def test_the_example_starts_as_documented_and_reloads_under_load(tmp_path, flavour):
+    """As a checkout has it (conf.d/, its files linking to the package's), and as
+    ``python -m supervisor_littleboss.example`` copies it out of an installed package."""
+    example = tmp_path / "example"
+    if flavour == "conf.d":  # as checked out: run/ holds only its .gitignore
+        shutil.copytree(CONF_D, example, ignore=shutil.ignore_patterns("releases", "*.log", "*.pid", "*.sock",
+                                                                       "*.json"))
+    else:
+        subprocess.run([sys.executable, "-m", "supervisor_littleboss.example", str(example)], check=True,
+                       capture_output=True, timeout=60)
     port = free_port()
     conf = example / "myblog.conf"
     conf.write_text(conf.read_text().replace("127.0.0.1:8080", f"127.0.0.1:{port}"))

@@ -1,0 +1,321 @@
+"""Every supervisord internal littleboss relies on still exists, with the shape it expects.
+
+supervisord has no plugin API for what littleboss does, so the plugin subclasses, wraps
+and calls its internals. A supervisor release that moves one fails here, in a test
+named after the module and the internal, instead of deep inside a reload. Each test
+covers one area; "uses" checks that supervisord itself still calls what littleboss
+overrides or wraps (the names its code refers to). Upgrading supervisor: run this file
+first, then audit each failure against littleboss's code.
+"""
+from __future__ import annotations
+
+import inspect
+import socket
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from supervisor import (
+    datatypes,
+    dispatchers,
+    events,
+    http,
+    loggers,
+    options,
+    process,
+    socket_manager,
+    states,
+    supervisorctl,
+    xmlrpc,
+)
+from supervisor import supervisord as supervisord_module
+
+
+def dotted(owner: object) -> str:
+    """``owner``'s dotted name (its class's, for an instance), for failure messages."""
+    if inspect.ismodule(owner):
+        return owner.__name__
+    cls = owner if isinstance(owner, type) else type(owner)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def assert_params(owner: object, name: str, expected: str) -> None:
+    """``owner.name`` exists and takes exactly the parameters ``expected`` (comma separated)."""
+    where = f"{dotted(owner)}.{name}"
+    func = getattr(owner, name, None)
+    assert callable(func), f"{where} is gone"
+    want = [p.strip() for p in expected.split(",") if p.strip()]
+    got = list(inspect.signature(func).parameters)
+    assert got == want, f"{where}{inspect.signature(func)} changed: littleboss expects ({', '.join(want)})"
+
+
+def assert_uses(func, *names: str) -> None:
+    """supervisord's ``func`` still refers to ``names`` (calls them, or reads them)."""
+    missing = [name for name in names if name not in func.__code__.co_names]
+    assert not missing, f"{func.__module__}.{func.__qualname__} no longer uses {missing}: littleboss relies on it"
+
+
+def assert_attributes(owner: object, *names: str) -> None:
+    """``owner`` (a class, a module or an instance) has every attribute in ``names``."""
+    missing = [name for name in names if not hasattr(owner, name)]
+    assert not missing, f"{dotted(owner)} has no {missing}"
+
+
+@pytest.fixture
+def server_options(tmp_path: Path) -> options.ServerOptions:
+    """supervisord's options, realized from a minimal configuration, as supervisord does."""
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text(f"[unix_http_server]\nfile = {tmp_path / 'sock'}\n\n[supervisord]\n"
+                    f"logfile = {tmp_path / 'log'}\npidfile = {tmp_path / 'pid'}\n\n"
+                    "[program:web]\ncommand = /bin/cat\n")
+    opts = options.ServerOptions()
+    opts.realize(["-c", str(conf)])
+    return opts
+
+
+def test_options_ServerOptions_hooks_and_attributes(server_options):
+    """hooks.py spares held sockets in cleanup_fds (a class patch), re-reads the config with
+    process_config and wraps process_groups_from_parser on the instance; process.py's child
+    side uses dup2/close_fd/write and execve (which must accept an fd: fexecve)."""
+    cls = options.ServerOptions
+    assert_params(cls, "cleanup_fds", "self")
+    assert_uses(supervisord_module.Supervisor.main, "cleanup_fds")
+    assert_params(cls, "process_config", "self, do_usage")
+    assert_params(cls, "process_groups_from_parser", "self, parser")
+    assert_uses(cls.read_config, "process_groups_from_parser")
+    assert_params(cls, "usage", "self, msg")
+    assert_params(cls, "dup2", "self, frm, to")
+    assert_params(cls, "close_fd", "self, fd")
+    assert_params(cls, "write", "self, fd, data")
+    assert_params(cls, "execve", "self, filename, argv, env")
+    assert_params(cls, "make_logger", "self")
+    assert_attributes(loggers.Logger, "info", "warn", "error", "critical")  # littleboss logs through options.logger
+    assert_attributes(server_options, "minfds", "pidfile", "here", "mood", "process_group_configs")
+    assert server_options.mood == states.SupervisorStates.RUNNING
+    assert [config.name for config in server_options.process_group_configs] == ["web"]
+
+
+def test_options_UnhosedConfigParser_saneget(tmp_path):
+    """config.py reads littleboss_* keys with saneget(section, key, default, expansions=...)."""
+    assert_params(options.UnhosedConfigParser, "saneget", "self, section, option, default, do_expand, expansions")
+    parser = options.UnhosedConfigParser()
+    parser.read_string("[program:web]\nlittleboss_sockets = http=unix://%(here)s/web.sock\n")
+    assert parser.sections() == ["program:web"]
+    assert parser.options("program:web") == ["littleboss_sockets"]
+    value = parser.saneget("program:web", "littleboss_sockets", None, expansions={"here": str(tmp_path)})
+    assert value == f"http=unix://{tmp_path}/web.sock"
+    assert parser.saneget("program:web", "littleboss_absent", None, expansions={}) is None
+
+
+def test_options_ProcessGroupConfig_subclassed(server_options):
+    """config.py subclasses ProcessGroupConfig (constructor, __eq__, make_group); hooks.py
+    calls after_setuid on a config it re-read."""
+    cls = options.ProcessGroupConfig
+    assert_params(cls, "__init__", "self, options, name, priority, process_configs")
+    assert_params(cls, "__eq__", "self, other")
+    assert_params(cls, "make_group", "self")
+    assert_params(cls, "after_setuid", "self")
+    group = server_options.process_group_configs[0]
+    assert type(group) is cls
+    assert_attributes(group, "name", "priority", "process_configs", "options")
+    pconfig = group.process_configs[0]
+    assert_attributes(pconfig, "name", "command", "options", "redirect_stderr", "stopsignal", "stopasgroup",
+                      "killasgroup", "stopwaitsecs", "startsecs", "uid")
+    assert_params(options.ProcessConfig, "make_process", "self, group")
+
+
+def test_options_helper_functions():
+    """split_namespec (rpcinterface.py), ProcessException, decode_wait_status, signame (process.py)."""
+    assert options.split_namespec("web:web_00") == ("web", "web_00")
+    assert options.split_namespec("web") == ("web", "web")
+    assert issubclass(options.ProcessException, Exception)
+    assert options.decode_wait_status(3 << 8) == (3, "exit status 3")
+    assert options.signame(15) == "SIGTERM"
+    assert_params(options.ClientOptions, "realize", "self, arg, kw")  # program.py's --littleboss=... modes
+    assert_params(options.ClientOptions, "getServerProxy", "self")
+
+
+def test_process_Subprocess_overrides_and_calls():
+    """process.py's LittlebossSubprocess overrides spawn, _prepare_child_fds,
+    _spawn_as_child (passing an fd as the filename), finish, stop, get_state; calls
+    kill, transition, change_state, record_spawnerr, give_up, get_execv_args; sets
+    event_map on the instance to silence events; reads and writes pid, pipes,
+    dispatchers, laststart, delay, backoff, spawnerr, state."""
+    cls = process.Subprocess
+    assert_params(cls, "__init__", "self, config")
+    for name in ("spawn", "_prepare_child_fds", "stop", "transition", "get_state", "give_up", "get_execv_args"):
+        assert_params(cls, name, "self")
+    assert_params(cls, "_spawn_as_child", "self, filename, argv")
+    assert_params(cls, "finish", "self, pid, sts")
+    assert_params(cls, "kill", "self, sig")
+    assert_params(cls, "change_state", "self, new_state, expected")
+    assert_params(cls, "record_spawnerr", "self, msg")
+    assert_uses(cls.spawn, "_spawn_as_child", "get_execv_args", "dispatchers", "pipes", "laststart")
+    assert_uses(cls._spawn_as_child, "_prepare_child_fds", "execve")
+    assert_uses(cls.change_state, "event_map")
+    assert_attributes(cls, "pid", "laststart", "delay", "backoff", "spawnerr", "state", "dispatchers", "pipes",
+                      "config", "group")
+    assert isinstance(cls.event_map, dict) and cls.event_map
+    assert all(issubclass(event, events.Event) for event in cls.event_map.values())
+
+
+def test_process_Subprocess_event_map_on_the_instance_silences_events():
+    """A candidate or draining process gets ``event_map = {}``: no PROCESS_STATE event."""
+    config = SimpleNamespace(name="web", options=SimpleNamespace(logger=None))
+    proc = process.Subprocess(config)
+    assert (proc.dispatchers, proc.pipes, proc.state) == ({}, {}, states.ProcessStates.STOPPED)
+    heard = []
+    events.subscribe(events.ProcessStateEvent, heard.append)
+    try:
+        proc.event_map = {}
+        proc.change_state(states.ProcessStates.STARTING)
+        assert heard == []
+        del proc.event_map
+        proc.change_state(states.ProcessStates.RUNNING)
+        assert [type(event) for event in heard] == [events.ProcessStateRunningEvent]
+    finally:
+        events.unsubscribe(events.ProcessStateEvent, heard.append)
+
+
+def test_process_ProcessGroup_overrides():
+    """process.py's group overrides transition, get_dispatchers, get_unstopped_processes,
+    stop_all and before_remove, and does not call ProcessGroupBase.__init__: that must
+    still set only ``config`` and ``processes``."""
+    cls = process.ProcessGroup
+    for name in ("transition", "get_dispatchers", "get_unstopped_processes", "stop_all", "before_remove"):
+        assert_params(cls, name, "self")
+    group = cls(SimpleNamespace(process_configs=[]))
+    assert sorted(vars(group)) == ["config", "processes"]
+    assert_uses(supervisord_module.Supervisor.get_process_map, "get_dispatchers")
+    assert_uses(supervisord_module.Supervisor.runforever, "transition")
+
+
+def test_dispatchers_POutputDispatcher_loggers():
+    """process.py shares the serving process's normallog with a candidate (4.2.2+: 4.2.0 and
+    4.2.1 call it mainlog), closes childlog/capturelog when a run ends, and wraps _log to keep
+    the tail of the output."""
+    cls = dispatchers.POutputDispatcher
+    assert_attributes(cls, "normallog", "childlog", "capturelog")
+    assert_uses(cls.__init__, "normallog", "childlog", "channel")
+    assert_params(cls, "_log", "self, data")
+    assert_uses(cls.record_output, "_log")
+
+
+def test_socket_manager_SocketManager_internals(tmp_path):
+    """sockets.py holds one SocketManager per address: overrides _close, reads socket_config,
+    replaces logger, takes get_socket()'s Proxy, clears its on_delete and drops its own
+    reference with ref_ctr.decrement(); _prepare_socket binds through the config's
+    create_and_bind and listens with get_backlog()."""
+    cls = socket_manager.SocketManager
+    assert_params(cls, "__init__", "self, socket_config, kwargs")
+    for name in ("get_socket", "_close", "_prepare_socket"):
+        assert_params(cls, name, "self")
+    assert_uses(cls._prepare_socket, "create_and_bind", "get_backlog")
+    assert_params(socket_manager.Proxy, "__init__", "self, object, kwargs")
+    bound = []
+
+    def create_and_bind() -> socket.socket:
+        bound.append(socket.create_server(("127.0.0.1", 0)))
+        return bound[-1]
+
+    config = SimpleNamespace(url="tcp://127.0.0.1:0", create_and_bind=create_and_bind, get_backlog=lambda: 5)
+    manager = cls(config, logger=None)
+    assert_attributes(manager, "ref_ctr", "socket", "prepared", "socket_config", "logger")
+    proxy = manager.get_socket()
+    assert manager.prepared and manager.socket is bound[0]
+    assert proxy.fileno() == bound[0].fileno()  # the Proxy forwards to the socket
+    assert_attributes(proxy, "on_delete")
+    proxy.on_delete = None
+    manager.ref_ctr.decrement()  # the last reference: _close closes the socket
+    assert not manager.prepared and bound[0].fileno() == -1
+
+
+def test_datatypes_socket_configs(tmp_path):
+    """sockets.py subclasses InetStreamSocketConfig (IPv6) and UnixStreamSocketConfig (safe
+    unlinking), and reads and sets host, port, url, path, mode, owner and backlog."""
+    inet = datatypes.InetStreamSocketConfig("127.0.0.1", "8080", backlog=7)
+    assert (inet.host, inet.port, inet.url, inet.backlog, inet.addr()) == (
+        "127.0.0.1", 8080, "tcp://127.0.0.1:8080", 7, ("127.0.0.1", 8080))
+    assert inet.get_backlog() == 7
+    path = str(tmp_path / "web.sock")
+    unix = datatypes.UnixStreamSocketConfig(path, mode=0o660, owner=(0, 0), backlog=3)
+    assert (unix.path, unix.url, unix.mode, unix.owner, unix.backlog, unix.addr()) == (
+        path, f"unix://{path}", 0o660, (0, 0), 3, path)
+    for cls in (datatypes.InetStreamSocketConfig, datatypes.UnixStreamSocketConfig):
+        assert_params(cls, "create_and_bind", "self")
+    # config.py's converters for littleboss_socket_owner/_mode and [group:x] programs=
+    assert datatypes.octal_type("0660") == 0o660
+    assert datatypes.list_of_strings("a, b") == ["a", "b"]
+    assert datatypes.colon_separated_user_group("0:0") == (0, 0)
+
+
+def test_supervisorctl_plugin_base_and_controller():
+    """controller.py: a ControllerPluginBase that wraps Controller.complete and uses output,
+    stdout, get_server_proxy, get_supervisor, exitstatus and LSBInitExitStatuses."""
+    assert_params(supervisorctl.ControllerPluginBase, "__init__", "self, controller")
+    assert_uses(supervisorctl.ControllerPluginBase.__init__, "ctl")
+    cls = supervisorctl.Controller
+    assert_params(cls, "complete", "self, text, state, line")
+    assert_params(cls, "output", "self, message")
+    assert_params(cls, "get_server_proxy", "self, namespace")
+    assert_params(cls, "get_supervisor", "self")
+    assert_uses(cls.__init__, "exitstatus", "plugin_factories")
+    assert_uses(cls._get_do_func, "plugins")  # `littleboss:...` reaches the plugin's do_littleboss
+    codes = supervisorctl.LSBInitExitStatuses
+    assert (codes.GENERIC, codes.INVALID_ARGS, codes.NOT_RUNNING) == (1, 2, 7)
+
+
+def test_xmlrpc_and_http_faults_and_deferred_results():
+    """faults.py subclasses RPCError (code, text); rpcinterface.py raises SHUTDOWN_STATE and
+    returns deferred callbacks (a function with ``delay``) that answer NOT_DONE_YET; the
+    tests talk to supervisord with SupervisorTransport."""
+    error = xmlrpc.RPCError(xmlrpc.Faults.SHUTDOWN_STATE)
+    assert (error.code, error.text) == (6, "SHUTDOWN_STATE")
+    assert max(vars(xmlrpc.Faults)[name] for name in vars(xmlrpc.Faults) if name.isupper()) < 1400
+    assert xmlrpc.NOT_DONE_YET is http.NOT_DONE_YET
+    assert_uses(xmlrpc.DeferredXMLRPCResponse.__init__, "delay")
+    assert_params(xmlrpc.SupervisorTransport, "__init__", "self, username, password, serverurl")
+
+
+def test_states_names():
+    """The process and supervisord states littleboss reads and sets."""
+    assert_attributes(states.ProcessStates, "STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED",
+                      "FATAL", "UNKNOWN")
+    assert states.SupervisorStates.RUNNING > states.SupervisorStates.SHUTDOWN
+    assert states.ProcessStates.STOPPED in states.STOPPED_STATES
+    assert states.getProcessStateDescription(states.ProcessStates.RUNNING) == "RUNNING"
+
+
+def test_events_register_and_notify():
+    """events.py registers LITTLEBOSS_RELOAD_* event types; listeners are sent payload()."""
+    assert_params(events, "register", "name, event")
+    assert_params(events, "notify", "event")
+    assert events.getEventNameByType(events.ProcessStateRunningEvent) == "PROCESS_STATE_RUNNING"
+    assert_uses(process.EventListenerPool._dispatchEvent, "payload")
+
+    class Probe(events.Event):
+        def payload(self) -> str:
+            return "probe:1"
+
+    events.register("LITTLEBOSS_INTERNALS_PROBE", Probe)
+    try:
+        assert events.EventTypes.LITTLEBOSS_INTERNALS_PROBE is Probe
+        assert events.getEventNameByType(Probe) == "LITTLEBOSS_INTERNALS_PROBE"
+    finally:
+        delattr(events.EventTypes, "LITTLEBOSS_INTERNALS_PROBE")
+
+
+def test_supervisord_Supervisor(server_options):
+    """process.py calls supervisord.reap() to see exits in the same pass; the RPC factory
+    (hooks.py) replaces groups in process_groups, which exist by then: run() adds the
+    groups, then opens the HTTP servers, which call the factories."""
+    assert_params(supervisord_module.Supervisor, "reap", "self, once, recursionguard")
+    sup = supervisord_module.Supervisor(server_options)
+    assert sup.options is server_options
+    assert sup.process_groups == {}
+    run = supervisord_module.Supervisor.run
+    assert_uses(run, "add_process_group", "openhttpservers")
+    names = run.__code__.co_names
+    assert names.index("add_process_group") < names.index("openhttpservers"), "groups are added after the factories"
+    assert_uses(options.ServerOptions.openhttpservers, "make_http_servers")
+    assert_uses(http.make_http_servers, "rpcinterface_factories")
