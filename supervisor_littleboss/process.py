@@ -30,6 +30,7 @@ from supervisor.states import STOPPED_STATES, ProcessStates, SupervisorStates
 
 from .config import LittlebossGroupConfig
 from .events import ReloadRolledBackEvent
+from .faults import LittlebossRPCError
 from .glue import (
     ChildSetupSubprocess,
     close_loggers,
@@ -43,7 +44,7 @@ from .orphans import ProcessRecord, signal_group, still_alive, take_listener
 from .reload import Phase, Reload
 from .sockets import REGISTRY, SocketSpec
 from .state import ProgramState
-from .validate import CheckedBinary
+from .validate import CheckedBinary, allowed_patterns, check_binary
 
 TAIL_BYTES = 2048
 ORPHAN_KILL_WAIT = 5  # seconds an orphan has to vanish after SIGKILL
@@ -223,7 +224,7 @@ class LittlebossProcessGroup(ProcessGroup):
         self.config = config
         self.program_state: ProgramState = self.plugin.state.program(config.name)
         self._apply_configured_command()
-        self._replace_missing_binary()
+        self._check_swapped_in_binary()
         self.processes = {
             pconfig.name: LittlebossSubprocess(self._config_running(pconfig, self.program_state.path), self)
             for pconfig in config.process_configs
@@ -522,20 +523,34 @@ class LittlebossProcessGroup(ProcessGroup):
             state.path = state.previous = None
             self.save_state()
 
-    def _replace_missing_binary(self) -> None:
-        """A swapped-in binary that is gone (deleted, no longer executable) is not started:
-        the previous binary is, if it is still there, else the configured command."""
+    def _check_swapped_in_binary(self) -> None:
+        """A swapped-in binary that would be refused now (gone, no longer executable, writable
+        by others, outside littleboss_allow: the state file is not trusted blindly) is not
+        started: the previous binary is, if it passes, else the configured command."""
         state = self.program_state
-        if not state.path or _runnable(state.path):
+        refusal = self.refusal(state.path) if state.path else None
+        if refusal is None:
             return
         gone = state.path
-        target = state.previous if state.previous and _runnable(state.previous) else self.configured_path()
+        target = state.previous if state.previous and self.refusal(state.previous) is None else self.configured_path()
         self._run_binary(target)
         state.previous = None
-        outcome = f"the swapped-in binary {gone} is gone; starting {target} instead"
-        state.record(kind="missing", **{"from": gone, "to": target}, outcome=outcome)
+        outcome = f"the swapped-in binary cannot run ({refusal}); starting {target} instead"
+        state.record(kind="refused", **{"from": gone, "to": target}, outcome=outcome)
         self.config.options.logger.warn(f"littleboss: {self.config.name}: {outcome}")
         self.save_state()
+
+    def allowed(self) -> tuple[str, ...]:
+        """The patterns a new binary's resolved path must match."""
+        return allowed_patterns(self.configured_path(), self.config.littleboss.reload.allow)
+
+    def refusal(self, path: str) -> str | None:
+        """Why ``path`` could not be reloaded to now (None: it could)."""
+        try:
+            check_binary(self.config.name, path, self.config.process_configs[0].uid, self.allowed()).close()
+        except LittlebossRPCError as exc:
+            return exc.text
+        return None
 
     def _config_running(self, pconfig, path: str | None):
         """A copy of ``pconfig`` whose command runs ``path`` (``pconfig`` itself if None)."""
@@ -544,10 +559,6 @@ class LittlebossProcessGroup(ProcessGroup):
         running = copy.copy(pconfig)
         running.command = with_executable(pconfig.command, path)
         return running
-
-
-def _runnable(path: str) -> bool:
-    return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
 def executable_path(process: Subprocess) -> str:

@@ -13,7 +13,7 @@ from .glue import LISTEN_FDS_START, deferred
 from .hooks import Plugin, install
 from .process import LittlebossProcessGroup, LittlebossSubprocess, Role, executable_path
 from .reload import Reload
-from .validate import CheckedBinary, allowed_patterns, check_binary
+from .validate import CheckedBinary, check_binary
 
 API_VERSION = "1.0"
 # a reload replaces the process: a STARTING one too (the candidate is held to the reload's own
@@ -192,8 +192,7 @@ class LittlebossNamespaceRPCInterface:
                 F.NOT_RUNNING,
                 f"{name}: is {getProcessStateDescription(state)}; try again once it is RUNNING or stopped",
             )
-        allowed = allowed_patterns(group.configured_path(), group.config.littleboss.reload.allow)
-        binary = check_binary(name, path, group.current.config.uid, allowed)
+        binary = check_binary(name, path, group.current.config.uid, group.allowed())
         try:
             if state in STARTABLE_STATES:
                 return self._start_stopped(group, binary, kind, state, wait)

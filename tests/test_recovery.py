@@ -1,6 +1,7 @@
 """Ways out: a swapped-in binary that is gone, and reloads of a program that is not running."""
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -42,8 +43,9 @@ def test_a_deleted_swapped_in_binary_gives_way_to_the_previous_then_the_configur
     assert serving(supervisord) == "v2"
     info = supervisord.rpc.littleboss.getProgramInfo("web")
     assert (info["path"], info["previous_path"]) == (web["v2"], "")
-    outcome = f"the swapped-in binary {web['v3']} is gone; starting {web['v2']} instead"
-    assert info["history"][-1] == {**info["history"][-1], "kind": "missing", "from": web["v3"], "to": web["v2"],
+    outcome = (f"the swapped-in binary cannot run (NO_FILE: web: cannot reload to {web['v3']}: no such file); "
+               f"starting {web['v2']} instead")
+    assert info["history"][-1] == {**info["history"][-1], "kind": "refused", "from": web["v3"], "to": web["v2"],
                                    "outcome": outcome}
     assert f"WARN littleboss: web: {outcome}" in supervisord.log.read_text()
 
@@ -51,6 +53,20 @@ def test_a_deleted_swapped_in_binary_gives_way_to_the_previous_then_the_configur
     restart(supervisord)
     assert serving(supervisord) == "v1"  # the configured command
     assert supervisord.rpc.littleboss.getProgramInfo("web")["path"] == web["v1"]
+
+
+def test_a_swapped_in_binary_outside_the_allow_list_is_not_started(supervisord, web):
+    """The state file is not trusted blindly: a path written into it runs only if a reload to
+    it would be allowed now."""
+    marker = supervisord.root / "ran"
+    stray = make_executable(supervisord.root, "elsewhere", f"#!/bin/sh\ntouch {marker}\n")
+    state = supervisord.root / "supervisord-littleboss.json"
+    state.write_text(json.dumps({"programs": {"web": {"path": stray, "command": web["v1"]}}}))
+    supervisord.start()
+    supervisord.wait_running("web")
+    assert serving(supervisord) == "v1" and not marker.exists()
+    assert supervisord.rpc.littleboss.getProgramInfo("web")["history"][-1]["outcome"].startswith(
+        f"the swapped-in binary cannot run (NOT_ALLOWED: web: cannot reload to {stray}: ")
 
 
 def test_a_reload_of_a_fatal_program_starts_it_on_the_new_binary(supervisord, web):
