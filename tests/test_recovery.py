@@ -69,12 +69,17 @@ def test_a_swapped_in_binary_outside_the_allow_list_is_not_started(supervisord, 
         f"the swapped-in binary cannot run (NOT_ALLOWED: web: cannot reload to {stray}: ")
 
 
-def test_a_reload_of_a_fatal_program_starts_it_on_the_new_binary(supervisord, web):
+def start_fatal(supervisord: Supervisord, web: dict) -> None:
+    """Start supervisord with web configured on the crashing binary, and wait until it is FATAL."""
     supervisord.program("web", command=web["crash"], startretries=0, startsecs=1,
                         littleboss_sockets=f"http=tcp://127.0.0.1:{supervisord.port}",
                         littleboss_allow=f"{supervisord.root}/releases/*/app")
     supervisord.start()
     supervisord.wait_state("web", "FATAL")
+
+
+def test_a_reload_of_a_fatal_program_starts_it_on_the_new_binary(supervisord, web):
+    start_fatal(supervisord, web)
     result = supervisord.ctl("littleboss:reload", "web", web["v2"])
     assert result.returncode == 0, result.stdout
     pid = supervisord.info("web")["pid"]
@@ -87,11 +92,7 @@ def test_a_reload_of_a_fatal_program_starts_it_on_the_new_binary(supervisord, we
 
 
 def test_a_reload_of_a_fatal_program_to_a_binary_that_fails_says_so(supervisord, web):
-    supervisord.program("web", command=web["crash"], startretries=0, startsecs=1,
-                        littleboss_sockets=f"http=tcp://127.0.0.1:{supervisord.port}",
-                        littleboss_allow=f"{supervisord.root}/releases/*/app")
-    supervisord.start()
-    supervisord.wait_state("web", "FATAL")
+    start_fatal(supervisord, web)
     fault = reload_fault(lambda: supervisord.rpc.littleboss.reload("web", web["crash"]))
     assert fault.faultCode == 1420 and "did not start" in fault.faultString, fault
     assert "cannot start: configuration is broken" in fault.faultString
