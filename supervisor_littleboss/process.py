@@ -291,10 +291,11 @@ class LittlebossProcessGroup(ProcessGroup):
         replaced processes are stopped (stop signal, lameduck, SIGKILL). A socket that
         cannot be taken back (supervisord not root) is bound once they have exited."""
         state, logger = self.program_state, self.config.options.logger
-        self.orphans, state.processes = still_alive(state.processes), []
+        self.orphans = still_alive(state.processes)
+        state.processes = list(self.orphans)  # recorded until they are gone
+        self.save_state()
         if not self.orphans:
             return {}
-        self.save_state()
         taken = {}
         for spec in self.sockets:
             for record in self.orphans:
@@ -325,7 +326,12 @@ class LittlebossProcessGroup(ProcessGroup):
 
     def _stop_orphans(self, now: float) -> None:
         """SIGKILL the orphans left once their lameduck is over; forget those gone."""
-        self.orphans = still_alive(self.orphans)
+        alive = still_alive(self.orphans)
+        if len(alive) < len(self.orphans):
+            state = self.program_state
+            state.processes = [r for r in state.processes if r in alive or r not in self.orphans]
+            self.save_state()
+        self.orphans = alive
         if self.orphans and now > self.orphans_deadline:
             self._signal_orphans(signal.SIGKILL)
 

@@ -57,8 +57,12 @@ def test_killed_mid_reload_the_next_supervisord_takes_over_and_serves_the_old_bi
     log = supervisord.log.read_text()
     assert (f"pid(s) {old}, {info['candidate_pid']} of an earlier supervisord still run: took back 1 of 1 "
             "socket(s) from them; stopping them (SIGTERM, SIGKILL after 3s)") in log, log
-    state = json.loads((supervisord.root / "supervisord-littleboss.json").read_text())
-    assert [p["pid"] for p in state["programs"]["web"]["processes"]] == [pid]
+    def recorded() -> list[int]:
+        state = json.loads((supervisord.root / "supervisord-littleboss.json").read_text())
+        return [p["pid"] for p in state["programs"]["web"]["processes"]]
+
+    wait_for(lambda: recorded() == [pid], what="the orphans to be forgotten once gone")
+    assert supervisord.info("web")["pid"] == pid  # the new process is no orphan: never stopped
 
 
 def test_killed_after_a_reload_the_next_supervisord_serves_the_new_binary(supervisord, web):
