@@ -135,6 +135,9 @@ class LittlebossControllerPlugin(ControllerPluginBase):
             self._say(f"{name}: stopped waiting; the {started['kind']} goes on in supervisord "
                       f"(see: littleboss:status {name})")
             self.ctl.exitstatus = LSBInitExitStatuses.GENERIC
+        except OSError as exc:
+            self._fail(None, f"ERROR: lost supervisord at {self.ctl.options.serverurl} while the {started['kind']} "
+                             f"ran ({exc}): its outcome is unknown; see littleboss:status {name} once it is back")
 
     def _wait_running(self, name: str) -> None:
         """Wait until a program started on a new binary has left STARTING."""
@@ -162,15 +165,19 @@ class LittlebossControllerPlugin(ControllerPluginBase):
     def _status(self, args: list[str]) -> None:
         history = "--history" in args
         names = [arg for arg in args if arg != "--history"]
-        if history and len(names) != 1:
-            raise UsageError("status --history takes one program name")
+        unknown = [arg for arg in names if arg.startswith("-")]
+        if unknown:
+            raise UsageError(f"status has no option {unknown[0]}")
         infos = [self.rpc.getProgramInfo(name) for name in names] if names else self.rpc.getAllProgramInfo()
         if history:
-            for entry in infos[0]["history"]:
-                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["time"]))
-                seconds = f"  {entry['seconds']:.2f}s" if "seconds" in entry else ""
-                self._say(f"{when}  {entry['kind']:<8} {entry['from']} \u2192 {entry['to']}  "
-                                f"{entry['outcome']}{seconds}")
+            for info in infos:
+                if len(infos) > 1:
+                    self._say(f"{info['name']}:")
+                for entry in info["history"]:
+                    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["time"]))
+                    seconds = f"  {entry['seconds']:.2f}s" if "seconds" in entry else ""
+                    self._say(f"{when}  {entry['kind']:<8} {entry['from']} \u2192 {entry['to']}  "
+                              f"{entry['outcome']}{seconds}")
             return
         supervisor = self.ctl.get_supervisor()
         for info in infos:

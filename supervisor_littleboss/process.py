@@ -92,6 +92,7 @@ class LittlebossSubprocess(ChildSetupSubprocess):
     last_pid = 0
     last_exit = ""  # how its last run ended, e.g. "exit status 3"
     binary: CheckedBinary | None = None  # a checked new binary: its next spawn runs exactly that file
+    running_path: str | None = None  # the file its last spawn ran, symlinks resolved then
 
     def __init__(self, config, group: LittlebossProcessGroup, role: Role = Role.SERVING) -> None:
         super().__init__(config)
@@ -116,6 +117,7 @@ class LittlebossSubprocess(ChildSetupSubprocess):
                 except OSError as exc:
                     self._give_up(f"littleboss: program {self.config.name!r} cannot open its NOTIFY_SOCKET: {exc}")
                     return None
+        self.running_path = self.binary.path if self.binary else os.path.realpath(executable_path(self))
         try:
             pid = super().spawn()
         finally:
@@ -255,10 +257,20 @@ class LittlebossProcessGroup(ProcessGroup):
         return self.config.process_configs[0].command
 
     def current_path(self) -> str:
+        """The binary the serving process runs: the file its command's path resolved to when
+        it was spawned (a ``current`` symlink flipped since does not change it); when it does
+        not run, the file its next spawn would run."""
+        process = self.current
+        return process.running_path if process.pid and process.running_path else os.path.realpath(
+            executable_path(process))
+
+    def command_path(self) -> str:
+        """The path in the serving process's command, as written: what a re-exec resolves again."""
         return executable_path(self.current)
 
     def configured_path(self) -> str:
-        return executable_path(Subprocess(self.config.process_configs[0]))
+        """The file the configured command's path resolves to now."""
+        return os.path.realpath(executable_path(Subprocess(self.config.process_configs[0])))
 
     # --- sockets ---------------------------------------------------------
     def bind_sockets(self, adopted: dict[str, socket.socket] | None = None) -> str | None:

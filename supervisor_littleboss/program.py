@@ -182,20 +182,29 @@ class Littleboss:
     # --- --littleboss=reload|start|stop|status ------------------------------------------
     def control(self, mode: str) -> int:
         """Act on supervisord for this service; print one line; return the exit status."""
-        from .controller import done_line  # only needed to talk to supervisord
-        from .faults import exit_status
+        from supervisor.xmlrpc import Faults  # only needed to talk to supervisord
 
+        from .controller import done_line
+        from .faults import EXIT_FAILED, EXIT_REFUSED, exit_status
+
+        options = self._client_options()
         try:
-            server = self._server()
+            server = options.getServerProxy()
             if mode == "reload":
                 result = server.littleboss.reload(self.name, os.path.realpath(sys.argv[0]))
                 print(done_line(self.name, {**result, "kind": "reload"}))
-            elif mode == "start":
-                server.supervisor.startProcess(f"{self.name}:*")
-                print(f"{self.name}: started")
-            elif mode == "stop":
-                server.supervisor.stopProcess(f"{self.name}:*")
-                print(f"{self.name}: stopped")
+            elif mode in ("start", "stop"):
+                # for NAME:* supervisord answers with each process's outcome, not a fault
+                call = server.supervisor.startProcess if mode == "start" else server.supervisor.stopProcess
+                results = call(f"{self.name}:*")  # only the processes not already started (stopped)
+                failed = [r for r in results if r["status"] != Faults.SUCCESS]
+                for result in failed:
+                    print(f"{self.name}: ERROR: {result['name']}: {result['description']}", file=sys.stderr)
+                if failed:
+                    spawn_failed = (Faults.SPAWN_ERROR, Faults.ABNORMAL_TERMINATION)
+                    return EXIT_FAILED if any(r["status"] in spawn_failed for r in failed) else EXIT_REFUSED
+                done = "started" if mode == "start" else "stopped"
+                print(f"{self.name}: {done}" if results else f"{self.name}: already {done}")  # 0, as supervisorctl
             else:
                 info = server.littleboss.getProgramInfo(self.name)
                 print(f"{self.name}: {info['statename']} pid {info['pid']} binary {info['path']}")
@@ -203,12 +212,12 @@ class Littleboss:
             print(f"{self.name}: ERROR: {fault.faultString}", file=sys.stderr)
             return exit_status(fault.faultCode)
         except OSError as exc:
-            print(f"{self.name}: ERROR: cannot reach supervisord: {exc}", file=sys.stderr)
+            print(f"{self.name}: ERROR: cannot reach supervisord at {options.serverurl}: {exc}", file=sys.stderr)
             return exit_status(None)
         return 0
 
-    def _server(self):
-        """An XML-RPC proxy to supervisord, found as supervisorctl finds it."""
+    def _client_options(self):
+        """supervisorctl's options for this program's supervisord, found as supervisorctl finds it."""
         from supervisor.options import ClientOptions  # only needed to talk to supervisord
 
         argv = []
@@ -221,4 +230,4 @@ class Littleboss:
             argv += ["-s", serverurl]
         options = ClientOptions()
         options.realize(argv)
-        return options.getServerProxy()
+        return options

@@ -138,7 +138,10 @@ class Reload:
         self.phase = Phase.FAILED
         self.finished_at = time.time()
         self.group.discard_candidate(self.candidate)
-        still = f"pid {self.old_pid} keeps serving {self.old_path}" if self.old.pid else "the old process is gone"
+        if code == F.ABORTED:  # every abort stops the program: the old process with it
+            still = f"pid {self.old_pid} is stopped with the program"
+        else:
+            still = f"pid {self.old_pid} keeps serving {self.old_path}" if self.old.pid else "the old process is gone"
         self.failure = LittlebossRPCError(
             code, f"{self.name}: {self.kind} to {self.new_path} failed: {reason}; {still}"
         )

@@ -11,7 +11,7 @@ from .faults import LittlebossFaults as F
 from .faults import LittlebossRPCError
 from .glue import LISTEN_FDS_START, deferred
 from .hooks import Plugin, install
-from .process import LittlebossProcessGroup, LittlebossSubprocess, Role, executable_path
+from .process import LittlebossProcessGroup, LittlebossSubprocess, Role
 from .reload import Reload
 from .validate import CheckedBinary, check_binary
 
@@ -44,7 +44,7 @@ def program_info(group: LittlebossProcessGroup) -> dict:
         "state": first["state"],
         "statename": first["statename"],
         "pid": first["pid"],
-        "path": executable_path(processes[0]),
+        "path": group.current_path(),
         "previous_path": group.program_state.previous or "",
         "command": processes[0].config.command,
         "sockets": [
@@ -149,7 +149,9 @@ class LittlebossNamespaceRPCInterface:
 
         @param string name     The program name
         @param string path     Absolute path of the new executable (its arguments stay as
-                               configured); empty: re-execute the current one
+                               configured); empty: re-execute the path in the
+                               program's command (resolved again: a flipped
+                               ``current`` symlink takes the new release)
         @param boolean wait    Return once promoted and the old process has exited (true),
                                or at once (false; follow it with getProgramInfo)
         @return struct result  name, kind, phase, old_pid, new_pid, old_path, new_path,
@@ -159,7 +161,7 @@ class LittlebossNamespaceRPCInterface:
         self._update("reload")
         group = self._group(name)
         path, wait = argument(path, str, "path"), argument(wait, bool, "wait")
-        return self._begin(group, path or group.current_path(), "reload", wait)
+        return self._begin(group, path or group.command_path(), "reload", wait)
 
     def rollback(self, name: str, wait: bool = True):
         """Reload a program back to its previous executable (before the last successful reload).

@@ -134,7 +134,10 @@ def test_status_and_history(sv):
     assert len(history.stdout.splitlines()) == len(info["history"])
     assert "reload   " in history.stdout and "succeeded" in history.stdout
     assert sv.ctl("littleboss:status", "nope").returncode == 1
-    assert sv.ctl("littleboss:status", "--history").returncode == 2
+    every = sv.ctl("littleboss:status", "--history")  # every program's, each under its name
+    assert every.returncode == 0 and {"multi:", "web:"} <= set(every.stdout.splitlines()), every.stdout
+    bogus = sv.ctl("littleboss:status", "--bogus")
+    assert bogus.returncode == 2 and bogus.stdout.startswith("Error: status has no option --bogus"), bogus.stdout
 
 
 def test_help_explains_every_subcommand(sv):

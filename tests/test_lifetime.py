@@ -163,7 +163,7 @@ def test_getProgramInfo_describes_the_program_and_its_sockets(sv):
     pid = sv.wait_running("web")
     info = sv.rpc.littleboss.getProgramInfo("web")
     assert info["pid"] == pid and info["statename"] == "RUNNING"
-    assert info["path"] == sys.executable
+    assert info["path"] == os.path.realpath(sys.executable)  # the file it resolved to when spawned
     assert info["sockets"] == [
         {"name": "http", "url": f"tcp://127.0.0.1:{PORT}", "fd": 3},
         {"name": "admin", "url": f"tcp://127.0.0.1:{ADMIN_PORT}", "fd": 4},

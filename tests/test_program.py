@@ -18,6 +18,7 @@ from harness import (
     free_port,
     http_get,
     make_myblog_release,
+    make_release,
     pid_alive,
     wait_for,
 )
@@ -217,3 +218,28 @@ def test_run_async_serves_until_sigterm():
         lb.run_async(main)
     """)
     assert serve_then_sigterm([sys.executable, "-c", script], port, "the asyncio server") == b"async\n"
+
+
+def test_littleboss_start_and_stop_flags_say_what_happened_as_supervisorctl_does(myblog):
+    myblog.wait_running("myblog")
+
+    def flag(mode: str) -> subprocess.CompletedProcess:
+        return subprocess.run([MYBLOG, f"--littleboss={mode}", "-c", str(myblog.conf)],
+                              capture_output=True, text=True, env=VENV_ENV, timeout=60)
+
+    outcomes = [flag(mode) for mode in ("start", "stop", "stop", "start")]
+    assert [o.returncode for o in outcomes] == [0, 0, 0, 0], [o.stderr for o in outcomes]
+    assert [o.stdout for o in outcomes] == ["myblog: already started\n", "myblog: stopped\n",
+                                            "myblog: already stopped\n", "myblog: started\n"]
+    assert myblog.info("myblog")["statename"] == "RUNNING"
+
+
+def test_littleboss_start_flag_of_a_program_that_cannot_start_exits_7(supervisord: Supervisord):
+    crash = make_release(supervisord.root / "releases", "crash", "v9", "--mode", "crash")
+    supervisord.program("myblog", command=crash, autostart="false", startsecs=1, startretries=0,
+                        littleboss_sockets=f"http=tcp://127.0.0.1:{free_port()}")
+    supervisord.start()
+    started = subprocess.run([MYBLOG, "--littleboss=start", "-c", str(supervisord.conf)],
+                             capture_output=True, text=True, env=VENV_ENV, timeout=60)
+    assert started.returncode == 7, (started.stdout, started.stderr)
+    assert started.stderr.startswith("myblog: ERROR: myblog: ")

@@ -115,3 +115,28 @@ def test_a_file_swapped_after_it_was_checked_never_runs(supervisord: Supervisord
     assert not marker.exists(), "a file that was swapped in after the checks ran"
     assert any(isinstance(outcome, int) for outcome in outcomes), outcomes
     assert http_get(("127.0.0.1", port)).split()[0] == b"v1"
+
+
+def test_a_current_symlink_flipped_between_releases_reloads_and_rolls_back_by_release(supervisord: Supervisord):
+    """The configured command runs ``current/app``; a deploy flips ``current`` and re-executes:
+    the resolved releases are what the program info, the history and rollback record."""
+    releases = supervisord.root / "releases"
+    v1, v2 = make_release(releases, "1", "v1"), make_release(releases, "2", "v2")
+    current = releases / "current"
+    current.symlink_to(releases / "1")
+    port = free_port()
+    supervisord.program("web", command=f"{current}/app", littleboss_sockets=f"http=tcp://127.0.0.1:{port}",
+                        littleboss_allow=f"{releases}/*/app")
+    supervisord.start()
+    supervisord.wait_running("web")
+    assert supervisord.rpc.littleboss.getProgramInfo("web")["path"] == v1
+    current.unlink()
+    current.symlink_to(releases / "2")
+    assert supervisord.rpc.littleboss.getProgramInfo("web")["path"] == v1  # what runs, not what the link says now
+    result = supervisord.rpc.littleboss.reload("web")  # re-execute the command's path: the new release
+    assert (result["old_path"], result["new_path"]) == (v1, v2)
+    info = supervisord.rpc.littleboss.getProgramInfo("web")
+    assert (info["path"], info["previous_path"]) == (v2, v1)
+    assert http_get(("127.0.0.1", port)).split()[0] == b"v2"
+    assert supervisord.rpc.littleboss.rollback("web")["new_path"] == v1
+    assert http_get(("127.0.0.1", port)).split()[0] == b"v1"
