@@ -11,9 +11,10 @@ swaps or restarts it N times, and reports failed requests by kind, latency insid
 outside the reload windows, the longest stretch without a successful request, reload
 durations and READY=1 -> promotion, and which version answered after each reload.
 A baseline run without reloads, as long as the reload runs, gives the longest stretch
-to compare with; a control run starts and stops the same binary beside the program as
-often, to show what that costs the machine without a reload. Then supervisord's own
-CPU and memory, idle and during reloads.
+to compare with (and, for gunicorn and the Node.js and Go recipes' servers, a run of the
+same server bound to its own port, without littleboss, as long); a control run starts
+and stops the same binary beside the program as often, to show what that costs the
+machine without a reload. Then supervisord's own CPU and memory, idle and during reloads.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -37,9 +39,12 @@ from harness import (  # noqa: E402
     Supervisord,
     free_port,
     http_get,
+    make_go_release,
     make_gunicorn_release,
     make_myblog_release,
+    make_node_release,
     make_release,
+    require,
     wait_for,
 )
 from load import Load, LoadResult, Sample  # noqa: E402
@@ -167,16 +172,35 @@ def summarize(result: Result, load: LoadProcess, windows: list[tuple[float, floa
     return answers
 
 
+Versions = tuple[str, str] | Callable[[], tuple[str, str]]
+
+
 class Scenario:
     """One program and how it is swapped: ``reload`` (littleboss) or ``restart`` (supervisorctl);
     or ``start-stop``, the control: the program is left alone while the second binary is
     started beside it on a port of its own, answers, and is stopped, as often as the
     reloads run. It costs the machine what a reload costs, without a reload."""
 
-    def __init__(self, name: str, app: str, action: str, versions: tuple[str, str], ready: str = "notify",
-                 littleboss: bool = True, settle: float = 0) -> None:
-        self.name, self.app, self.action, self.versions = name, app, action, versions
+    def __init__(self, name: str, app: str, action: str, versions: Versions, ready: str = "notify",
+                 littleboss: bool = True, settle: float = 0, own_port: str = "", **settings: object) -> None:
+        """``versions``: the two binaries (or a function that makes them when the scenario
+        first runs); ``own_port``: the command of the same server bound to ``{port}`` by
+        itself (``{v1}`` stands for the first binary), for a run without littleboss beside
+        the baseline; ``settings``: more keys for the ``[program:x]`` section."""
+        self.name, self.app, self.action, self._versions = name, app, action, versions
         self.ready, self.littleboss, self.settle = ready, littleboss, settle
+        self.own_port, self.settings = own_port, settings
+
+    @property
+    def versions(self) -> tuple[str, str]:
+        if callable(self._versions):
+            self._versions = self._versions()
+        return self._versions
+
+    def alone(self) -> Scenario:
+        """The same server on a port of its own, without littleboss."""
+        command = self.own_port.replace("{v1}", self.versions[0])
+        return Scenario(self.name, self.app, "restart", (command, command), littleboss=False)
 
     def configure(self, sv: Supervisord, port: int) -> None:
         v1 = self.versions[0]
@@ -188,7 +212,7 @@ class Scenario:
             return
         sv.program("app", command=v1, littleboss_sockets=f"http=tcp://127.0.0.1:{port}",
                    littleboss_ready=self.ready, littleboss_settle=self.settle,
-                   littleboss_allow=f"{Path(v1).parent.parent}/*/*")
+                   littleboss_allow=f"{Path(v1).parent.parent}/*/*", **self.settings)
 
     def swap(self, sv: Supervisord, n: int) -> dict:
         if self.action == "reload":
@@ -207,19 +231,29 @@ class Scenario:
         return {"seconds": time.monotonic() - started, "ready_to_promotion": 0}
 
 
-def releases(root: Path) -> dict[str, tuple[str, str]]:
-    """The binaries each scenario alternates between (v1, v2)."""
+def releases(root: Path) -> dict[str, Versions]:
+    """The binaries each scenario alternates between (v1, v2); the Node.js and Go recipes'
+    servers are made when a scenario first needs them (they need node and go)."""
     rel = root / "releases"
     myblog = tuple(make_myblog_release(rel, f"myblog{version}", version) for version in ("1", "2"))
     gunicorn = tuple(make_gunicorn_release(rel, version) for version in ("g1", "g2"))
     warm = (make_release(rel, "warm1", "w1", "--warmup", "1.5"), make_release(rel, "warm2", "w2", "--warmup", "1.5"))
-    return {"myblog": myblog, "gunicorn": gunicorn, "warm": warm}
+
+    def node() -> tuple[str, str]:
+        require("node", "nodejs")
+        return make_node_release(rel, "n1"), make_node_release(rel, "n2")
+
+    def go() -> tuple[str, str]:
+        return make_go_release(rel, "go1", root / "go"), make_go_release(rel, "go2", root / "go")
+
+    return {"myblog": myblog, "gunicorn": gunicorn, "warm": warm, "node": node, "go": go}
 
 
 def scenarios(bins: dict) -> list[Scenario]:
     plain = (f"{HTTPAPP} --bind 127.0.0.1:{{port}}",) * 2
     plain_warm = (f"{HTTPAPP} --warmup 1.5 --bind 127.0.0.1:{{port}}",) * 2
-    plain_gunicorn = (f"{GUNICORN} --bind 127.0.0.1:{{port}}",) * 2
+    own_gunicorn = f"{GUNICORN} --bind 127.0.0.1:{{port}}"
+    plain_gunicorn = (own_gunicorn,) * 2
     return [
         Scenario("plain-restart", "httpapp", "restart", plain, littleboss=False),
         Scenario("littleboss-restart", "myblog", "restart", bins["myblog"]),
@@ -228,7 +262,11 @@ def scenarios(bins: dict) -> list[Scenario]:
         Scenario("plain-restart-warmup", "warm-up app", "restart", plain_warm, littleboss=False),
         Scenario("littleboss-reload-warmup", "warm-up app", "reload", bins["warm"]),
         Scenario("gunicorn-plain-restart", "gunicorn", "restart", plain_gunicorn, littleboss=False),
-        Scenario("gunicorn-reload", "gunicorn", "reload", bins["gunicorn"], settle=1),
+        Scenario("gunicorn-reload", "gunicorn", "reload", bins["gunicorn"], settle=1, own_port=own_gunicorn),
+        # README.rst's recipes: Node cannot send READY=1 (startsecs), Go can
+        Scenario("node-reload", "node", "reload", bins["node"], ready="startsecs", startsecs=1,
+                 own_port="{v1} 127.0.0.1:{port}"),
+        Scenario("go-reload", "go", "reload", bins["go"], own_port="{v1} -addr=127.0.0.1:{port}"),
     ]
 
 
@@ -239,7 +277,8 @@ def run(scenario: Scenario, mode: str, args, root: Path, baseline: float | None 
     port = free_port()
     scenario.configure(sv, port)
     sv.start()
-    result = Result(scenario.name if baseline is None else f"baseline {scenario.app}", mode, scenario.app)
+    label = scenario.name if baseline is None else f"{'baseline' if scenario.littleboss else 'own port'} {scenario.app}"
+    result = Result(label, mode, scenario.app)
     try:
         sv.wait_running("app")
         wait_for(lambda: http_get(("127.0.0.1", port)), what="the app to answer")
@@ -316,7 +355,7 @@ def supervisord_cost(root: Path, programs: int, idle: float, plugin: bool, reloa
 
 
 def table(results: list[Result]) -> str:
-    head = (f"{'scenario':<26}{'mode':<10}{'requests':>9}{'failed':>8}  {'by kind':<22}{'ka broken':>9}"
+    head = (f"{'scenario':<26}{'mode':<10}{'requests':>9}{'req/s':>7}{'failed':>8}  {'by kind':<22}{'ka broken':>9}"
             f"{'p50':>8}{'p99':>8}{'max':>8}{'p99 rl':>8}{'gap':>8}{'gap rl':>8}{'secs':>6}"
             f"{'reload s':>9}{'rdy>prom':>9}  versions")
     lines = [head, "-" * len(head)]
@@ -329,7 +368,8 @@ def table(results: list[Result]) -> str:
         versions = f"{switched}/{len(r.versions)} switched" if r.versions else "-"
         if r.old_answers_after_return:
             versions += f", {r.old_answers_after_return} old answers after return"
-        lines.append(f"{r.scenario:<26}{r.mode:<10}{r.requests:>9}{sum(r.failed.values()):>8}  {kinds:<22}"
+        rate = r.requests / r.seconds if r.seconds else 0
+        lines.append(f"{r.scenario:<26}{r.mode:<10}{r.requests:>9}{rate:>7.0f}{sum(r.failed.values()):>8}  {kinds:<22}"
                      f"{r.broken_keepalive:>9}{overall.get('p50', 0):>8}{overall.get('p99', 0):>8}"
                      f"{overall.get('max', 0):>8}{inside.get('p99', 0):>8}{r.longest_gap_ms:>8}"
                      f"{r.longest_gap_in_reloads_ms:>8}{r.seconds:>6.0f}{median_reload:>9}"
@@ -400,8 +440,10 @@ def main(argv: list[str] | None = None) -> dict:
                     # the longest gap is a maximum, so it grows with the length of the run:
                     # each reload run is compared with its own app, under load as long
                     length = args.baseline if args.baseline is not None else results[-1].seconds
-                    results.append(run(scenario, mode, args, root, baseline=length))
-                    print(table(results[-1:]).splitlines()[-1], flush=True)
+                    # and, where it can bind its own port, the same server without littleboss
+                    for unswapped in (scenario, scenario.alone()) if scenario.own_port else (scenario,):
+                        results.append(run(unswapped, mode, args, root, baseline=length))
+                        print(table(results[-1:]).splitlines()[-1], flush=True)
         pace = f" at most {args.rate:g} requests/s each" if args.rate else " as fast as they can"
         print(f"\n{args.reloads} reloads/restarts per scenario, {args.concurrency} clients{pace}; "
               "latencies in ms ('p99 rl': inside reload windows; 'gap': longest stretch without a success,\n"

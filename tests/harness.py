@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +23,8 @@ EXAMPLE = Path(supervisor_littleboss.example.__file__).parent  # the myblog exam
 VENV_ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 HTTPAPP = f"{sys.executable} {APPS / 'httpapp.py'}"
 GUNICORN = f"{sys.executable} -m gunicorn --no-control-socket --workers 2 --chdir {APPS} wsgiapp:app"
+NODEAPP = APPS / "nodeapp.js"  # the Node.js recipe's server
+GOAPP = APPS / "goapp"  # the Go recipe's server (a module: main.go)
 
 
 _HANDED_OUT: set[int] = set()
@@ -347,6 +350,35 @@ def make_release(releases: Path, name: str, version: str, *args: str) -> str:
 def make_gunicorn_release(releases: Path, version: str) -> str:
     """An executable ``releases/version/app`` that runs gunicorn with the test WSGI app as ``version``."""
     return make_executable(releases, version, f"#!/bin/sh\nAPP_VERSION={version} exec {GUNICORN}\n")
+
+
+def require(tool: str, package: str) -> str:
+    """The path of ``tool`` on PATH; an AssertionError that says how to install it if it is missing."""
+    path = shutil.which(tool)
+    if path is None:
+        raise AssertionError(f"`{tool}` is not installed, and the Node.js and Go recipes' tests and benchmark "
+                             f"scenarios need it: apt-get install {package} (.ci/run installs it)")
+    return path
+
+
+def make_node_release(releases: Path, version: str) -> str:
+    """``releases/version/server.js``: a copy of the Node.js recipe's server that answers ``version``
+    (run by its ``#!/usr/bin/env node`` line, as the recipe's ``command`` runs it)."""
+    text = NODEAPP.read_text().replace("process.env.APP_VERSION || 'v1'", repr(version))
+    return make_executable(releases, version, text, "server.js")
+
+
+def make_go_release(releases: Path, version: str, cache: Path) -> str:
+    """``releases/version/goapp``: the Go recipe's server built with ``go build`` as ``version``,
+    with the build cache (and GOPATH) in ``cache``, offline."""
+    env = {**os.environ, "GOCACHE": str(cache / "build"), "GOPATH": str(cache / "gopath"), "GOFLAGS": "",
+           "GOPROXY": "off", "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"}
+    path = make_executable(releases, version, "", "goapp")
+    build = subprocess.run([require("go", "golang-go"), "build", "-o", path, "-ldflags", f"-X main.version={version}",
+                            "."], cwd=GOAPP, env=env, capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, f"go build failed:\n{build.stderr}"
+    Path(path).chmod(0o755)
+    return path
 
 
 def make_myblog_release(releases: Path, name: str, version: str) -> str:

@@ -17,20 +17,24 @@ def test_a_short_benchmark_run_reports_its_figures(tmp_path):
     out = tmp_path / "bench.json"
     run = subprocess.run(
         [sys.executable, str(BENCH), "--reloads", "2", "--concurrency", "2", "--modes", "new",
-         "--scenarios", "plain-restart,littleboss-reload,start-stop-control",
+         "--scenarios", "plain-restart,littleboss-reload,start-stop-control,go-reload",
          "--cost-programs", "2", "--cost-idle", "1", "--json", str(out)],
         capture_output=True, text=True, timeout=300,
     )
     assert run.returncode == 0, run.stderr
     report = json.loads(out.read_text())
     runs = {r["scenario"]: r for r in report["runs"]}
-    assert set(runs) == {"baseline myblog", "plain-restart", "littleboss-reload", "start-stop-control"}
+    assert set(runs) == {"baseline myblog", "plain-restart", "littleboss-reload", "start-stop-control",
+                         "go-reload", "baseline go", "own port go"}
     reload = runs["littleboss-reload"]
     assert reload["failed"] == {} and len(reload["reload_seconds"]) == 2
     assert all(after != before for before, after in reload["versions"])  # the new version answered
     assert reload["old_answers_after_return"] == 0
     baseline = runs["baseline myblog"]  # the same app without reloads, under load as long
     assert baseline["reload_seconds"] == [] and baseline["seconds"] >= reload["seconds"]
+    go = runs["go-reload"]  # a Go build swapped for another: README's Go recipe
+    assert go["failed"] == {} and all(after != before for before, after in go["versions"])
+    assert runs["own port go"]["failed"] == {} and runs["own port go"]["seconds"] >= go["seconds"]
     control = runs["start-stop-control"]  # the side binary came and went; the program was left alone
     assert control["failed"] == {} and len(control["reload_seconds"]) == 2
     assert control["versions"] == [["1", "1"], ["1", "1"]]  # the side binary (version 2) never answered
