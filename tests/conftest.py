@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import APPS, EXAMPLE, Supervisord
+from harness import APPS, EXAMPLE, SESSION, Supervisord
 
 # no client call may wait forever, whatever goes wrong on the server's side
 socket.setdefaulttimeout(120)
@@ -36,9 +36,22 @@ def _orphans_since(ticks: int) -> list[str]:
         except (OSError, IndexError):
             continue
         ours = str(APPS) in cmdline or str(EXAMPLE) in cmdline or "/releases/" in cmdline
-        if ours and stat[1] == "1" and int(stat[19]) >= ticks:
+        if ours and stat[1] == "1" and int(stat[19]) >= ticks and _session_of(entry) == SESSION:
             found.append(f"{entry.name}: {cmdline.strip()}")
     return found
+
+
+def _session_of(proc: Path) -> str | None:
+    """The test session that started the process (``LITTLEBOSS_TEST_SESSION`` in its environment)."""
+    try:
+        environ = (proc / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    for variable in environ:
+        name, _, value = variable.partition(b"=")
+        if name == b"LITTLEBOSS_TEST_SESSION":
+            return value.decode()
+    return None
 
 
 @pytest.fixture(scope="session", autouse=True)

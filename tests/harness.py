@@ -17,6 +17,9 @@ from supervisor.xmlrpc import SupervisorTransport
 
 import supervisor_littleboss.example
 
+# every process the tests start inherits this: the orphan check finds this session's only,
+# even while another suite runs beside it (.ci/run runs two at once)
+SESSION = os.environ.setdefault("LITTLEBOSS_TEST_SESSION", str(os.getpid()))
 APPS = Path(__file__).parent / "apps"
 EXAMPLE = Path(supervisor_littleboss.example.__file__).parent  # the myblog example, shipped in the package
 # as in an activated virtualenv: `python3` (scripts' shebangs) is the Python running the tests
