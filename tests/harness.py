@@ -22,6 +22,8 @@ EXAMPLE = Path(supervisor_littleboss.example.__file__).parent  # the myblog exam
 VENV_ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 HTTPAPP = f"{sys.executable} {APPS / 'httpapp.py'}"
 GUNICORN = f"{sys.executable} -m gunicorn --no-control-socket --workers 2 --chdir {APPS} wsgiapp:app"
+# the test ASGI app's argument for each server littleboss's launcher runs (supervisor_littleboss.serve)
+ASGI_APP = {"uvicorn": f"--app-dir {APPS} --no-access-log asgiapp:app", "hypercorn": f"{APPS / 'asgiapp'}:app"}
 
 
 _HANDED_OUT: set[int] = set()
@@ -347,6 +349,30 @@ def make_release(releases: Path, name: str, version: str, *args: str) -> str:
 def make_gunicorn_release(releases: Path, version: str) -> str:
     """An executable ``releases/version/app`` that runs gunicorn with the test WSGI app as ``version``."""
     return make_executable(releases, version, f"#!/bin/sh\nAPP_VERSION={version} exec {GUNICORN}\n")
+
+
+def served(server: str, *options: str) -> str:
+    """The command serving the test ASGI app with ``server`` through littleboss's launcher
+    (its script in this virtualenv, as README's recipes have it)."""
+    launcher = Path(sys.executable).parent / "littleboss-serve"
+    return " ".join([str(launcher), *options, server, ASGI_APP[server]])
+
+
+def bind_options(server: str, port: int | str) -> str:
+    """``server``'s own options to bind 127.0.0.1:``port`` (``"{port}"``: a template)."""
+    return f"--host 127.0.0.1 --port {port}" if server == "uvicorn" else f"--bind 127.0.0.1:{port}"
+
+
+def served_alone(server: str, port: int | str) -> str:
+    """The command serving the test ASGI app with ``server`` itself, on 127.0.0.1:``port``."""
+    return f"{sys.executable} -m {server} {ASGI_APP[server]} {bind_options(server, port)}"
+
+
+def make_asgi_release(releases: Path, server: str, version: str, command: str = "") -> str:
+    """An executable ``releases/SERVER-VERSION/app`` that serves the test ASGI app as ``version``,
+    with ``server`` through the launcher (or ``command``)."""
+    return make_executable(releases, f"{server}-{version}",
+                           f"#!/bin/sh\nAPP_VERSION={version} exec {command or served(server)}\n")
 
 
 def make_myblog_release(releases: Path, name: str, version: str) -> str:
