@@ -32,14 +32,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from harness import (  # noqa: E402
+    ASGI_APP,
     GUNICORN,
     HTTPAPP,
     Supervisord,
     free_port,
     http_get,
+    make_asgi_release,
     make_gunicorn_release,
     make_myblog_release,
     make_release,
+    served_alone,
     wait_for,
 )
 from load import Load, LoadResult, Sample  # noqa: E402
@@ -174,9 +177,16 @@ class Scenario:
     reloads run. It costs the machine what a reload costs, without a reload."""
 
     def __init__(self, name: str, app: str, action: str, versions: tuple[str, str], ready: str = "notify",
-                 littleboss: bool = True, settle: float = 0) -> None:
+                 littleboss: bool = True, settle: float = 0, startsecs: float = 0, alone: str = "",
+                 before: bool = False) -> None:
         self.name, self.app, self.action, self.versions = name, app, action, versions
-        self.ready, self.littleboss, self.settle = ready, littleboss, settle
+        self.ready, self.littleboss, self.settle, self.startsecs = ready, littleboss, settle, startsecs
+        self.alone = alone  # the same server on a port of its own ({port}), measured beside the reloads
+        self.before = before  # how it was before a fix: shown, but not held to the targets
+
+    def alone_scenario(self) -> Scenario:
+        """The server on its own port, without littleboss (run as a baseline: no swap)."""
+        return Scenario(f"{self.name}-alone", f"{self.app} alone", "restart", (self.alone,) * 2, littleboss=False)
 
     def configure(self, sv: Supervisord, port: int) -> None:
         v1 = self.versions[0]
@@ -188,7 +198,7 @@ class Scenario:
             return
         sv.program("app", command=v1, littleboss_sockets=f"http=tcp://127.0.0.1:{port}",
                    littleboss_ready=self.ready, littleboss_settle=self.settle,
-                   littleboss_allow=f"{Path(v1).parent.parent}/*/*")
+                   littleboss_allow=f"{Path(v1).parent.parent}/*/*", startsecs=self.startsecs)
 
     def swap(self, sv: Supervisord, n: int) -> dict:
         if self.action == "reload":
@@ -213,7 +223,14 @@ def releases(root: Path) -> dict[str, tuple[str, str]]:
     myblog = tuple(make_myblog_release(rel, f"myblog{version}", version) for version in ("1", "2"))
     gunicorn = tuple(make_gunicorn_release(rel, version) for version in ("g1", "g2"))
     warm = (make_release(rel, "warm1", "w1", "--warmup", "1.5"), make_release(rel, "warm2", "w2", "--warmup", "1.5"))
-    return {"myblog": myblog, "gunicorn": gunicorn, "warm": warm}
+    asgi = {server: tuple(make_asgi_release(rel, server, f"{server[0]}{n}") for n in (1, 2))
+            for server in ("uvicorn", "hypercorn")}
+    # before the launcher: the server takes fd 3 itself (README's advice until then)
+    fd = {"uvicorn": "--fd 3", "hypercorn": "--bind fd://3"}
+    before = {f"{server}-fd": tuple(make_asgi_release(rel, f"{server}-fd", f"{server[0]}{n}",
+                                                      f"{sys.executable} -m {server} {ASGI_APP[server]} {fd[server]}")
+                                    for n in (1, 2)) for server in fd}
+    return {"myblog": myblog, "gunicorn": gunicorn, "warm": warm, **asgi, **before}
 
 
 def scenarios(bins: dict) -> list[Scenario]:
@@ -229,6 +246,12 @@ def scenarios(bins: dict) -> list[Scenario]:
         Scenario("littleboss-reload-warmup", "warm-up app", "reload", bins["warm"]),
         Scenario("gunicorn-plain-restart", "gunicorn", "restart", plain_gunicorn, littleboss=False),
         Scenario("gunicorn-reload", "gunicorn", "reload", bins["gunicorn"], settle=1),
+        # uvicorn and hypercorn through the launcher, beside the server on its own port;
+        # and before the launcher: the server's own --fd 3 / fd://3, promoted after startsecs
+        *(Scenario(server, server, "reload", bins[server], alone=served_alone(server, "{port}"))
+          for server in ("uvicorn", "hypercorn")),
+        *(Scenario(f"{server}-fd", f"{server} fd", "reload", bins[f"{server}-fd"], ready="startsecs", startsecs=2,
+                   before=True) for server in ("uvicorn", "hypercorn")),
     ]
 
 
@@ -316,7 +339,7 @@ def supervisord_cost(root: Path, programs: int, idle: float, plugin: bool, reloa
 
 
 def table(results: list[Result]) -> str:
-    head = (f"{'scenario':<26}{'mode':<10}{'requests':>9}{'failed':>8}  {'by kind':<22}{'ka broken':>9}"
+    head = (f"{'scenario':<26}{'mode':<10}{'requests':>9}{'req/s':>7}{'failed':>8}  {'by kind':<22}{'ka broken':>9}"
             f"{'p50':>8}{'p99':>8}{'max':>8}{'p99 rl':>8}{'gap':>8}{'gap rl':>8}{'secs':>6}"
             f"{'reload s':>9}{'rdy>prom':>9}  versions")
     lines = [head, "-" * len(head)]
@@ -329,7 +352,8 @@ def table(results: list[Result]) -> str:
         versions = f"{switched}/{len(r.versions)} switched" if r.versions else "-"
         if r.old_answers_after_return:
             versions += f", {r.old_answers_after_return} old answers after return"
-        lines.append(f"{r.scenario:<26}{r.mode:<10}{r.requests:>9}{sum(r.failed.values()):>8}  {kinds:<22}"
+        rate = round(r.requests / r.seconds) if r.seconds else 0
+        lines.append(f"{r.scenario:<26}{r.mode:<10}{r.requests:>9}{rate:>7}{sum(r.failed.values()):>8}  {kinds:<22}"
                      f"{r.broken_keepalive:>9}{overall.get('p50', 0):>8}{overall.get('p99', 0):>8}"
                      f"{overall.get('max', 0):>8}{inside.get('p99', 0):>8}{r.longest_gap_ms:>8}"
                      f"{r.longest_gap_in_reloads_ms:>8}{r.seconds:>6.0f}{median_reload:>9}"
@@ -339,7 +363,7 @@ def table(results: list[Result]) -> str:
 
 def targets(results: list[Result], chosen: list[Scenario], costs: list[dict]) -> dict[str, tuple[bool, str]]:
     """The product's targets, each (met, the figures behind it), from this run's figures."""
-    settle = {s.name: s.settle for s in chosen if s.action == "reload"}
+    settle = {s.name: s.settle for s in chosen if s.action == "reload" and not s.before}
     reloads = [r for r in results if r.scenario in settle]
     checks: dict[str, tuple[bool, str]] = {}
     if reloads:
@@ -361,6 +385,13 @@ def targets(results: list[Result], chosen: list[Scenario], costs: list[dict]) ->
     if beyond:
         median = statistics.median(beyond)
         checks["median READY=1 -> promotion under 20 ms (beyond littleboss_settle)"] = (median < 20, f"{median:.1f} ms")
+    rates = {r.scenario: r.requests / r.seconds for r in results if r.mode == "keepalive" and r.seconds}
+    alone = [s.app for s in chosen if s.alone and f"baseline {s.app} alone" in rates]
+    if alone:  # the same server under the same load, without reloads: with littleboss, and on its own port
+        figures = "; ".join(f"{app} {rates[f'baseline {app}']:.0f} req/s with littleboss, "
+                            f"{rates[f'baseline {app} alone']:.0f} on its own port" for app in alone)
+        checks["keep-alive throughput with littleboss at least 0.9x the server on its own port"] = (
+            all(rates[f"baseline {app}"] >= 0.9 * rates[f"baseline {app} alone"] for app in alone), figures)
     idle = {c["plugin"]: c for c in costs[1:]}
     if len(idle) == 2:
         # CPU time is counted in clock ticks: one tick over the idle time is as close as it can tell
@@ -402,6 +433,9 @@ def main(argv: list[str] | None = None) -> dict:
                     length = args.baseline if args.baseline is not None else results[-1].seconds
                     results.append(run(scenario, mode, args, root, baseline=length))
                     print(table(results[-1:]).splitlines()[-1], flush=True)
+                    if scenario.alone:  # the server on its own port, under load as long
+                        results.append(run(scenario.alone_scenario(), mode, args, root, baseline=length))
+                        print(table(results[-1:]).splitlines()[-1], flush=True)
         pace = f" at most {args.rate:g} requests/s each" if args.rate else " as fast as they can"
         print(f"\n{args.reloads} reloads/restarts per scenario, {args.concurrency} clients{pace}; "
               "latencies in ms ('p99 rl': inside reload windows; 'gap': longest stretch without a success,\n"
