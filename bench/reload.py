@@ -39,12 +39,14 @@ from harness import (  # noqa: E402
     Supervisord,
     free_port,
     http_get,
+    make_asgi_release,
     make_go_release,
     make_gunicorn_release,
     make_myblog_release,
     make_node_release,
     make_release,
     require,
+    served_alone,
     wait_for,
 )
 from load import Load, LoadResult, Sample  # noqa: E402
@@ -246,7 +248,9 @@ def releases(root: Path) -> dict[str, Versions]:
     def go() -> tuple[str, str]:
         return make_go_release(rel, "go1", root / "go"), make_go_release(rel, "go2", root / "go")
 
-    return {"myblog": myblog, "gunicorn": gunicorn, "warm": warm, "node": node, "go": go}
+    asgi = {server: tuple(make_asgi_release(rel, server, f"{server[0]}{n}") for n in (1, 2))
+            for server in ("uvicorn", "hypercorn")}  # through littleboss's launcher
+    return {"myblog": myblog, "gunicorn": gunicorn, "warm": warm, "node": node, "go": go, **asgi}
 
 
 def scenarios(bins: dict) -> list[Scenario]:
@@ -267,6 +271,9 @@ def scenarios(bins: dict) -> list[Scenario]:
         Scenario("node-reload", "node", "reload", bins["node"], ready="startsecs", startsecs=1,
                  own_port="{v1} 127.0.0.1:{port}"),
         Scenario("go-reload", "go", "reload", bins["go"], own_port="{v1} -addr=127.0.0.1:{port}"),
+        # uvicorn and hypercorn through the launcher, beside the server on its own port
+        *(Scenario(server, server, "reload", bins[server], own_port=served_alone(server, "{port}"))
+          for server in ("uvicorn", "hypercorn")),
     ]
 
 

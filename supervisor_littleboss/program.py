@@ -138,25 +138,37 @@ class Littleboss:
         self.open_listeners()
         return Context()
 
-    def open_listeners(self, environ: dict | None = None) -> None:
-        """Take the inherited sockets by name, or bind them (bypass mode)."""
+    def inherited(self, environ: dict | None = None) -> list[tuple[str, int]] | None:
+        """The sockets supervisord passed, as (name, fd) in fd order; None when this process
+        is not the one supervisord started (``LISTEN_PID``). Takes ``NOTIFY_SOCKET`` for
+        ``ready()``/``status()`` and clears the variables: our own children must not take
+        them for theirs."""
         environ = os.environ if environ is None else environ
         self.supervised = environ.get("LISTEN_PID") == str(os.getpid())
         if not self.supervised:
-            for listener in self.listeners.values():
-                listener._socket = listener.bind()
-            return
+            return None
         names = environ.get("LISTEN_FDNAMES", "").split(":")
         count = int(environ.get("LISTEN_FDS", "0"))
         self.notify_socket = environ.pop("NOTIFY_SOCKET", "")
         for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
-            environ.pop(key, None)  # our own children must not take them for theirs
+            environ.pop(key, None)
+        names += [""] * (count - len(names))
+        return [(names[n], SD_LISTEN_FDS_START + n) for n in range(count)]
+
+    def open_listeners(self, environ: dict | None = None) -> None:
+        """Take the inherited sockets by name, or bind them (bypass mode)."""
+        fds = self.inherited(environ)
+        if fds is None:
+            for listener in self.listeners.values():
+                listener._socket = listener.bind()
+            return
+        by_name = dict(fds)
         for listener in self.listeners.values():
-            if listener.name not in names[:count]:
+            if listener.name not in by_name:
                 raise SystemExit(f"{self.name}: supervisord passed no socket named {listener.name!r} "
-                                 f"(LISTEN_FDNAMES={':'.join(names)}); add {listener.name}=URL to "
-                                 f"littleboss_sockets in [program:{self.name}]")
-            listener._socket = socket.socket(fileno=SD_LISTEN_FDS_START + names.index(listener.name))
+                                 f"(LISTEN_FDNAMES={':'.join(name for name, _ in fds)}); add {listener.name}=URL "
+                                 f"to littleboss_sockets in [program:{self.name}]")
+            listener._socket = socket.socket(fileno=by_name[listener.name])
 
     # --- sd_notify ----------------------------------------------------------------------
     def ready(self) -> None:

@@ -28,6 +28,8 @@ HTTPAPP = f"{sys.executable} {APPS / 'httpapp.py'}"
 GUNICORN = f"{sys.executable} -m gunicorn --no-control-socket --workers 2 --chdir {APPS} wsgiapp:app"
 NODEAPP = APPS / "nodeapp.js"  # the Node.js recipe's server
 GOAPP = APPS / "goapp"  # the Go recipe's server (a module: main.go)
+# the test ASGI app's argument for each server littleboss's launcher runs (supervisor_littleboss.serve)
+ASGI_APP = {"uvicorn": f"--app-dir {APPS} --no-access-log asgiapp:app", "hypercorn": f"{APPS / 'asgiapp'}:app"}
 
 
 _HANDED_OUT: set[int] = set()
@@ -382,6 +384,30 @@ def make_go_release(releases: Path, version: str, cache: Path) -> str:
     assert build.returncode == 0, f"go build failed:\n{build.stderr}"
     Path(path).chmod(0o755)
     return path
+
+
+def served(server: str, *options: str) -> str:
+    """The command serving the test ASGI app with ``server`` through littleboss's launcher
+    (its script in this virtualenv, as README's recipes have it)."""
+    launcher = Path(sys.executable).parent / "littleboss-serve"
+    return " ".join([str(launcher), *options, server, ASGI_APP[server]])
+
+
+def bind_options(server: str, port: int | str) -> str:
+    """``server``'s own options to bind 127.0.0.1:``port`` (``"{port}"``: a template)."""
+    return f"--host 127.0.0.1 --port {port}" if server == "uvicorn" else f"--bind 127.0.0.1:{port}"
+
+
+def served_alone(server: str, port: int | str) -> str:
+    """The command serving the test ASGI app with ``server`` itself, on 127.0.0.1:``port``."""
+    return f"{sys.executable} -m {server} {ASGI_APP[server]} {bind_options(server, port)}"
+
+
+def make_asgi_release(releases: Path, server: str, version: str, command: str = "") -> str:
+    """An executable ``releases/SERVER-VERSION/app`` that serves the test ASGI app as ``version``,
+    with ``server`` through the launcher (or ``command``)."""
+    return make_executable(releases, f"{server}-{version}",
+                           f"#!/bin/sh\nAPP_VERSION={version} exec {command or served(server)}\n")
 
 
 def make_myblog_release(releases: Path, name: str, version: str) -> str:

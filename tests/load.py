@@ -118,6 +118,15 @@ class Load:
                 raise AssertionError(f"load did not reach {count} more requests: {self.result}")
             time.sleep(0.01)
 
+    def wait_done(self, timeout: float = 60) -> LoadResult:
+        """Wait until the load ends by its own bound (``duration`` or ``max_requests``)."""
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if self._running():
+            raise AssertionError(f"the load did not end within {timeout}s: {self.result}")
+        return self.result
+
     def _running(self) -> bool:
         return any(thread.is_alive() for thread in self.threads)
 
