@@ -178,3 +178,13 @@ class Load:
             self.result.max_latency = max(self.result.max_latency, sample.end - sample.start)
             if self.record:
                 self.samples.append(sample)
+
+
+def keepalive_rate(address, seconds: float = 1.5) -> float:
+    """Requests a second that 4 keep-alive clients had answered over ``seconds``."""
+    load = Load(address, threads=4, keepalive=True, duration=seconds)
+    with load:
+        for thread in load.threads:  # each stops at the load's deadline
+            thread.join()
+    assert load.result.failed == 0, load.result
+    return load.result.ok / seconds

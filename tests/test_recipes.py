@@ -27,7 +27,7 @@ from harness import (
     require,
     wait_for,
 )
-from load import Load
+from load import Load, keepalive_rate
 
 pytestmark = pytest.mark.e2e  # real supervisord, real servers, real clients
 
@@ -159,16 +159,6 @@ def test_reloads_under_load_fail_no_request(sv, releases, name, keepalive):
     assert load.result.failed == 0 and load.result.broken == 0, load.result
     if keepalive:  # one per client, plus one graceful reconnect per reload
         assert load.result.connections <= 4 * (RELOADS + 1), load.result.connections
-
-
-def keepalive_rate(address: tuple[str, int], seconds: float = 1.5) -> float:
-    """Requests a second that 4 keep-alive clients had answered over ``seconds``."""
-    load = Load(address, threads=4, keepalive=True, duration=seconds)
-    with load:
-        for thread in load.threads:  # each stops at the load's deadline
-            thread.join()
-    assert load.result.failed == 0, load.result
-    return load.result.ok / seconds
 
 
 @pytest.mark.parametrize("name", RECIPES)

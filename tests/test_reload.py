@@ -3,11 +3,13 @@ under load on 127.0.0.1: successful swaps, every failure path, every refusal."""
 from __future__ import annotations
 
 import socket
+import subprocess
 import xmlrpc.client
 from pathlib import Path
 
 import pytest
 from harness import (
+    GUNICORN,
     Supervisord,
     free_port,
     http_get,
@@ -17,7 +19,7 @@ from harness import (
     reload_fault,
     wait_for,
 )
-from load import Load
+from load import Load, keepalive_rate
 
 pytestmark = pytest.mark.e2e  # each test starts a real supervisord
 
@@ -115,17 +117,37 @@ def test_twenty_reloads_alternating_binaries_fail_no_request(sv, releases, keepa
     assert "httpapp v1 pid" in log and "httpapp v2 pid" in log
 
 
-def test_gunicorn_reloads_under_notify_fail_no_request(sv, releases):
+@pytest.mark.parametrize("keepalive", [False, True], ids=["new-connection", "keep-alive"])
+def test_gunicorn_reloads_under_notify_fail_no_request(sv, releases, keepalive):
+    """README's gunicorn recipe (sync workers: each closes its connection after a request)."""
     sv.wait_running("gweb")
-    with Load(address("gweb")) as load:
+    with Load(address("gweb"), keepalive=keepalive) as load:
         load.wait_for_requests(50)
-        for n in range(20):
-            target, version = (releases.g2, "g2") if n % 2 == 0 else (releases.g1, "g1")
+        for _ in range(10):
+            target, version = (releases.g2, "g2") if serving("gweb")[0] == "g1" else (releases.g1, "g1")
             result = sv.rpc.littleboss.reload("gweb", target)
             assert result["new_path"] == target
             assert serving("gweb")[0] == version
             load.wait_for_requests(50)
-    assert load.result.failed == 0, load.result
+    assert load.result.failed == 0 and load.result.broken == 0, load.result
+
+
+def test_gunicorn_keepalive_throughput_is_its_own(sv, tmp_path):
+    """The same gunicorn on a port of its own, and under littleboss: alternately, best of two each."""
+    sv.wait_running("gweb")
+    port = free_port()
+    with open(tmp_path / "own-port.log", "w") as log:
+        own = subprocess.Popen([*GUNICORN.split(), "--bind", f"127.0.0.1:{port}"], stdout=log, stderr=log)
+    try:
+        wait_for(lambda: own.poll() is not None or http_get(("127.0.0.1", port)), what="gunicorn on its own port")
+        assert own.poll() is None, (tmp_path / "own-port.log").read_text()
+        rates = [keepalive_rate(where) for where in [("127.0.0.1", port), address("gweb")] * 2]
+    finally:
+        own.terminate()
+        own.wait(timeout=30)
+    alone, littleboss = max(rates[0::2]), max(rates[1::2])
+    assert littleboss >= 0.5 * alone, f"{littleboss:.0f} requests/s under littleboss, {alone:.0f} on its own port"
+
 
 
 def test_startsecs_readiness_waits_for_startsecs(sv, releases):
