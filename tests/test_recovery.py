@@ -71,7 +71,9 @@ def test_a_swapped_in_binary_outside_the_allow_list_is_not_started(supervisord, 
 
 def start_fatal(supervisord: Supervisord, web: dict) -> None:
     """Start supervisord with web configured on the crashing binary, and wait until it is FATAL."""
-    supervisord.program("web", command=web["crash"], startretries=0, startsecs=1,
+    # startsecs 3: the crash comes long before it even on a loaded machine (FATAL, not RUNNING
+    # then EXITED); no autorestart to race the reloads
+    supervisord.program("web", command=web["crash"], startretries=0, startsecs=3, autorestart="false",
                         littleboss_sockets=f"http=tcp://127.0.0.1:{supervisord.port}",
                         littleboss_allow=f"{supervisord.root}/releases/*/app")
     supervisord.start()
