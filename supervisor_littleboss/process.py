@@ -117,7 +117,7 @@ class LittlebossSubprocess(ChildSetupSubprocess):
                 except OSError as exc:
                     self._give_up(f"littleboss: program {self.config.name!r} cannot open its NOTIFY_SOCKET: {exc}")
                     return None
-        self.running_path = self.binary.path if self.binary else os.path.realpath(executable_path(self))
+        self.running_path = self.binary.path if self.binary else self.resolved_command_path()
         try:
             pid = super().spawn()
         finally:
@@ -129,6 +129,10 @@ class LittlebossSubprocess(ChildSetupSubprocess):
         elif self.notify:
             self.notify.close()
         return pid
+
+    def resolved_command_path(self) -> str:
+        """The file its command's path resolves to now."""
+        return os.path.realpath(executable_path(self))
 
     def _watch_output(self) -> None:
         """In the parent, after a spawn: read notifications, keep the tail of stderr."""
@@ -261,8 +265,7 @@ class LittlebossProcessGroup(ProcessGroup):
         it was spawned (a ``current`` symlink flipped since does not change it); when it does
         not run, the file its next spawn would run."""
         process = self.current
-        return process.running_path if process.pid and process.running_path else os.path.realpath(
-            executable_path(process))
+        return process.running_path if process.pid and process.running_path else process.resolved_command_path()
 
     def command_path(self) -> str:
         """The path in the serving process's command, as written: what a re-exec resolves again."""
