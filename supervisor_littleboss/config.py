@@ -33,6 +33,7 @@ class ReloadSettings:
     ready_timeout: float = 60
     lameduck: float | None = None  # None: the program's stopwaitsecs
     fallback_window: float = 30  # 0: no automatic rollback
+    surge: int = 1  # slots of a numprocs > 1 program that may have a candidate at once
     allow: tuple[str, ...] = ()  # glob patterns; empty: only the configured command's path
 
 
@@ -112,6 +113,7 @@ OPTION_KEYS: dict[str, tuple[str, str, Callable[[str], object], str]] = {
     "littleboss_ready_timeout": ("reload", "ready_timeout", _positive_seconds, "seconds, more than 0"),
     "littleboss_lameduck": ("reload", "lameduck", _seconds, "seconds, 0 or more"),
     "littleboss_fallback_window": ("reload", "fallback_window", _seconds, "seconds, 0 (off) or more"),
+    "littleboss_surge": ("reload", "surge", _positive_integer, "a positive integer, at most numprocs"),
     "littleboss_allow": ("reload", "allow", _globs,
                          "absolute paths or glob patterns, separated by spaces (quote one that holds a space)"),
 }
@@ -233,6 +235,9 @@ def apply_littleboss_settings(options: ServerOptions, parser: UnhosedConfigParse
                     )
             claimed.append((addresses, section, spec.url))
         base = by_name[name]
+        if settings.reload.surge > len(base.process_configs):
+            raise ValueError(f"[{section}] littleboss_surge = {settings.reload.surge} is more than its "
+                             f"numprocs = {len(base.process_configs)}; it must be at most numprocs")
         result[name] = LittlebossGroupConfig(options, base.name, base.priority, base.process_configs, settings)
     return [result.get(group.name, group) for group in groups]
 

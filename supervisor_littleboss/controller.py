@@ -30,9 +30,22 @@ class UsageError(Exception):
 
 
 def done_line(name: str, reload: dict) -> str:
-    """``myblog: reloaded /old → /new (pid 123 → 456) in 1.42s``"""
+    """``myblog: reloaded /old → /new (pid 123 → 456) in 1.42s``; with several processes,
+    ``(4 processes: pids 1, 2, 3, 4 → 5, 6, 7, 8)``."""
+    slots = reload.get("slots", [])
+    if len(slots) > 1:
+        old = ", ".join(str(slot["old_pid"]) for slot in slots)
+        new = ", ".join(str(slot["candidate_pid"]) for slot in slots)
+        pids = f"{len(slots)} processes: pids {old} \u2192 {new}"
+    else:
+        pids = f"pid {reload['old_pid']} \u2192 {reload['new_pid']}"
     return (f"{name}: {DONE[reload['kind']]} {reload['old_path']} \u2192 {reload['new_path']} "
-            f"(pid {reload['old_pid']} \u2192 {reload['new_pid']}) in {reload['seconds']:.2f}s")
+            f"({pids}) in {reload['seconds']:.2f}s")
+
+
+def slot_label(name: str, slots: list[dict], slot: dict) -> str:
+    """``web`` for a one-process program, ``web: web_2 (slot 3 of 4)`` for a slot of several."""
+    return name if len(slots) == 1 else f"{name}: {slot['process']} (slot {slot['slot'] + 1} of {len(slots)})"
 
 
 class LittlebossControllerPlugin(ControllerPluginBase):
@@ -107,16 +120,21 @@ class LittlebossControllerPlugin(ControllerPluginBase):
 
     def _follow(self, name: str, started: dict) -> None:
         """Print a reload's progress until it ends; Ctrl-C stops waiting, not the reload."""
-        candidate, said, ours = started["new_pid"], set(), started
+        said, ours = set(), started
         if started["phase"] in ("recorded", "started"):  # the program was not running
             self._say(started["message"])
             return self._wait_running(name) if started["phase"] == "started" else None
         try:
-            self._say(f"{name}: {started['kind']} started: candidate pid {candidate} running {started['new_path']}")
+            if started["slots_total"] == 1:
+                self._say(f"{name}: {started['kind']} started: candidate pid {started['new_pid']} running "
+                          f"{started['new_path']}")
+            else:
+                self._say(f"{name}: {started['kind']} started: {started['slots_total']} processes to "
+                          f"{started['new_path']}, one slot after another")
             while True:
                 last = self.rpc.getProgramInfo(name)["last_reload"]
-                if last.get("new_pid") != candidate:  # a newer reload (or update, SIGHUP) replaced ours
-                    if "promoted" in said:
+                if last.get("id") != started["id"]:  # a newer reload (or update, SIGHUP) replaced ours
+                    if ours["slots_done"] == ours["slots_total"]:
                         self._say(done_line(name, ours))
                     else:
                         self._fail(None, f"ERROR: {name}: another reload replaced this one; "
@@ -152,15 +170,25 @@ class LittlebossControllerPlugin(ControllerPluginBase):
                        + (f" ({spawnerr})" if spawnerr else ""))
 
     def _progress(self, name: str, last: dict, said: set) -> None:
-        steps = {"settling": ["ready"], "draining": ["ready", "promoted"], "done": ["ready", "promoted"]}
-        for step in steps.get(last["phase"], []):
-            if step in said:
-                continue
-            said.add(step)
-            if step == "ready":
-                self._say(f"{name}: candidate pid {last['new_pid']} is ready")
-            else:
-                self._say(f"{name}: promoted pid {last['new_pid']}; old pid {last['old_pid']} draining")
+        """A line per step of each slot (started, ready, promoted), once."""
+        steps = {"starting": ["started"], "settling": ["started", "ready"],
+                 "draining": ["started", "ready", "promoted"], "done": ["started", "ready", "promoted"]}
+        slots = last["slots"]
+        for slot in slots:
+            label, pid = slot_label(name, slots, slot), slot["candidate_pid"]
+            for step in steps.get(slot["phase"], []):
+                if (slot["slot"], step) in said or (step == "started" and len(slots) == 1):
+                    continue
+                said.add((slot["slot"], step))
+                if step == "started":
+                    self._say(f"{label}: candidate pid {pid} started")
+                elif step == "ready":
+                    self._say(f"{label}: candidate pid {pid} is ready")
+                else:
+                    self._say(f"{label}: promoted pid {pid}; old pid {slot['old_pid']} draining")
+        if last["phase"] == "rolling back" and "rolling back" not in said:
+            said.add("rolling back")
+            self._say(f"{name}: a process failed; swapping the switched processes back to {last['old_path']}")
 
     def _status(self, args: list[str]) -> None:
         history = "--history" in args

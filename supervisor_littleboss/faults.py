@@ -32,6 +32,7 @@ class LittlebossFaults:
     SETTLE_FAILED = 1422
     ABORTED = 1423
     SPAWN_FAILED = 1424
+    EXITED_AFTER_PROMOTION = 1425
 
     @classmethod
     def name_of(cls, code: int) -> str:
@@ -51,5 +52,5 @@ EXIT_REFUSED, EXIT_FAILED = 1, 7  # supervisorctl's GENERIC and NOT_RUNNING (LSB
 
 def exit_status(code: int | None) -> int:
     """The exit status for a fault: 7 when the new binary was started and failed, else 1."""
-    failed = code is not None and LittlebossFaults.EXITED_BEFORE_READY <= code <= LittlebossFaults.SPAWN_FAILED
+    failed = code is not None and LittlebossFaults.EXITED_BEFORE_READY <= code <= 1429
     return EXIT_FAILED if failed else EXIT_REFUSED

@@ -5,7 +5,8 @@ once, held by supervisord) and every process of the group receives them on fds
 3, 4, ... with ``LISTEN_FDS``, ``LISTEN_PID`` and ``LISTEN_FDNAMES`` set: the
 systemd socket-activation convention.
 
-During a reload the group runs more than one process for its program: one
+A program has one slot per process (numprocs). During a reload the group runs more
+processes than slots: one
 ``LittlebossSubprocess`` per pid, each with a role. Only the ``serving`` one is in
 ``group.processes`` (what ``supervisorctl status`` shows); the candidate and the
 draining ones are the group's ``extras``: their output reaches the program's log,
@@ -21,15 +22,12 @@ import shlex
 import signal
 import socket
 import time
-from dataclasses import dataclass
 
-from supervisor import events
 from supervisor.options import ProcessException, decode_wait_status, signame
 from supervisor.process import ProcessGroup, Subprocess
 from supervisor.states import STOPPED_STATES, ProcessStates, SupervisorStates
 
-from .config import LittlebossGroupConfig
-from .events import ReloadRolledBackEvent
+from .config import LittlebossGroupConfig, ReloadSettings
 from .faults import LittlebossRPCError
 from .glue import (
     ChildSetupSubprocess,
@@ -39,9 +37,9 @@ from .glue import (
     silence_events,
     tap_output,
 )
+from .lifecycle import Rollout
 from .notify import NotifyReceiver
 from .orphans import ProcessRecord, signal_group, still_alive, take_listener
-from .reload import Phase, Reload
 from .sockets import REGISTRY, SocketSpec
 from .state import ProgramState
 from .validate import CheckedBinary, allowed_patterns, check_binary
@@ -56,17 +54,6 @@ class Role(enum.Enum):
     CANDIDATE = "candidate"  # a new binary, not yet promoted
     DRAINING = "draining"  # a replaced process finishing its work
     DISCARDED = "discarded"  # a failed candidate, killed, not yet reaped
-
-
-@dataclass
-class Fallback:
-    """The automatic rollback armed by a promotion: to ``previous``, until ``deadline``;
-    ``restore`` is the previous binary before that promotion (the failed binary never is)."""
-
-    deadline: float
-    previous: str
-    restore: str | None
-    due: bool = False  # the new binary exited in time; transition() starts ``previous``
 
 
 def listen_environment(names: list[str]) -> dict[str, str]:
@@ -94,9 +81,9 @@ class LittlebossSubprocess(ChildSetupSubprocess):
     binary: CheckedBinary | None = None  # a checked new binary: its next spawn runs exactly that file
     running_path: str | None = None  # the file its last spawn ran, symlinks resolved then
 
-    def __init__(self, config, group: LittlebossProcessGroup, role: Role = Role.SERVING) -> None:
+    def __init__(self, config, group: LittlebossProcessGroup, slot: int, role: Role = Role.SERVING) -> None:
         super().__init__(config)
-        self.group = group
+        self.group, self.slot = group, slot
         self.tail = bytearray()  # the end of its stderr (stdout if redirected), for failure reports
         self.set_role(role)
 
@@ -111,7 +98,7 @@ class LittlebossSubprocess(ChildSetupSubprocess):
             if reason:
                 self._give_up(reason)
                 return None
-            if self.group.config.littleboss.reload.ready == "notify":
+            if self.group.settings.ready == "notify":
                 try:
                     self.notify = NotifyReceiver(self)
                 except OSError as exc:
@@ -139,7 +126,7 @@ class LittlebossSubprocess(ChildSetupSubprocess):
         if self.notify:
             self.dispatchers[self.notify.fd] = self.notify
         if self.role is Role.CANDIDATE:
-            share_loggers(self, self.group.current)
+            share_loggers(self, self.group.serving(self.slot))
         channel = "stdout" if self.config.redirect_stderr else "stderr"
         dispatcher = output_dispatchers(self).get(channel)
         if dispatcher is not None:
@@ -194,7 +181,7 @@ class LittlebossSubprocess(ChildSetupSubprocess):
 
     def stop(self):
         if self.role is Role.SERVING:
-            self.group.abort_reload("the program is being stopped")
+            self.group.abort_rollout("the program is being stopped")
         return super().stop()
 
     def get_state(self) -> int:
@@ -203,6 +190,19 @@ class LittlebossSubprocess(ChildSetupSubprocess):
         if self.state in STOPPED_STATES and self.role is Role.SERVING and self.group.live_extras():
             return ProcessStates.STOPPING
         return self.state
+
+    # --- what a reload asks of a candidate ------------------------------------------
+    def is_ready(self, now: float) -> bool:
+        """Ready by ``littleboss_ready``: READY=1 from its main pid, or ``startsecs`` up."""
+        if self.group.settings.ready == "notify":
+            return self.notify is not None and self.notify.ready
+        return now - self.laststart >= self.config.startsecs
+
+    def ready_due(self) -> float | None:
+        return None if self.group.settings.ready == "notify" else self.laststart + self.config.startsecs
+
+    def ready_since(self) -> float | None:
+        return self.notify.ready_at if self.notify and self.notify.ready else None
 
     def kill_process_group(self) -> None:
         """SIGKILL the process group it leads (it and any child it forked), if any is left."""
@@ -231,13 +231,13 @@ class LittlebossProcessGroup(ProcessGroup):
         self.program_state: ProgramState = self.plugin.state.program(config.name)
         self._apply_configured_command()
         self._check_swapped_in_binary()
+        self.slots = [pconfig.name for pconfig in config.process_configs]  # slot i: the i-th process
         self.processes = {
-            pconfig.name: LittlebossSubprocess(self._config_running(pconfig, self.program_state.path), self)
-            for pconfig in config.process_configs
+            pconfig.name: LittlebossSubprocess(self._config_running(pconfig, self.program_state.path), self, slot)
+            for slot, pconfig in enumerate(config.process_configs)
         }
         self.extras: list[LittlebossSubprocess] = []
-        self.reload: Reload | None = None
-        self.fallback: Fallback | None = None
+        self.rollout: Rollout | None = None
         self.listeners: list[socket.socket] = []
         self.orphans: list[ProcessRecord] = []
         self.orphans_deadline = 0.0
@@ -252,24 +252,42 @@ class LittlebossProcessGroup(ProcessGroup):
         return self.config.littleboss.sockets
 
     @property
-    def current(self) -> LittlebossSubprocess:
-        """The serving process (reloads need numprocs = 1)."""
-        return next(iter(self.processes.values()))
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def settings(self) -> ReloadSettings:
+        return self.config.littleboss.reload
 
     @property
     def configured_command(self) -> str:
         return self.config.process_configs[0].command
 
-    def current_path(self) -> str:
-        """The binary the serving process runs: the file its command's path resolved to when
-        it was spawned (a ``current`` symlink flipped since does not change it); when it does
-        not run, the file its next spawn would run."""
-        process = self.current
+    # --- slots -----------------------------------------------------------------
+    def slot_count(self) -> int:
+        return len(self.slots)
+
+    def slot_name(self, slot: int) -> str:
+        return self.slots[slot]
+
+    def serving(self, slot: int) -> LittlebossSubprocess:
+        """The process that serves ``slot`` (what ``supervisorctl status`` shows)."""
+        return self.processes[self.slots[slot]]
+
+    def slot_path(self, slot: int) -> str:
+        """The binary ``slot``'s process runs: the file its command's path resolved to when it
+        was spawned (a ``current`` symlink flipped since does not change it); when it does not
+        run, the file its next spawn would run."""
+        process = self.serving(slot)
         return process.running_path if process.pid and process.running_path else process.resolved_command_path()
 
+    def current_path(self) -> str:
+        """The binary the program runs (its first slot's)."""
+        return self.slot_path(0)
+
     def command_path(self) -> str:
-        """The path in the serving process's command, as written: what a re-exec resolves again."""
-        return executable_path(self.current)
+        """The path in the program's command, as written: what a re-exec resolves again."""
+        return executable_path(self.serving(0))
 
     def configured_path(self) -> str:
         """The file the configured command's path resolves to now."""
@@ -384,10 +402,10 @@ class LittlebossProcessGroup(ProcessGroup):
         now = time.time()
         if self.orphans:
             self._stop_orphans(now)
-        if self.reload:
-            self.reload.step(now)
-            self.plugin.ticker.wake_in(self.reload.due_in(now))
-        self._fall_back_if_due(now)
+        if self.rollout:
+            self.rollout.step(now)
+            self.rollout = self.rollout.successor or self.rollout
+            self.plugin.ticker.wake_in(self.rollout.due_in(now))
         for process in self.all_processes():
             # an extra process only ever stops (SIGKILL after its lameduck): a candidate is moved
             # by its reload, and one that exited must never be respawned
@@ -406,13 +424,14 @@ class LittlebossProcessGroup(ProcessGroup):
 
     def busy(self) -> bool:
         """A reload is under way or processes drain: the main loop must pass often."""
-        return bool(self.extras) or bool(self.reload and self.reload.phase not in (Phase.DONE, Phase.FAILED))
+        rollout = self.rollout
+        return bool(self.extras) or bool(rollout and (not rollout.finished or rollout.exits))
 
     def get_unstopped_processes(self) -> list:
         return super().get_unstopped_processes() + self.live_extras()
 
     def stop_all(self) -> None:
-        self.abort_reload("supervisord is stopping the program")
+        self.abort_rollout("supervisord is stopping the program")
         self._signal_orphans(signal.SIGKILL)  # still draining: none may outlive the program
         super().stop_all()
 
@@ -424,26 +443,28 @@ class LittlebossProcessGroup(ProcessGroup):
         """Candidates and replaced processes that have not been reaped yet."""
         return [p for p in self.extras if p.pid]
 
-    # --- reloads --------------------------------------------------------------
-    def begin_reload(self, binary: CheckedBinary, kind: str) -> Reload:
-        self.fallback = None  # a new reload replaces any pending automatic rollback
-        self.reload = Reload(self, binary, kind)
+    # --- reloads: what the lifecycle asks of the group ---------------------------
+    def begin_rollout(self, binary: CheckedBinary, kind: str) -> Rollout:
+        """Replace every process by one running ``binary`` (closed when the rollout ends)."""
+        self.rollout = Rollout(self, kind, binary.path, binary)
         self.plugin.ticker.keep_ticking()
-        self.reload.start()
-        return self.reload
+        self.rollout.start()
+        return self.rollout
 
-    def abort_reload(self, why: str) -> None:
-        if self.reload:
-            self.reload.abort(why)
+    def abort_rollout(self, why: str) -> None:
+        if self.rollout:
+            self.rollout.abort(why)
 
-    def make_candidate(self, binary: CheckedBinary) -> LittlebossSubprocess:
-        candidate = LittlebossSubprocess(self._config_running(self.config.process_configs[0], binary.path), self,
-                                         Role.CANDIDATE)
+    def start_candidate(self, slot: int, path: str, binary: CheckedBinary | None) -> LittlebossSubprocess:
+        """Spawn a candidate for ``slot`` running ``binary`` (else ``path``), beside its process."""
+        pconfig = self.config.process_configs[slot]
+        candidate = LittlebossSubprocess(self._config_running(pconfig, path), self, slot, Role.CANDIDATE)
         candidate.binary = binary
         self.extras.append(candidate)
+        candidate.spawn()
         return candidate
 
-    def discard_candidate(self, candidate: LittlebossSubprocess) -> None:
+    def discard(self, candidate: LittlebossSubprocess) -> None:
         """Stop a candidate that will not be promoted, with every process it forked.
 
         It may have accepted connections: its process group gets the stop signal and the
@@ -460,11 +481,12 @@ class LittlebossProcessGroup(ProcessGroup):
 
     def lameduck(self, pconfig) -> float:
         """Seconds a stopped process (of config ``pconfig``) has to finish its work before SIGKILL."""
-        lameduck = self.config.littleboss.reload.lameduck
+        lameduck = self.settings.lameduck
         return pconfig.stopwaitsecs if lameduck is None else lameduck
 
-    def promote(self, candidate: LittlebossSubprocess, old: LittlebossSubprocess) -> None:
-        """The candidate becomes the program; the old process drains, then is killed."""
+    def promote(self, slot: int, candidate: LittlebossSubprocess) -> LittlebossSubprocess:
+        """The candidate becomes ``slot``'s process; the one it replaces drains, then is killed."""
+        old = self.serving(slot)
         self.extras = [p for p in self.extras if p is not candidate]  # by identity: Subprocess.__eq__ is priority
         self.processes[old.config.name] = candidate
         old.set_role(Role.DRAINING)
@@ -475,18 +497,44 @@ class LittlebossProcessGroup(ProcessGroup):
             self.extras.append(old)
             old.stop()
             old.delay = time.time() + self.lameduck(old.config)
+        return old
 
-    def remember_swap(self, old_path: str, new_path: str) -> None:
-        """Persist a promoted binary; arm the automatic rollback to ``old_path``."""
+    def run_slots_on(self, path: str) -> None:
+        """Make ``path`` the binary every slot's next spawn runs (slots already on it keep their command)."""
+        for slot, pconfig in enumerate(self.config.process_configs):
+            if self.slot_path(slot) != path:
+                self.serving(slot).config = self._config_running(pconfig, path)
+
+    def restart_exited(self) -> list[int]:
+        """Start again, on their command's binary, the slots whose process exited on its own."""
+        slots = [slot for slot in range(self.slot_count()) if self.serving(slot).state in EXITED_ON_ITS_OWN]
+        for slot in slots:
+            self.serving(slot).spawn()
+        return slots
+
+    def commit(self, kind: str, old_path: str, new_path: str, seconds: float) -> str | None:
+        """Persist a completed rollout to ``new_path``; return the previous binary it replaced."""
         state = self.program_state
         before = state.previous
+        state.record(kind=kind, **{"from": old_path, "to": new_path}, outcome="succeeded", seconds=round(seconds, 3))
         if new_path != old_path:  # a re-exec is no release: rollback still goes back one release
             state.previous = old_path
         self._run_binary(new_path)
         state.command = self.configured_command
-        window = self.config.littleboss.reload.fallback_window
-        self.fallback = Fallback(time.time() + window, old_path, before) if window and new_path != old_path else None
         self.save_state()
+        return before
+
+    def record(self, kind: str, old_path: str, new_path: str, outcome: str, seconds: float) -> None:
+        self.program_state.record(kind=kind, **{"from": old_path, "to": new_path}, outcome=outcome,
+                                  seconds=round(seconds, 3))
+        self.save_state()
+
+    def supervisord_running(self) -> bool:
+        return self.config.options.mood >= SupervisorStates.RUNNING
+
+    def log(self, message: str, error: bool = False) -> None:
+        logger = self.config.options.logger
+        (logger.error if error else logger.info)(f"littleboss: {self.name}: {message}")
 
     def save_state(self) -> None:
         self.plugin.save_state()
@@ -496,37 +544,16 @@ class LittlebossProcessGroup(ProcessGroup):
         self.program_state.path = None if path == self.configured_path() else path
 
     def process_exited(self, process: LittlebossSubprocess) -> None:
-        """Called from a process's finish(): a serving process dying in the fallback window."""
-        if process.role is Role.SERVING and self.fallback and process.state in EXITED_ON_ITS_OWN:
-            if time.time() <= self.fallback.deadline:
-                self.fallback.due = True
-            else:
-                self.fallback = None
-
-    def _fall_back_if_due(self, now: float) -> None:
-        fallback = self.fallback
-        if fallback is None or not (fallback.due or now > fallback.deadline):
-            return
-        self.fallback = None
-        if not fallback.due or self.config.options.mood < SupervisorStates.RUNNING:
-            return  # the window passed, or supervisord is stopping: nothing to start
-        process, previous = self.current, fallback.previous
-        failed = self.use_binary(previous, "fallback", fallback.restore,
-                                 f"rolled back automatically: {self.current_path()} exited ({process.last_exit})")
-        self.config.options.logger.warn(
-            f"littleboss: {self.config.name}: {failed} exited ({process.last_exit}) within "
-            f"littleboss_fallback_window of its promotion; starting {previous} again"
-        )
-        events.notify(ReloadRolledBackEvent(self.config.name, **{"from": failed, "to": previous}))
-        if process.state in EXITED_ON_ITS_OWN:
-            process.spawn()
+        """Called from a process's finish(): a slot's process that exited on its own."""
+        if process.role is Role.SERVING and self.rollout and process.state in EXITED_ON_ITS_OWN:
+            self.rollout.serving_exited(process.slot, process.last_exit)
 
     def use_binary(self, path: str, kind: str, previous: str | None, outcome: str) -> str:
-        """Make ``path`` the binary the serving process's next spawn runs, with ``previous`` the
-        one rollback returns to, recorded as ``kind`` with ``outcome``; return the binary it
+        """Make ``path`` the binary every slot's next spawn runs, with ``previous`` the one
+        rollback returns to, recorded as ``kind`` with ``outcome``; return the binary it
         replaces."""
         replaced = self.current_path()
-        self.current.config = self._config_running(self.config.process_configs[0], path)
+        self.run_slots_on(path)
         state = self.program_state
         self._run_binary(path)
         state.previous, state.command = previous, self.configured_command
@@ -563,7 +590,7 @@ class LittlebossProcessGroup(ProcessGroup):
 
     def allowed(self) -> tuple[str, ...]:
         """The patterns a new binary's resolved path must match."""
-        return allowed_patterns(self.configured_path(), self.config.littleboss.reload.allow)
+        return allowed_patterns(self.configured_path(), self.settings.allow)
 
     def refusal(self, path: str) -> str | None:
         """Why ``path`` could not be reloaded to now (None: it could)."""

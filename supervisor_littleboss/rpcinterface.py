@@ -11,8 +11,8 @@ from .faults import LittlebossFaults as F
 from .faults import LittlebossRPCError
 from .glue import LISTEN_FDS_START, deferred
 from .hooks import Plugin, install
+from .lifecycle import Rollout
 from .process import LittlebossProcessGroup, LittlebossSubprocess, Role
-from .reload import Reload
 from .validate import CheckedBinary, check_binary
 
 API_VERSION = "1.0"
@@ -38,7 +38,9 @@ def program_info(group: LittlebossProcessGroup) -> dict:
     processes = sorted(group.processes.values(), key=lambda p: p.config.name)
     infos = [process_info(p) for p in processes]
     first = infos[0]
-    reload = group.reload
+    rollout = group.rollout
+    active = rollout is not None and rollout.active
+    candidates = rollout.candidates() if active else []
     return {
         "name": group.config.name,
         "state": first["state"],
@@ -53,10 +55,11 @@ def program_info(group: LittlebossProcessGroup) -> dict:
         ],
         "processes": infos,
         "notify_status": processes[0].notify.status if processes[0].notify else "",
-        "phase": reload.phase.value if reload and reload.active else "idle",
-        "candidate_pid": reload.candidate.pid if reload and reload.active else 0,
+        "phase": rollout.shown_phase if active else "idle",
+        "candidate_pid": candidates[0].pid if candidates else 0,
+        "candidate_pids": [candidate.pid for candidate in candidates],
         "draining_pids": [p.pid for p in group.extras if p.role is Role.DRAINING and p.pid],
-        "last_reload": reload.info() if reload else {},
+        "last_reload": rollout.info() if rollout else {},
         "history": list(group.program_state.history),
     }
 
@@ -180,42 +183,43 @@ class LittlebossNamespaceRPCInterface:
 
     def _begin(self, group: LittlebossProcessGroup, path: str, kind: str, wait: bool):
         name = group.config.name
-        if len(group.processes) != 1:
-            raise LittlebossRPCError(F.UNSUPPORTED, f"{name}: {kind} needs numprocs = 1")
-        if group.reload and group.reload.active:
+        rollout = group.rollout
+        if rollout and rollout.active:
             raise LittlebossRPCError(
                 F.RELOAD_IN_PROGRESS,
-                f"{name}: a {group.reload.kind} to {group.reload.new_path} is in progress "
-                f"(phase {group.reload.phase.value}); wait for it to finish",
+                f"{name}: a {rollout.kind} to {rollout.new_path} is in progress "
+                f"(phase {rollout.shown_phase}); wait for it to finish",
             )
-        state = group.current.get_state()
-        if state not in (*SWAPPABLE_STATES, *STARTABLE_STATES):
-            raise LittlebossRPCError(
-                F.NOT_RUNNING,
-                f"{name}: is {getProcessStateDescription(state)}; try again once it is RUNNING or stopped",
-            )
-        binary = check_binary(name, path, group.current.config.uid, group.allowed())
-        try:
-            if state in STARTABLE_STATES:
-                return self._start_stopped(group, binary, kind, state, wait)
-            reload = group.begin_reload(binary, kind)
-        finally:
-            binary.close()  # the process was spawned from it (or failed to be)
+        states = [group.serving(slot).get_state() for slot in range(group.slot_count())]
+        for slot, state in enumerate(states):
+            if state not in (*SWAPPABLE_STATES, *STARTABLE_STATES):
+                process = "" if len(states) == 1 else f"{name}:{group.slot_name(slot)} "
+                raise LittlebossRPCError(
+                    F.NOT_RUNNING, f"{name}: {process}is {getProcessStateDescription(state)}; try again once "
+                                   "it is RUNNING or stopped")
+        binary = check_binary(name, path, group.serving(0).config.uid, group.allowed())
+        if all(state in STARTABLE_STATES for state in states):
+            try:
+                return self._start_stopped(group, binary, kind, states, wait)
+            finally:
+                binary.close()  # its processes were spawned from it (or failed to be)
+        rollout = group.begin_rollout(binary, kind)  # it closes the binary once every slot has spawned
         if not wait:
-            return reload.info()
-        return self._wait_for(reload)
+            return rollout.info()
+        return self._wait_for(rollout)
 
-    def _start_stopped(self, group: LittlebossProcessGroup, binary: CheckedBinary, kind: str, state: int,
+    def _start_stopped(self, group: LittlebossProcessGroup, binary: CheckedBinary, kind: str, states: list[int],
                        wait: bool):
         """A program that is not running: a way out for one that failed (EXITED, BACKOFF,
-        FATAL: start it on ``binary``); one stopped on purpose (STOPPED) only records
-        ``binary`` for its next start."""
-        name, statename = group.config.name, getProcessStateDescription(state)
-        process = group.current
+        FATAL: start those processes on ``binary``); one stopped on purpose (every process
+        STOPPED) only records ``binary`` for its next start."""
+        name = group.config.name
+        failed = [slot for slot, state in enumerate(states) if state != ProcessStates.STOPPED]
+        statename = getProcessStateDescription(states[failed[0]] if failed else ProcessStates.STOPPED)
         result = {"name": name, "kind": kind, "old_pid": 0, "new_pid": 0, "new_path": binary.path,
                   "seconds": 0, "drain_seconds": 0}
         previous, current = group.program_state.previous, group.current_path()
-        if state == ProcessStates.STOPPED:  # it ran well: it is what rollback returns to
+        if not failed:  # it ran well: it is what rollback returns to
             previous = current if current != binary.path else previous
             result["old_path"] = group.use_binary(binary.path, kind, previous,
                                                   "recorded for the next start (it was STOPPED)")
@@ -224,36 +228,42 @@ class LittlebossNamespaceRPCInterface:
             return {**result, "phase": "recorded", "message": message}
         previous = previous if previous != binary.path else None  # a binary that failed is no rollback target
         result["old_path"] = group.use_binary(binary.path, kind, previous, f"started (it was {statename})")
-        process.binary, process.backoff = binary, 0
-        process.spawn()
-        if not process.pid:
-            raise LittlebossRPCError(F.SPAWN_FAILED, f"{name}: could not start {binary.path}: {process.spawnerr}")
-        result.update(new_pid=process.pid, phase="started",
-                      message=f"{name}: was {statename}; started {binary.path} (pid {process.pid})")
+        processes = [group.serving(slot) for slot in failed]
+        for process in processes:
+            process.binary, process.backoff = binary, 0
+            process.spawn()
+            if not process.pid:
+                raise LittlebossRPCError(F.SPAWN_FAILED, f"{name}: could not start {binary.path}: "
+                                                         f"{process.spawnerr}")
+        pids = ", ".join(str(process.pid) for process in processes)
+        result.update(new_pid=processes[0].pid, phase="started",
+                      message=f"{name}: was {statename}; started {binary.path} (pid {pids})")
         if not wait:
             return result
 
         def running():
-            state = process.get_state()
-            if state == ProcessStates.STARTING:
+            states = [process.get_state() for process in processes]
+            if ProcessStates.STARTING in states:
                 return NOT_DONE_YET
-            if state != ProcessStates.RUNNING:
-                raise LittlebossRPCError(F.EXITED_BEFORE_READY, f"{name}: {binary.path} did not start: it is "
-                                         f"{getProcessStateDescription(state)} ({process.exit_report()})")
+            for process, state in zip(processes, states, strict=True):
+                if state != ProcessStates.RUNNING:
+                    raise LittlebossRPCError(F.EXITED_BEFORE_READY, f"{name}: {binary.path} did not start: "
+                                             f"{process.config.name} is {getProcessStateDescription(state)} "
+                                             f"({process.exit_report()})")
             return result
 
         return deferred(running, self)
 
-    def _wait_for(self, reload: Reload):
-        """A deferred result (supervisord keeps serving); the reload itself runs in the main loop."""
+    def _wait_for(self, rollout: Rollout):
+        """A deferred result (supervisord keeps serving); the rollout itself runs in the main loop."""
         def finished():
-            # answer once the loser is gone: after a success no old process answers,
+            # answer once the losers are gone: after a success no old process answers,
             # after a failure no candidate does
-            if not reload.finished:
+            if not rollout.finished:
                 return NOT_DONE_YET
-            if reload.failure:
-                raise reload.failure
-            return reload.result()
+            if rollout.failure:
+                raise rollout.failure
+            return rollout.result()
 
         return deferred(finished, self)
 

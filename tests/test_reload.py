@@ -275,7 +275,6 @@ def test_each_path_rule_is_a_distinct_fault(sv, releases):
 @pytest.mark.parametrize("call, code, text", [
     (lambda rpc: rpc.reload("nope"), 1401, "UNKNOWN_PROGRAM: no program named 'nope'"),
     (lambda rpc: rpc.reload("plain"), 1402, "NOT_LITTLEBOSS: program 'plain' is not a littleboss program"),
-    (lambda rpc: rpc.reload("multi"), 1406, "UNSUPPORTED: multi: reload needs numprocs = 1"),
     (lambda rpc: rpc.rollback("settle"), 1405, "NO_PREVIOUS: settle: no previous binary to roll back to"),
 ])
 def test_refusals_before_anything_starts(sv, call, code, text):

@@ -1,0 +1,396 @@
+"""Unit tests of the reload lifecycle (swaps and rollouts) against a fake group, and of its ticker.
+
+The fake group keeps what the lifecycle may change: each slot's process, the candidates,
+the binary each slot's next spawn runs, and what was committed or recorded. Its
+``accepting()`` counts the processes that accept on the sockets: the slots' processes and
+the candidates that are ready (a draining or discarded process no longer accepts).
+"""
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field
+
+import pytest
+
+from supervisor_littleboss.config import ReloadSettings
+from supervisor_littleboss.lifecycle import Phase, Rollout
+from supervisor_littleboss.ticker import INTERVAL, Ticker
+
+T0 = 1000.0
+OLD, NEW = "/srv/v1/app", "/srv/v2/app"
+PIDS = itertools.count(100)
+
+
+@dataclass
+class Process:
+    path: str
+    startsecs: float = 1
+    laststart: float = T0
+    pid: int = field(default_factory=lambda: next(PIDS))
+    last_pid: int = 0
+    notify_ready: bool | None = None  # None: startsecs mode
+    ready_at: float = 0.0
+    report: str = "exit status 3"
+
+    def __post_init__(self) -> None:
+        self.last_pid = self.pid
+
+    def is_ready(self, now: float) -> bool:
+        if self.notify_ready is not None:
+            return self.notify_ready
+        return now - self.laststart >= self.startsecs
+
+    def ready_due(self) -> float | None:
+        return None if self.notify_ready is not None else self.laststart + self.startsecs
+
+    def ready_since(self) -> float | None:
+        return self.ready_at or None
+
+    def exit_report(self) -> str:
+        return self.report
+
+
+class FakeGroup:
+    name = "web"
+
+    def __init__(self, slots: int = 1, **settings) -> None:
+        self.settings = ReloadSettings(**settings)
+        self.slots = [Process(OLD) for _ in range(slots)]
+        self.next_path = [OLD] * slots
+        self.candidates: list[Process] = []
+        self.discarded: list[Process] = []
+        self.committed: list[tuple] = []
+        self.recorded: list[tuple] = []
+        self.used: list[tuple] = []
+        self.spawn_fails = set()  # candidate numbers (0-based) whose spawn fails
+        self.starting = {}  # pid -> Process made ready by test steps
+        self.mood_running = True
+        self.lowest_accepting = slots
+
+    def slot_count(self) -> int:
+        return len(self.slots)
+
+    def slot_name(self, slot: int) -> str:
+        return f"web_{slot}"
+
+    def serving(self, slot: int) -> Process:
+        return self.slots[slot]
+
+    def slot_path(self, slot: int) -> str:
+        return self.slots[slot].path
+
+    def start_candidate(self, slot: int, path: str, binary) -> Process:
+        candidate = Process(path, laststart=self.now)
+        if len(self.candidates) in self.spawn_fails:
+            candidate.pid, candidate.report = 0, "spawn error: too many open files"
+        self.candidates.append(candidate)
+        return candidate
+
+    def promote(self, slot: int, candidate: Process) -> Process:
+        old, self.slots[slot] = self.slots[slot], candidate
+        return old  # it drains until the test sets its pid to 0
+
+    def discard(self, candidate: Process) -> None:
+        self.discarded.append(candidate)
+        candidate.pid = 0
+
+    def run_slots_on(self, path: str) -> None:
+        self.next_path = [path] * len(self.slots)
+
+    def restart_exited(self) -> list[int]:
+        dead = [slot for slot, process in enumerate(self.slots) if not process.pid]
+        for slot in dead:
+            self.slots[slot] = Process(self.next_path[slot])
+        return dead
+
+    def commit(self, kind, old_path, new_path, seconds):
+        self.committed.append((kind, old_path, new_path))
+        return "/srv/v0/app"
+
+    def record(self, kind, old_path, new_path, outcome, seconds):
+        self.recorded.append((kind, outcome))
+
+    def use_binary(self, path, kind, previous, outcome):
+        self.used.append((path, kind, previous, outcome))
+        self.run_slots_on(path)
+        return self.slots[0].path
+
+    def supervisord_running(self) -> bool:
+        return self.mood_running
+
+    def log(self, message: str, error: bool = False) -> None:
+        pass
+
+    def accepting(self, rollout: Rollout) -> int:
+        ready = [s.candidate for s in rollout.swaps if s.phase is Phase.SETTLING]
+        return sum(1 for p in self.slots if p.pid) + len(ready)
+
+
+@pytest.fixture(autouse=True)
+def quiet_events(mocker):
+    return mocker.patch("supervisor_littleboss.lifecycle.events.notify")
+
+
+def begin(group: FakeGroup, kind: str = "reload", path: str = NEW) -> Rollout:
+    group.now = T0
+    rollout = Rollout(group, kind, path)
+    rollout.started_at = T0
+    rollout.step(T0)
+    return rollout
+
+
+def run(group: FakeGroup, rollout: Rollout, until: float, tick: float = 0.25, drain: bool = True) -> float:
+    """Step the rollout every ``tick`` until ``until``; replaced processes exit at once if ``drain``."""
+    now = T0
+    while now < until and (not rollout.finished or rollout.phase is Phase.DRAINING):
+        now += tick
+        group.now = now
+        rollout.step(now)
+        group.lowest_accepting = min(group.lowest_accepting, group.accepting(rollout))
+        if drain:
+            for swap in [*rollout.swaps, *(rollout.revert.swaps if rollout.revert else [])]:
+                if swap.old is not None:
+                    swap.old.pid = 0
+    return now
+
+
+# --- one slot ------------------------------------------------------------------
+def test_startsecs_readiness_promotes_when_startsecs_have_passed():
+    group = FakeGroup()
+    rollout = begin(group)
+    rollout.step(T0 + 0.5)
+    assert rollout.shown_phase == "starting" and not group.committed
+    rollout.step(T0 + 1)
+    assert rollout.phase is Phase.DRAINING  # ready and promoted in the same step
+    assert group.slots[0] is group.candidates[0]
+    assert group.committed == [("reload", OLD, NEW)]
+
+
+def test_notify_readiness_waits_for_ready_from_the_main_pid():
+    group = FakeGroup(ready="notify")
+    rollout = begin(group)
+    candidate = group.candidates[0]
+    candidate.notify_ready = False
+    rollout.step(T0 + 5)
+    assert rollout.shown_phase == "starting"
+    candidate.notify_ready = True
+    rollout.step(T0 + 5.01)
+    assert rollout.phase is Phase.DRAINING
+
+
+def test_settle_then_promote():
+    group = FakeGroup(settle=2)
+    rollout = begin(group)
+    rollout.step(T0 + 1)
+    assert rollout.shown_phase == "settling"
+    rollout.step(T0 + 2.9)
+    assert rollout.shown_phase == "settling"
+    rollout.step(T0 + 3)
+    assert rollout.phase is Phase.DRAINING
+
+
+@pytest.mark.parametrize("settle, exit_at, code", [(0, T0 + 0.5, 1420), (2, T0 + 2, 1422)])
+def test_a_candidate_that_exits_before_promotion_fails_the_reload(settle, exit_at, code):
+    group = FakeGroup(settle=settle)
+    rollout = begin(group)
+    rollout.step(T0 + 1 if settle else T0 + 0.1)
+    group.candidates[0].pid = 0
+    rollout.step(exit_at)
+    assert rollout.phase is Phase.FAILED and rollout.failure.code == code
+    assert "exit status 3" in rollout.failure.text
+    assert f"pid {group.slots[0].pid} keeps serving {OLD}" in rollout.failure.text
+    assert group.discarded == group.candidates and not group.committed
+    assert group.recorded == [("reload", f"failed: {rollout.reason}")]
+
+
+def test_ready_timeout():
+    group = FakeGroup(ready="notify", ready_timeout=5)
+    rollout = begin(group)
+    group.candidates[0].notify_ready = False
+    rollout.step(T0 + 5)
+    assert rollout.active
+    rollout.step(T0 + 5.1)
+    assert rollout.failure.code == 1421
+
+
+def test_abort_only_before_promotion():
+    group = FakeGroup()
+    rollout = begin(group)
+    rollout.abort("the program is being stopped")
+    assert rollout.failure.code == 1423 and "aborted: the program is being stopped" in rollout.failure.text
+    assert group.recorded == [("reload", "failed: aborted: the program is being stopped")]
+    promoted = begin(FakeGroup())
+    promoted.step(T0 + 1)
+    promoted.abort("too late")
+    assert promoted.phase is Phase.DRAINING and promoted.failure is None
+
+
+def test_a_spawn_failure_fails_at_once():
+    group = FakeGroup()
+    group.spawn_fails = {0}
+    rollout = begin(group)
+    assert rollout.failure.code == 1424 and "too many open files" in rollout.failure.text
+
+
+def test_draining_ends_when_the_old_process_exits():
+    group = FakeGroup()
+    rollout = begin(group)
+    old = group.slots[0]
+    rollout.step(T0 + 1)
+    rollout.step(T0 + 1.1)
+    assert rollout.phase is Phase.DRAINING and not rollout.finished
+    old.pid = 0
+    rollout.step(T0 + 1.2)
+    assert rollout.phase is Phase.DONE and rollout.finished
+    assert rollout.result()["drain_seconds"] == pytest.approx(0.2)
+
+
+def test_due_in_names_the_next_deadline_of_each_phase():
+    startsecs = begin(FakeGroup(ready_timeout=60))  # startsecs = 1: promoted 1 s after the start
+    assert startsecs.due_in(T0 + 0.25) == pytest.approx(0.75)
+    group = FakeGroup(ready="notify", ready_timeout=60, settle=2)
+    notify = begin(group)
+    group.candidates[0].notify_ready = False
+    assert notify.due_in(T0 + 10) == pytest.approx(50)  # only the ready timeout is timed
+    group.candidates[0].notify_ready = True
+    notify.step(T0 + 10)
+    assert notify.shown_phase == "settling" and notify.due_in(T0 + 11.5) == pytest.approx(0.5)
+    notify.step(T0 + 12)
+    assert notify.phase is Phase.DRAINING and notify.due_in(T0 + 12) is None
+
+
+def test_an_exit_within_the_fallback_window_starts_the_previous_binary():
+    group = FakeGroup(fallback_window=30)
+    rollout = begin(group)
+    run(group, rollout, T0 + 5)
+    assert rollout.phase is Phase.DONE and rollout.watch_until == pytest.approx(T0 + 31)
+    group.slots[0].pid = 0
+    rollout.serving_exited(0, "exit status 1")
+    rollout.step(T0 + 10)
+    assert rollout.phase is Phase.ROLLED_BACK and rollout.successor is None  # the only process restarted
+    assert group.used == [(OLD, "fallback", "/srv/v0/app", f"rolled back automatically: {NEW} exited "
+                                                            "(exit status 1)")]
+    assert group.slots[0].path == OLD and group.slots[0].pid
+
+
+def test_an_exit_after_the_fallback_window_is_left_to_supervisord():
+    group = FakeGroup(fallback_window=30)
+    rollout = begin(group)
+    run(group, rollout, T0 + 5)
+    rollout.step(T0 + 40)
+    rollout.serving_exited(0, "exit status 1")
+    rollout.step(T0 + 41)
+    assert rollout.phase is Phase.DONE and not group.used
+
+
+# --- several slots ---------------------------------------------------------------
+@pytest.mark.parametrize("surge", [1, 2, 4])
+def test_a_rollout_replaces_every_slot_never_more_than_surge_at_once_nor_fewer_than_n_accepting(surge):
+    group = FakeGroup(slots=4, surge=surge)
+    rollout = begin(group)
+    most = 0
+    now = T0
+    while rollout.phase is not Phase.DONE and now < T0 + 20:
+        most = max(most, sum(swap.in_flight for swap in rollout.swaps))
+        now = run(group, rollout, now + 0.25)
+    assert rollout.phase is Phase.DONE and most == surge
+    assert [p.path for p in group.slots] == [NEW] * 4 and group.slots == group.candidates
+    assert group.lowest_accepting == 4
+    assert group.committed == [("reload", OLD, NEW)]  # once, when the last slot is promoted
+    result = rollout.result()
+    assert (result["slots_done"], result["slots_total"]) == (4, 4)
+    assert [slot["phase"] for slot in result["slots"]] == ["done"] * 4
+
+
+def test_slots_start_in_order_each_after_the_one_before_is_promoted():
+    group = FakeGroup(slots=3)
+    rollout = begin(group)
+    assert [s.phase for s in rollout.swaps] == [Phase.STARTING, Phase.WAITING, Phase.WAITING]
+    rollout.step(T0 + 1)  # slot 0 promoted, slot 1 started in the same step
+    assert [s.phase for s in rollout.swaps] == [Phase.DRAINING, Phase.STARTING, Phase.WAITING]
+    assert group.committed == []
+
+
+def test_a_failure_on_slot_3_of_4_swaps_the_switched_slots_back():
+    group = FakeGroup(slots=4)
+    old_pids = [p.pid for p in group.slots]
+    group.spawn_fails = {2}
+    rollout = begin(group)
+    run(group, rollout, T0 + 20)
+    assert rollout.phase is Phase.FAILED and rollout.failure.code == 1424
+    text = rollout.failure.text
+    assert text.startswith(f"SPAWN_FAILED: web: reload to {NEW} failed: web_2 (slot 3 of 4) could not spawn it")
+    assert "the 2 switched processes (web_0, web_1) were rolled back to /srv/v1/app" in text
+    assert [p.path for p in group.slots] == [OLD] * 4
+    assert [p.pid for p in group.slots][2:] == old_pids[2:]  # never replaced
+    assert group.lowest_accepting == 4
+    assert group.committed == [] and len(group.recorded) == 1
+    assert group.next_path == [OLD] * 4  # a respawn runs the old binary
+    assert rollout.finished
+
+
+def test_a_new_process_that_exits_mid_rollout_fails_it_and_its_slot_restarts_on_the_old_binary():
+    group = FakeGroup(slots=3)
+    rollout = begin(group)
+    run(group, rollout, T0 + 1.1)  # slot 0 promoted
+    group.slots[0].pid = 0
+    rollout.serving_exited(0, "exit status 2")
+    run(group, rollout, T0 + 10)
+    assert rollout.failure.code == 1425 and "exit status 2" in rollout.failure.text
+    assert [p.path for p in group.slots] == [OLD] * 3 and all(p.pid for p in group.slots)
+
+
+def test_abort_mid_rollout_discards_candidates_and_leaves_the_old_binary_for_the_next_start():
+    group = FakeGroup(slots=4)
+    rollout = begin(group)
+    run(group, rollout, T0 + 1.1)
+    rollout.abort("the program is being stopped")
+    assert rollout.failure.code == 1423 and rollout.revert is None
+    assert group.next_path == [OLD] * 4 and group.discarded == [group.candidates[1]]
+    assert "its processes are stopped with the program" in rollout.failure.text
+
+
+def test_a_fallback_restarts_the_dead_slot_and_swaps_the_living_ones_back():
+    group = FakeGroup(slots=3, fallback_window=30)
+    rollout = begin(group)
+    run(group, rollout, T0 + 10)
+    assert rollout.phase is Phase.DONE
+    group.slots[1].pid = 0
+    rollout.serving_exited(1, "exit status 1")
+    rollout.step(T0 + 11)
+    fallback = rollout.successor
+    assert rollout.phase is Phase.ROLLED_BACK and fallback.kind == "fallback"
+    assert [swap.slot for swap in fallback.swaps] == [0, 2]
+    group.now = T0 + 11
+    run(group, fallback, T0 + 30)
+    assert fallback.phase is Phase.DONE and [p.path for p in group.slots] == [OLD] * 3
+    assert [u[1] for u in group.used] == ["fallback"] and group.committed == [("reload", OLD, NEW)]
+
+
+# --- the ticker ------------------------------------------------------------------
+@pytest.fixture
+def ticker(mocker):
+    ticker = Ticker()
+    ticker.settime = mocker.patch.object(ticker, "_settime")
+    yield ticker
+    os.close(ticker.fd)
+
+
+def test_the_ticker_comes_early_only_for_a_deadline_before_its_next_tick(ticker, mocker):
+    ticker.wake_in(0.005)
+    ticker.settime.assert_not_called()  # idle: not armed, nothing to move
+    ticker.keep_ticking()
+    ticker.settime.assert_called_once_with(INTERVAL, INTERVAL)
+    for seconds in (None, 0, -1, INTERVAL, 0.5):
+        ticker.wake_in(seconds)
+    ticker.wake_in(0.005)
+    assert ticker.settime.call_args_list[1:] == [mocker.call(0.005, INTERVAL)]
+
+
+def test_a_later_deadline_of_another_program_never_puts_off_an_earlier_one(ticker, mocker):
+    ticker.keep_ticking()
+    ticker.wake_in(0.010)
+    ticker.wake_in(0.015)  # another program's settle ends later: the early tick stays
+    ticker.wake_in(0.002)  # and one ending sooner brings it forward
+    assert ticker.settime.call_args_list[1:] == [mocker.call(0.010, INTERVAL), mocker.call(0.002, INTERVAL)]
