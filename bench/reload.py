@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import json
 import multiprocessing
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -100,6 +102,103 @@ def _run_load(conn, options: dict) -> None:
             except AssertionError as exc:
                 conn.send(str(exc))
     conn.send((load.samples, load.result))
+
+
+def start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot); None if it is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if stat[0] == "Z" else int(stat[19])
+
+
+def descendants(pid: int) -> dict[int, int]:
+    """Every living descendant of process ``pid``: its start time by pid."""
+    found: dict[int, int] = {}
+    parents = [pid]
+    while parents:
+        parent = parents.pop()
+        try:
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            if (ticks := start_ticks(child)) is not None:
+                found[child] = ticks
+                parents.append(child)
+    return found
+
+
+class BenchSupervisord(Supervisord):
+    """The tests' supervisord, with waits that grow with its number of programs, and a stop
+    that leaves nothing behind: SIGTERM by pid, SIGKILL if it has not exited in time; then
+    every process it had (its descendants, as last seen while it ran) must exit, and any
+    that does not is killed by pid (the same process: its start time is checked, so a
+    reused pid is never hit) and listed in ``left_running``."""
+
+    def __init__(self, root: Path, programs: int) -> None:
+        super().__init__(root)
+        self.programs = programs
+        self.seen: dict[int, int] = {}  # start time by pid of every process seen under supervisord
+        self.left_running: list[int] = []
+        self.stop_seconds = 0.0
+
+    def allow(self, per_program: float) -> float:
+        """A timeout: 30 s, and ``per_program`` seconds more for each program."""
+        return 30 + per_program * self.programs
+
+    def paced(self, predicate: Callable[[], object]) -> Callable[[], object]:
+        """``predicate``, polled less often the more programs there are: each poll asks
+        supervisord about all of them, and polling 500 every 20 ms keeps it busy."""
+        return lambda: time.sleep(0.0005 * self.programs) or predicate()
+
+    def track(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.seen.update(descendants(self.proc.pid))
+
+    def start(self, wait: bool = True) -> subprocess.Popen:
+        super().start(wait=False)  # the tests wait 15 s: supervisord spawns every program first
+        if wait:
+            wait_for(lambda: self.proc.poll() is not None or self.rpc.supervisor.getState()["statename"] == "RUNNING",
+                     timeout=self.allow(0.1), what="supervisord to run")
+            assert self.proc.poll() is None, self.output.read_text()
+        return self.proc
+
+    def wait_all_running(self, group: str = "") -> None:
+        """Every process (of program ``group``, or of every program) RUNNING."""
+        wait_for(self.paced(lambda: all(i["statename"] == "RUNNING" for i in self.rpc.supervisor.getAllProcessInfo()
+                                        if group in ("", i["group"]))),
+                 timeout=self.allow(0.5), what=f"every process of {group or 'every program'} to run")
+        self.track()
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        started = time.monotonic()
+        self.track()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:  # it stops its programs one after another, and may sleep up to 1 s in between
+                self.proc.wait(timeout=self.allow(1.5))
+            except subprocess.TimeoutExpired:
+                self.track()
+                self.proc.kill()
+                self.proc.wait()
+
+        def running() -> list[int]:
+            return [pid for pid, ticks in self.seen.items() if start_ticks(pid) == ticks]
+        try:
+            wait_for(lambda: not running(), timeout=self.allow(0.05), what="every process of supervisord's to exit")
+        except AssertionError:
+            self.left_running = running()
+            print(f"supervisord (pid {self.proc.pid}) left {len(self.left_running)} processes running: "
+                  f"killing pids {self.left_running}", file=sys.stderr, flush=True)
+            for pid in self.left_running:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: not running(), what="the processes left running to exit once killed")
+        self.stop_seconds = round(time.monotonic() - started, 2)
 
 
 def version_of(body: bytes) -> str:
@@ -192,6 +291,10 @@ class Scenario:
         self.name, self.app, self.action, self._versions = name, app, action, versions
         self.ready, self.littleboss, self.settle = ready, littleboss, settle
         self.own_port, self.settings = own_port, settings
+        # a pool (numprocs > 1) is restarted as a group (``supervisorctl restart app:*``), and
+        # its control starts and stops the side binary once per process, as its reload does
+        self.processes = int(settings.get("numprocs", 1))
+        self.spec = "app:*" if self.processes > 1 else "app"
 
     @property
     def versions(self) -> tuple[str, str]:
@@ -224,12 +327,13 @@ class Scenario:
                     "ready_to_promotion": last["ready_to_promotion"]}
         started = time.monotonic()
         if self.action == "start-stop":
-            sv.rpc.supervisor.startProcess("side")
-            wait_for(lambda: http_get(("127.0.0.1", self.side_port)), what="the side program to answer")
-            sv.rpc.supervisor.stopProcess("side")
+            for _ in range(self.processes):
+                sv.rpc.supervisor.startProcess("side")
+                wait_for(lambda: http_get(("127.0.0.1", self.side_port)), what="the side program to answer")
+                sv.rpc.supervisor.stopProcess("side")
         else:
-            sv.rpc.supervisor.stopProcess("app")
-            sv.rpc.supervisor.startProcess("app")
+            sv.rpc.supervisor.stopProcess(self.spec)
+            sv.rpc.supervisor.startProcess(self.spec)
         return {"seconds": time.monotonic() - started, "ready_to_promotion": 0}
 
 
@@ -253,6 +357,9 @@ def releases(root: Path) -> dict[str, Versions]:
     return {"myblog": myblog, "gunicorn": gunicorn, "warm": warm, "node": node, "go": go, **asgi}
 
 
+POOL = {"numprocs": 4, "process_name": "%(program_name)s_%(process_num)s"}
+
+
 def scenarios(bins: dict) -> list[Scenario]:
     plain = (f"{HTTPAPP} --bind 127.0.0.1:{{port}}",) * 2
     plain_warm = (f"{HTTPAPP} --warmup 1.5 --bind 127.0.0.1:{{port}}",) * 2
@@ -263,6 +370,11 @@ def scenarios(bins: dict) -> list[Scenario]:
         Scenario("littleboss-restart", "myblog", "restart", bins["myblog"]),
         Scenario("littleboss-reload", "myblog", "reload", bins["myblog"]),
         Scenario("start-stop-control", "myblog", "start-stop", bins["myblog"]),
+        # the same three as a pool of 4 processes on one socket (numprocs = 4): a reload replaces
+        # one process at a time (littleboss_surge = 1), a restart restarts the group
+        *(Scenario(f"{name}-pool", "myblog pool", action, bins["myblog"], **POOL)
+          for name, action in (("littleboss-restart", "restart"), ("littleboss-reload", "reload"),
+                               ("start-stop-control", "start-stop"))),
         Scenario("plain-restart-warmup", "warm-up app", "restart", plain_warm, littleboss=False),
         Scenario("littleboss-reload-warmup", "warm-up app", "reload", bins["warm"]),
         Scenario("gunicorn-plain-restart", "gunicorn", "restart", plain_gunicorn, littleboss=False),
@@ -280,14 +392,14 @@ def scenarios(bins: dict) -> list[Scenario]:
 def run(scenario: Scenario, mode: str, args, root: Path, baseline: float | None = None) -> Result:
     """One scenario in one load mode; with ``baseline``, its program under the same load for
     that many seconds, without reloads."""
-    sv = Supervisord(Path(tempfile.mkdtemp(dir=root)))
+    sv = BenchSupervisord(Path(tempfile.mkdtemp(dir=root)), programs=scenario.processes + 1)
     port = free_port()
     scenario.configure(sv, port)
-    sv.start()
     label = scenario.name if baseline is None else f"{'baseline' if scenario.littleboss else 'own port'} {scenario.app}"
     result = Result(label, mode, scenario.app)
     try:
-        sv.wait_running("app")
+        sv.start()
+        sv.wait_all_running("app")
         wait_for(lambda: http_get(("127.0.0.1", port)), what="the app to answer")
         windows = []
         with LoadProcess(address=("127.0.0.1", port), threads=args.concurrency, duration=args.limit,
@@ -324,8 +436,9 @@ def cpu_and_memory(pid: int) -> tuple[float, int]:
 
 
 def supervisord_cost(root: Path, programs: int, idle: float, plugin: bool, reload_all: bool) -> dict:
-    """supervisord's CPU and memory with ``programs`` programs idle (and reloading at once)."""
-    sv = Supervisord(Path(tempfile.mkdtemp(dir=root)))
+    """supervisord's CPU and memory with ``programs`` programs idle (and reloading at once);
+    how long it took to start them all and to stop, and how many it left running."""
+    sv = BenchSupervisord(Path(tempfile.mkdtemp(dir=root)), programs)
     if not plugin:
         sv.conf.write_text(sv.conf.read_text().replace("[rpcinterface:littleboss]", "[x_disabled]"))
     v1 = make_release(sv.root / "releases", "v1", "v1")
@@ -334,31 +447,32 @@ def supervisord_cost(root: Path, programs: int, idle: float, plugin: bool, reloa
             if plugin else {}
         command = v1 if plugin else f"{v1} --bind 127.0.0.1:{free_port()}"
         sv.program(f"app{n}", command=command, **keys)
-    sv.start()
     try:
-        wait_for(lambda: all(i["statename"] == "RUNNING" for i in sv.rpc.supervisor.getAllProcessInfo()),
-                 timeout=120, what="every program to run")
+        started = time.monotonic()
+        sv.start()
+        sv.wait_all_running()
+        cost = {"programs": programs, "plugin": plugin, "start_seconds": round(time.monotonic() - started, 2)}
         time.sleep(2)  # let start-up settle before measuring idle
         cpu0, _ = cpu_and_memory(sv.proc.pid)
         time.sleep(idle)  # measuring idle CPU is waiting, by definition
         cpu1, rss = cpu_and_memory(sv.proc.pid)
-        cost = {"programs": programs, "plugin": plugin, "idle_seconds": idle,
-                "idle_cpu_percent": round((cpu1 - cpu0) / idle * 100, 3), "rss_kb": rss}
+        cost.update(idle_seconds=idle, idle_cpu_percent=round((cpu1 - cpu0) / idle * 100, 3), rss_kb=rss)
         if reload_all:
             started = time.monotonic()
             for n in range(programs):
                 sv.rpc.littleboss.reload(f"app{n}", "", False)
-            wait_for(lambda: all(i["phase"] == "idle" and not i["draining_pids"]
-                                 for i in sv.rpc.littleboss.getAllProgramInfo()), timeout=300,
-                     what="every reload to finish")
+            sv.track()  # the candidates
+            wait_for(sv.paced(lambda: all(i["phase"] == "idle" and not i["draining_pids"]
+                                          for i in sv.rpc.littleboss.getAllProgramInfo())),
+                     timeout=sv.allow(0.5), what="every reload to finish")
             cpu2, rss2 = cpu_and_memory(sv.proc.pid)
             outcomes = [i["history"][-1]["outcome"] for i in sv.rpc.littleboss.getAllProgramInfo()]
             cost.update(reload_all_seconds=round(time.monotonic() - started, 2),
                         reload_all_cpu_seconds=round(cpu2 - cpu1, 3), rss_kb_after=rss2,
                         reloads_succeeded=outcomes.count("succeeded"))
-        return cost
     finally:
         sv.stop()
+    return {**cost, "stop_seconds": sv.stop_seconds, "left_running": len(sv.left_running)}
 
 
 def table(results: list[Result]) -> str:
@@ -387,6 +501,7 @@ def table(results: list[Result]) -> str:
 def targets(results: list[Result], chosen: list[Scenario], costs: list[dict]) -> dict[str, tuple[bool, str]]:
     """The product's targets, each (met, the figures behind it), from this run's figures."""
     settle = {s.name: s.settle for s in chosen if s.action == "reload"}
+    controls = {s.name for s in chosen if s.action == "start-stop"}
     reloads = [r for r in results if r.scenario in settle]
     checks: dict[str, tuple[bool, str]] = {}
     if reloads:
@@ -396,14 +511,20 @@ def targets(results: list[Result], chosen: list[Scenario], costs: list[dict]) ->
     for mode in dict.fromkeys(r.mode for r in reloads):
         pairs = [(r, next(b for b in results if b.mode == mode and b.scenario == f"baseline {r.app}"))
                  for r in reloads if r.mode == mode]
+        # each reloaded app's start-stop control: its binary started and stopped beside it as often
+        controlled = [(r, c) for r, _ in pairs for c in results
+                      if c.mode == mode and c.scenario in controls and c.app == r.app]
         figures = "; ".join(f"{r.app} {r.longest_gap_ms} ms with reloads, {b.longest_gap_ms} ms without"
                             for r, b in pairs)
-        control = [r for r in results if r.mode == mode and r.scenario == "start-stop-control"]
-        if control:
-            figures += f"; {control[0].app} started and stopped beside the program, no reload: " \
-                       f"{control[0].longest_gap_ms} ms (control)"
+        figures += "".join(f"; {c.app} started and stopped beside the program, no reload: "
+                           f"{c.longest_gap_ms} ms (control)" for _, c in controlled)
         checks[f"longest gap within 5 ms of a run without reloads ({mode})"] = (
             all(r.longest_gap_ms - b.longest_gap_ms <= 5 for r, b in pairs), figures)
+        if controlled:
+            checks[f"longest gap no longer than the start-stop control's ({mode})"] = (
+                all(r.longest_gap_ms <= c.longest_gap_ms for r, c in controlled),
+                "; ".join(f"{r.app} {r.longest_gap_ms} ms with reloads, {c.longest_gap_ms} ms in its control"
+                          for r, c in controlled))
     beyond = [ms - settle[r.scenario] * 1000 for r in reloads for ms in r.ready_to_promotion_ms]
     if beyond:
         median = statistics.median(beyond)

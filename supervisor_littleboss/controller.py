@@ -209,7 +209,12 @@ class LittlebossControllerPlugin(ControllerPluginBase):
             return
         supervisor = self.ctl.get_supervisor()
         for info in infos:
-            description = supervisor.getProcessInfo(f"{info['name']}:{info['processes'][0]['name']}")["description"]
+            processes = info["processes"]
+            if len(processes) == 1:
+                description = supervisor.getProcessInfo(f"{info['name']}:{processes[0]['name']}")["description"]
+            else:
+                description = f"{len(processes)} processes: " + ", ".join(
+                    f"{p['name']} {p['statename']} pid {p['pid']}" for p in processes)
             sockets = ", ".join(f"{s['name']}={s['url']}" for s in info["sockets"])
             phase = info["phase"]
             if info["candidate_pid"]:

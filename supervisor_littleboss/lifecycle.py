@@ -296,6 +296,7 @@ class Rollout:
         self._close_binary()
         if not self.announced:
             return
+        self.group.run_slots_on(self.new_path)  # a slot left out (stopped) starts on it too
         self.restore = self.group.commit(self.kind, self.old_path, self.new_path, self.seconds)
         window = self.settings.fallback_window
         if window and self.new_path != self.old_path:

@@ -444,9 +444,9 @@ class LittlebossProcessGroup(ProcessGroup):
         return [p for p in self.extras if p.pid]
 
     # --- reloads: what the lifecycle asks of the group ---------------------------
-    def begin_rollout(self, binary: CheckedBinary, kind: str) -> Rollout:
-        """Replace every process by one running ``binary`` (closed when the rollout ends)."""
-        self.rollout = Rollout(self, kind, binary.path, binary)
+    def begin_rollout(self, binary: CheckedBinary, kind: str, slots: list[int]) -> Rollout:
+        """Replace the processes of ``slots`` by ones running ``binary`` (closed when the rollout ends)."""
+        self.rollout = Rollout(self, kind, binary.path, binary, slots)
         self.plugin.ticker.keep_ticking()
         self.rollout.start()
         return self.rollout

@@ -123,9 +123,11 @@ class LittlebossNamespaceRPCInterface:
                              returns to), command, sockets (each: name, url, fd it is
                              passed as), processes (each: name, state, statename, pid,
                              spawnerr), notify_status (its last STATUS=), phase (of a
-                             reload: idle, starting, settling), candidate_pid,
-                             draining_pids, last_reload (struct) and history (array of
-                             structs: time, kind, from, to, outcome, seconds)
+                             reload: idle, starting, settling, rolling back),
+                             candidate_pid (of the first slot under way),
+                             candidate_pids, draining_pids, last_reload (struct, as
+                             reload returns it) and history (array of structs: time,
+                             kind, from, to, outcome, seconds)
         """
         self._update("getProgramInfo")
         return program_info(self._group(name))
@@ -145,7 +147,9 @@ class LittlebossNamespaceRPCInterface:
         The new executable starts beside the old process on the same sockets; once it
         is ready (littleboss_ready) and has settled (littleboss_settle) it becomes the
         program and the old process drains (littleboss_lameduck). If it fails before
-        that, it is killed and the old process keeps serving. A program that is not
+        that, it is killed and the old process keeps serving. A program with several
+        processes (numprocs) is replaced slot by slot, littleboss_surge slots at a
+        time; a failure swaps the slots already switched back. A program that is not
         running is not replaced: if it failed (EXITED, BACKOFF, FATAL) it is started on
         the new executable; if it was stopped (STOPPED) nothing starts, and its next
         start runs the new executable (the result's phase says which: started, recorded).
@@ -155,11 +159,15 @@ class LittlebossNamespaceRPCInterface:
                                configured); empty: re-execute the path in the
                                program's command (resolved again: a flipped
                                ``current`` symlink takes the new release)
-        @param boolean wait    Return once promoted and the old process has exited (true),
-                               or at once (false; follow it with getProgramInfo)
-        @return struct result  name, kind, phase, old_pid, new_pid, old_path, new_path,
-                               seconds (to promotion), drain_seconds (for the old
-                               process to exit); message for a program not running
+        @param boolean wait    Return once every slot is promoted and the old processes
+                               have exited (true), or at once (false; follow it with
+                               getProgramInfo)
+        @return struct result  id, name, kind, phase, old_pid, new_pid, old_path,
+                               new_path, seconds (to the last promotion), drain_seconds
+                               (for the old processes to exit), slots_done,
+                               slots_total, slots (array of structs: slot, process,
+                               phase, old_pid, candidate_pid, error); message for a
+                               program not running
         """
         self._update("reload")
         group = self._group(name)
@@ -203,7 +211,9 @@ class LittlebossNamespaceRPCInterface:
                 return self._start_stopped(group, binary, kind, states, wait)
             finally:
                 binary.close()  # its processes were spawned from it (or failed to be)
-        rollout = group.begin_rollout(binary, kind)  # it closes the binary once every slot has spawned
+        # a process stopped on purpose stays stopped: its next start runs the new binary
+        slots = [slot for slot, state in enumerate(states) if state != ProcessStates.STOPPED]
+        rollout = group.begin_rollout(binary, kind, slots)  # it closes the binary once every slot has spawned
         if not wait:
             return rollout.info()
         return self._wait_for(rollout)

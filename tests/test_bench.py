@@ -17,7 +17,8 @@ def test_a_short_benchmark_run_reports_its_figures(tmp_path):
     out = tmp_path / "bench.json"
     run = subprocess.run(
         [sys.executable, str(BENCH), "--reloads", "2", "--concurrency", "2", "--modes", "new",
-         "--scenarios", "plain-restart,littleboss-reload,start-stop-control,go-reload",
+         "--scenarios", "plain-restart,littleboss-reload,start-stop-control,go-reload,"
+                        "littleboss-restart-pool,littleboss-reload-pool,start-stop-control-pool",
          "--cost-programs", "2", "--cost-idle", "1", "--json", str(out)],
         capture_output=True, text=True, timeout=300,
     )
@@ -25,21 +26,29 @@ def test_a_short_benchmark_run_reports_its_figures(tmp_path):
     report = json.loads(out.read_text())
     runs = {r["scenario"]: r for r in report["runs"]}
     assert set(runs) == {"baseline myblog", "plain-restart", "littleboss-reload", "start-stop-control",
-                         "go-reload", "baseline go", "own port go"}
-    reload = runs["littleboss-reload"]
-    assert reload["failed"] == {} and len(reload["reload_seconds"]) == 2
-    assert all(after != before for before, after in reload["versions"])  # the new version answered
-    assert reload["old_answers_after_return"] == 0
-    baseline = runs["baseline myblog"]  # the same app without reloads, under load as long
-    assert baseline["reload_seconds"] == [] and baseline["seconds"] >= reload["seconds"]
+                         "go-reload", "baseline go", "own port go", "littleboss-restart-pool",
+                         "littleboss-reload-pool", "baseline myblog pool", "start-stop-control-pool"}
+    for name in ("littleboss-reload", "littleboss-reload-pool"):  # one process; numprocs = 4, one at a time
+        reload = runs[name]
+        assert reload["failed"] == {} and len(reload["reload_seconds"]) == 2
+        assert all(after != before for before, after in reload["versions"])  # the new version answered
+        assert reload["old_answers_after_return"] == 0
+        baseline = runs[f"baseline {reload['app']}"]  # the same app without reloads, under load as long
+        assert baseline["reload_seconds"] == [] and baseline["seconds"] >= reload["seconds"]
+    assert len(runs["littleboss-restart-pool"]["reload_seconds"]) == 2  # supervisorctl restart app:*
     go = runs["go-reload"]  # a Go build swapped for another: README's Go recipe
     assert go["failed"] == {} and all(after != before for before, after in go["versions"])
     assert runs["own port go"]["failed"] == {} and runs["own port go"]["seconds"] >= go["seconds"]
-    control = runs["start-stop-control"]  # the side binary came and went; the program was left alone
-    assert control["failed"] == {} and len(control["reload_seconds"]) == 2
-    assert control["versions"] == [["1", "1"], ["1", "1"]]  # the side binary (version 2) never answered
+    for name in ("start-stop-control", "start-stop-control-pool"):
+        control = runs[name]  # the side binary came and went; the program was left alone
+        assert control["failed"] == {} and len(control["reload_seconds"]) == 2
+        assert control["versions"] == [["1", "1"], ["1", "1"]]  # the side binary (version 2) never answered
     assert report["targets"]["no failed request or broken keep-alive connection"][0] is True
     assert "longest gap within 5 ms of a run without reloads (new)" in report["targets"]
+    # each reload beside its own control: myblog's and the pool's
+    figures = report["targets"]["longest gap no longer than the start-stop control's (new)"][1]
+    assert "myblog pool" in figures and figures.count("in its control") == 2
     assert [c["programs"] for c in report["supervisord"]] == [1, 2, 2]
     assert report["supervisord"][2]["reloads_succeeded"] == 2
+    assert all(c["left_running"] == 0 and c["stop_seconds"] > 0 for c in report["supervisord"])
     assert "littleboss-reload" in run.stdout and "supervisord's own cost" in run.stdout and "targets" in run.stdout

@@ -35,10 +35,6 @@ class Releases:
         return make_executable(self.dir, name, f'#!/bin/sh\nif [ "$SLOT" = {slot} ]; then {then}; fi\n'
                                                f"APP_VERSION=v3 exec {HTTPAPP}\n")
 
-    @property
-    def allow(self) -> str:
-        return f"{self.dir}/*/app"
-
 
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory) -> Releases:
@@ -51,7 +47,7 @@ def pool(sv: Supervisord, name: str, releases: Releases, **keys) -> None:
             "littleboss_lameduck": 5, **keys}
     sv.program(name, command=releases.v1, numprocs=SLOTS, process_name="%(program_name)s_%(process_num)s",
                environment='SLOT="%(process_num)s"', littleboss_sockets=f"http=tcp://127.0.0.1:{PORTS[name]}",
-               littleboss_allow=releases.allow, **keys)
+               littleboss_allow=f"{releases.dir}/*/app", **keys)
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +99,12 @@ def fewest_accepting(samples: list[Sample], start: float, end: float) -> int:
     return min(sum(lo <= t <= hi for lo, hi in spans.values()) for t in moments)
 
 
+def first_answer(load: Load, pid: int) -> float:
+    """When process ``pid`` first answered (waiting until it has)."""
+    return wait_for(lambda: min((s.end for s in list(load.samples) if s.version == str(pid)), default=None),
+                    what=f"an answer from pid {pid}")
+
+
 def pid_of_answer(body: bytes) -> str:
     return body.split()[1].decode()
 
@@ -111,8 +113,7 @@ def pid_of_answer(body: bytes) -> str:
 def test_ten_rolling_reloads_with_new_connections_keep_four_processes_accepting(sv, releases, name):
     pids = wait_all_running(sv, name)
     with Load(address(name), threads=6, record=True, version=pid_of_answer) as load:
-        load.wait_for_requests(200)
-        start = max(min(s.end for s in load.samples if s.version == str(pid)) for pid in pids)
+        start = max(first_answer(load, pid) for pid in pids)
         for n in range(10):
             target, expected = (releases.v2, "v2") if n % 2 == 0 else (releases.v1, "v1")
             result = sv.rpc.littleboss.reload(name, target)
@@ -120,8 +121,10 @@ def test_ten_rolling_reloads_with_new_connections_keep_four_processes_accepting(
             assert versions(sv, name) == [expected] * SLOTS, f"reload {n}"
             assert not any(pid_alive(slot["old_pid"]) for slot in result["slots"])
         final = wait_all_running(sv, name)
-        load.wait_for_requests(200)
-        end = min(max(s.end for s in load.samples if s.version == str(pid)) for pid in final)
+        for pid in final:
+            first_answer(load, pid)
+        load.wait_for_requests(100)
+        end = min(max(s.end for s in list(load.samples) if s.version == str(pid)) for pid in final)
     assert load.result.failed == 0, load.result
     assert fewest_accepting(load.samples, start, end) >= SLOTS
 
@@ -192,14 +195,19 @@ def test_a_process_that_exits_in_the_fallback_window_rolls_the_whole_program_bac
     assert load.result.failed == 0, load.result
 
 
-def test_sighup_after_a_rollout_keeps_the_new_binary_on_every_process(sv, releases):
-    wait_all_running(sv, "pool")
-    sv.rpc.littleboss.reload("pool", releases.v2)
-    sv.hup()
-    wait_all_running(sv, "pool")
-    assert versions(sv, "pool") == ["v2"] * SLOTS
-    assert sv.rpc.littleboss.getProgramInfo("pool")["previous_path"] == releases.v1
-    sv.rpc.littleboss.reload("pool", releases.v1)
+def test_sighup_after_a_rollout_keeps_the_new_binary_on_every_process(tmp_path, releases):
+    sv = Supervisord(tmp_path)  # its own: SIGHUP restarts every program of a supervisord
+    pool(sv, "hup", releases)
+    sv.start()
+    try:
+        wait_all_running(sv, "hup")
+        sv.rpc.littleboss.reload("hup", releases.v2)
+        sv.hup()
+        wait_all_running(sv, "hup")
+        assert versions(sv, "hup") == ["v2"] * SLOTS
+        assert sv.rpc.littleboss.getProgramInfo("hup")["previous_path"] == releases.v1
+    finally:
+        sv.stop()
 
 
 def test_stop_during_a_rollout_stops_every_process_and_the_next_start_runs_the_old_binary(sv, releases):
@@ -225,6 +233,8 @@ def test_status_shows_each_new_pid_and_every_slot_answers(sv, releases):
     result = sv.rpc.littleboss.reload("pool", releases.v2)
     infos = processes(sv, "pool")
     assert sorted(p["pid"] for p in infos) == sorted(slot["candidate_pid"] for slot in result["slots"])
+    status = sv.ctl("littleboss:status", "pool").stdout
+    assert all(f"{p['name']} RUNNING pid {p['pid']}" in status for p in infos), status
     answering = {http_get(address("pool")).split()[1] for _ in range(40)}
     assert len(answering) > 1
     sv.rpc.littleboss.reload("pool", releases.v1)
@@ -247,3 +257,14 @@ def test_a_signal_to_one_process_mid_rollout_is_the_rollouts_failure(sv, release
     wait_for(lambda: sv.rpc.littleboss.getProgramInfo("pool")["last_reload"]["phase"] == "failed",
              what="the rollout to fail")
     wait_for(lambda: versions(sv, "pool") == ["v1"] * SLOTS, what="every process back on v1")
+
+
+def test_a_process_stopped_on_purpose_stays_stopped_and_starts_on_the_new_binary(sv, releases):
+    wait_all_running(sv, "pool")
+    sv.ctl("stop", "pool:pool_3", check=True)
+    result = sv.rpc.littleboss.reload("pool", releases.v2)
+    assert result["slots_total"] == SLOTS - 1
+    assert sv.info("pool:pool_3")["statename"] == "STOPPED"
+    sv.ctl("start", "pool:pool_3", check=True)
+    assert versions(sv, "pool") == ["v2"] * SLOTS
+    sv.rpc.littleboss.reload("pool", releases.v1)
