@@ -142,6 +142,8 @@ class ProcessConfigs(list):
 class LittlebossGroupConfig(ProcessGroupConfig):
     """A ``[program:x]`` group config that carries littleboss settings."""
 
+    group_class: type  # what runs it: group.LittlebossProcessGroup, which sets this (imports go one way)
+
     def __init__(self, options, name, priority, process_configs, littleboss: LittlebossSettings):
         super().__init__(options, name, priority, ProcessConfigs(name, process_configs))
         self.littleboss = littleboss
@@ -155,9 +157,7 @@ class LittlebossGroupConfig(ProcessGroupConfig):
         )
 
     def make_group(self):
-        from .process import LittlebossProcessGroup
-
-        return LittlebossProcessGroup(self)
+        return self.group_class(self)
 
 
 def read_settings(parser: UnhosedConfigParser, section: str, expansions: dict) -> LittlebossSettings | None:

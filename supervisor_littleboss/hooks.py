@@ -17,7 +17,7 @@ from .state import StateStore
 from .ticker import Ticker
 
 if TYPE_CHECKING:
-    from .process import LittlebossProcessGroup
+    from .group import LittlebossProcessGroup
 
 STATE_FILE_NAME = "supervisord-littleboss.json"
 

@@ -10,9 +10,9 @@ from . import events  # noqa: F401 - registers the LITTLEBOSS_RELOAD_* event typ
 from .faults import LittlebossFaults as F
 from .faults import LittlebossRPCError
 from .glue import LISTEN_FDS_START, deferred
+from .group import LittlebossProcessGroup, LittlebossSubprocess, Role
 from .hooks import Plugin, install
 from .lifecycle import Rollout
-from .process import LittlebossProcessGroup, LittlebossSubprocess, Role
 from .validate import CheckedBinary, check_binary
 
 API_VERSION = "1.0"

@@ -75,7 +75,7 @@ def server_options(tmp_path: Path) -> options.ServerOptions:
 
 def test_options_ServerOptions_hooks_and_attributes(server_options):
     """hooks.py spares held sockets in cleanup_fds (a class patch), re-reads the config with
-    process_config and wraps process_groups_from_parser on the instance; process.py's child
+    process_config and wraps process_groups_from_parser on the instance; group.py's child
     side uses dup2/close_fd/write and execve (which must accept an fd: fexecve)."""
     cls = options.ServerOptions
     assert_params(cls, "cleanup_fds", "self")
@@ -125,7 +125,7 @@ def test_options_ProcessGroupConfig_subclassed(server_options):
 
 
 def test_options_helper_functions():
-    """split_namespec (rpcinterface.py), ProcessException, decode_wait_status, signame (process.py)."""
+    """split_namespec (rpcinterface.py), ProcessException, decode_wait_status, signame (group.py)."""
     assert options.split_namespec("web:web_00") == ("web", "web_00")
     assert options.split_namespec("web") == ("web", "web")
     assert issubclass(options.ProcessException, Exception)
@@ -136,7 +136,7 @@ def test_options_helper_functions():
 
 
 def test_process_Subprocess_overrides_and_calls():
-    """process.py's LittlebossSubprocess overrides spawn, _prepare_child_fds,
+    """group.py's LittlebossSubprocess overrides spawn, _prepare_child_fds,
     _spawn_as_child (passing an fd as the filename), finish, stop, get_state; calls
     kill, transition, change_state, record_spawnerr, give_up, get_execv_args; sets
     event_map on the instance to silence events; reads and writes pid, pipes,
@@ -178,7 +178,7 @@ def test_process_Subprocess_event_map_on_the_instance_silences_events():
 
 
 def test_process_ProcessGroup_overrides():
-    """process.py's group overrides transition, get_dispatchers, get_unstopped_processes,
+    """group.py's group overrides transition, get_dispatchers, get_unstopped_processes,
     stop_all and before_remove, and does not call ProcessGroupBase.__init__: that must
     still set only ``config`` and ``processes``."""
     cls = process.ProcessGroup
@@ -191,7 +191,7 @@ def test_process_ProcessGroup_overrides():
 
 
 def test_dispatchers_POutputDispatcher_loggers():
-    """process.py shares the serving process's normallog with a candidate (4.2.2+: 4.2.0 and
+    """group.py shares the serving process's normallog with a candidate (4.2.2+: 4.2.0 and
     4.2.1 call it mainlog), closes childlog/capturelog when a run ends, and wraps _log to keep
     the tail of the output."""
     cls = dispatchers.POutputDispatcher
@@ -306,7 +306,7 @@ def test_events_register_and_notify():
 
 
 def test_supervisord_Supervisor(server_options):
-    """process.py calls supervisord.reap() to see exits in the same pass; the RPC factory
+    """group.py calls supervisord.reap() to see exits in the same pass; the RPC factory
     (hooks.py) replaces groups in process_groups, which exist by then: run() adds the
     groups, then opens the HTTP servers, which call the factories."""
     assert_params(supervisord_module.Supervisor, "reap", "self, once, recursionguard")

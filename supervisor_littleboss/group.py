@@ -609,6 +609,9 @@ class LittlebossProcessGroup(ProcessGroup):
         return running
 
 
+LittlebossGroupConfig.group_class = LittlebossProcessGroup
+
+
 def executable_path(process: Subprocess) -> str:
     """The executable the process runs (or would run), as supervisord resolves it."""
     try:
