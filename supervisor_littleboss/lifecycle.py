@@ -78,8 +78,8 @@ class Slots(Protocol):
     def discard(self, candidate: Candidate) -> None: ...
     def run_slots_on(self, path: str) -> None: ...  # the binary every slot's next spawn runs
     def restart_exited(self) -> list[int]: ...  # respawn slots that exited on their own; their numbers
-    def commit(self, kind: str, old_path: str, new_path: str, seconds: float) -> str | None: ...  # returns
-    # the previous binary it replaced: a fallback's previous
+    # persist a completed rollout; returns the previous binary it replaced (a fallback's previous)
+    def commit(self, kind: str, old_path: str, new_path: str, seconds: float) -> str | None: ...
     def record(self, kind: str, old_path: str, new_path: str, outcome: str, seconds: float) -> None: ...
     def use_binary(self, path: str, kind: str, previous: str | None, outcome: str) -> str: ...
     def supervisord_running(self) -> bool: ...
@@ -106,7 +106,6 @@ class Swap:
         self.settings = group.settings
         self.phase = Phase.WAITING
         self.old_pid = group.serving(slot).pid
-        self.old_path = group.slot_path(slot)
         self.old: Candidate | None = None  # the process it replaced, once promoted
         self.candidate: Candidate | None = None
         self.started_at = self.ready_at = self.promoted_at = 0.0
