@@ -15,6 +15,7 @@ from supervisor.supervisorctl import ControllerPluginBase, LSBInitExitStatuses
 
 from .faults import LittlebossFaults, exit_status
 from .glue import one_shot_words, wrap_completer
+from .outcome import done_line, slot_label
 
 SUBCOMMANDS = {
     "reload": "reload <name> [path]\tSwap in a new executable (default: the current one) with zero downtime",
@@ -22,30 +23,10 @@ SUBCOMMANDS = {
     "status": "status [--history] [name ...]\tBinary, sockets and reload phase of littleboss programs",
 }
 POLL_SECONDS = 0.1
-DONE = {"reload": "reloaded", "rollback": "rolled back"}
 
 
 class UsageError(Exception):
     pass
-
-
-def done_line(name: str, reload: dict) -> str:
-    """``myblog: reloaded /old → /new (pid 123 → 456) in 1.42s``; with several processes,
-    ``(4 processes: pids 1, 2, 3, 4 → 5, 6, 7, 8)``."""
-    slots = reload.get("slots", [])
-    if len(slots) > 1:
-        old = ", ".join(str(slot["old_pid"]) for slot in slots)
-        new = ", ".join(str(slot["candidate_pid"]) for slot in slots)
-        pids = f"{len(slots)} processes: pids {old} \u2192 {new}"
-    else:
-        pids = f"pid {reload['old_pid']} \u2192 {reload['new_pid']}"
-    return (f"{name}: {DONE[reload['kind']]} {reload['old_path']} \u2192 {reload['new_path']} "
-            f"({pids}) in {reload['seconds']:.2f}s")
-
-
-def slot_label(name: str, slots: list[dict], slot: dict) -> str:
-    """``web`` for a one-process program, ``web: web_2 (slot 3 of 4)`` for a slot of several."""
-    return name if len(slots) == 1 else f"{name}: {slot['process']} (slot {slot['slot'] + 1} of {len(slots)})"
 
 
 class LittlebossControllerPlugin(ControllerPluginBase):

@@ -271,3 +271,15 @@ def one_shot_words(controller) -> list[str]:
     """``Controller.options.args`` (since 3.0): in one-shot mode, the words of the command
     as the shell split them (supervisorctl joins them with spaces before ``onecmd``)."""
     return list(getattr(controller.options, "args", None) or [])
+
+
+# --- supervisor.web --------------------------------------------------------------------
+
+def add_web_view(name: str, view: dict) -> None:
+    """``supervisor.web.VIEWS`` (a module-level dict since 3.0): supervisord's web server
+    serves a path named there (``supervisor_ui_handler.match`` looks it up on each request),
+    behind the same authentication as its own pages. ``view`` is ``{"template": absolute
+    path, "view": a MeldView taking the context}``."""
+    from supervisor import web
+
+    web.VIEWS[name] = view

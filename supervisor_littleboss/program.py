@@ -196,8 +196,8 @@ class Littleboss:
         """Act on supervisord for this service; print one line; return the exit status."""
         from supervisor.xmlrpc import Faults  # only needed to talk to supervisord
 
-        from .controller import done_line
         from .faults import EXIT_FAILED, EXIT_REFUSED, exit_status
+        from .outcome import done_line
 
         options = self._client_options()
         try:

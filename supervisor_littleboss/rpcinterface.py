@@ -9,11 +9,12 @@ from supervisor.xmlrpc import Faults, RPCError
 from . import events  # noqa: F401 - registers the LITTLEBOSS_RELOAD_* event types on import
 from .faults import LittlebossFaults as F
 from .faults import LittlebossRPCError
-from .glue import LISTEN_FDS_START, deferred
+from .glue import LISTEN_FDS_START, add_web_view, deferred
 from .group import LittlebossProcessGroup, LittlebossSubprocess, Role
 from .hooks import Plugin, install
 from .lifecycle import Rollout
 from .validate import CheckedBinary, check_binary
+from .web import PAGE, littleboss_view
 
 API_VERSION = "1.0"
 # a reload replaces the process: a STARTING one too (the candidate is held to the reload's own
@@ -291,4 +292,6 @@ def make_littleboss_rpcinterface(supervisord, **config) -> LittlebossNamespaceRP
         plugin = install(supervisord, state_file)
     except OSError as exc:  # supervisord would report it as "Cannot open an HTTP server"
         raise ValueError(f"littleboss cannot start: {exc}") from exc  # supervisord: "Error: ...", exit 2
-    return LittlebossNamespaceRPCInterface(plugin)
+    interface = LittlebossNamespaceRPCInterface(plugin)
+    add_web_view(PAGE, littleboss_view(interface))  # /littleboss.html in supervisord's web UI
+    return interface

@@ -82,7 +82,7 @@ def socket_inode(pid: int, fd: int = 3) -> str:
 class Supervisord:
     """One supervisord, its config in ``root``; programs live in ``root/conf.d/*.conf``."""
 
-    def __init__(self, root: Path, inet_http: bool = False) -> None:
+    def __init__(self, root: Path, inet_http: bool = False, credentials: tuple[str, str] | None = None) -> None:
         self.root = root
         self.confd = root / "conf.d"
         self.confd.mkdir(parents=True, exist_ok=True)
@@ -91,7 +91,9 @@ class Supervisord:
         self.log = root / "supervisord.log"
         self.output = root / "supervisord.out"
         # a second HTTP server makes supervisord call the RPC factory twice
-        inet = f"port = 127.0.0.1:{free_port()}" if inet_http else ""
+        # (also the web UI: http://127.0.0.1:{http_port}/, behind ``credentials`` if given)
+        self.http_port = free_port() if inet_http else 0
+        inet = f"port = 127.0.0.1:{self.http_port}" if inet_http else ""
         self.conf.write_text(textwrap.dedent(f"""\
             [unix_http_server]
             file = {self.sock}
@@ -120,6 +122,9 @@ class Supervisord:
             [include]
             files = {self.confd}/*.conf
             """))
+        if credentials:
+            self.conf.write_text(self.conf.read_text().replace(inet, inet + "\nusername = {}\npassword = {}".format(
+                *credentials), 1))
         self.proc: subprocess.Popen | None = None
 
     # configuration -------------------------------------------------------

@@ -33,6 +33,7 @@ def test_the_wheel_installs_in_a_fresh_virtualenv_and_runs_the_example(tmp_path)
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
     assert {f"supervisor_littleboss/example/{name}" for name in EXAMPLE_FILES} <= names
+    assert "supervisor_littleboss/templates/littleboss.html" in names  # the web page's template
     assert not any(name.startswith("tests/") for name in names)
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[-1] for name in archive.getnames()}

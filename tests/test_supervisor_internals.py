@@ -319,3 +319,25 @@ def test_supervisord_Supervisor(server_options):
     assert names.index("add_process_group") < names.index("openhttpservers"), "groups are added after the factories"
     assert_uses(options.ServerOptions.openhttpservers, "make_http_servers")
     assert_uses(http.make_http_servers, "rpcinterface_factories")
+
+
+def test_web_views_and_meld_views():
+    """glue.add_web_view adds to supervisor.web.VIEWS, which the UI handler looks up per
+    request (match and continue_request), with the form, method and SERVER_URL in the view's
+    context; web.py's view is a MeldView (template from an absolute path, render() returning
+    a string or NOT_DONE_YET, a Location header for a redirect) that sets the request's
+    reply_code for a refusal; the forms are read from a POST's body."""
+    from supervisor import web
+    from supervisor.medusa import http_server
+
+    assert {"index.html", "tail.html"} <= web.VIEWS.keys()
+    assert_uses(web.supervisor_ui_handler.match, "VIEWS")
+    assert_uses(web.supervisor_ui_handler.continue_request, "VIEWS", "ViewContext", "get_server_url",
+                "cgi_environment", "parse_qsl")
+    assert_uses(web.supervisor_ui_handler.handle_request, "collector")
+    assert_params(web.MeldView, "__init__", "self, context")
+    assert_uses(web.MeldView.__init__, "isabs", "parse_xml")
+    assert_uses(web.MeldView.__call__, "render", "NOT_DONE_YET")
+    assert "Location" in web.DeferredWebProducer.sendresponse.__code__.co_consts  # a redirect
+    assert http_server.http_request.reply_code == 200
+    assert_uses(http_server.http_request.build_reply_header, "reply_code")
