@@ -4,6 +4,9 @@
     http = lb.listener("http", "tcp", "127.0.0.1:8080", "address to serve HTTP on")
     lb.run(lambda ctx: serve(http.socket(), ctx))   # call lb.ready() once serving
 
+A ``udp`` listener (``lb.listener("dns", "udp", "127.0.0.1:5353")``) is a bound datagram
+socket, inherited or bound the same way.
+
 Each listener is also a command-line option (``--http=ADDR``). Under supervisord
 (``LISTEN_PID`` is this process) a listener takes the inherited socket of the same name
 from ``LISTEN_FDNAMES``; run directly (the seed's *bypass* mode) it binds the address
@@ -33,19 +36,20 @@ class Listener:
     """A named listening socket: inherited from supervisord, or bound from its address."""
 
     def __init__(self, name: str, network: str, address: str, usage: str) -> None:
-        if network not in ("tcp", "unix"):
-            raise ValueError(f"listener {name!r}: network must be 'tcp' or 'unix', not {network!r}")
+        if network not in ("tcp", "udp", "unix"):
+            raise ValueError(f"listener {name!r}: network must be 'tcp', 'udp' or 'unix', not {network!r}")
         self.name, self.network, self.address, self.usage = name, network, address, usage
         self._socket: socket.socket | None = None
 
     def socket(self) -> socket.socket:
-        """The listening socket (available once ``run`` has started)."""
+        """The listening socket, or for ``udp`` the bound datagram socket (available once
+        ``run`` has started)."""
         if self._socket is None:
             raise RuntimeError(f"listener {self.name!r} is not open yet: use it inside Littleboss.run")
         return self._socket
 
     def bind(self) -> socket.socket:
-        """Bypass mode: bind and listen on the address ourselves."""
+        """Bypass mode: bind (and listen on) the address ourselves."""
         if self.network == "unix":
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.bind(self.address)
@@ -54,6 +58,10 @@ class Listener:
         host, _, port = self.address.rpartition(":")
         host = host.strip("[]") or None
         family = socket.AF_INET6 if host and ":" in host else socket.AF_INET
+        if self.network == "udp":
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.bind((host or "", int(port)))
+            return sock
         return socket.create_server((host or "", int(port)), family=family, backlog=socket.SOMAXCONN)
 
 

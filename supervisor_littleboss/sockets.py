@@ -1,7 +1,7 @@
 """Listening sockets that supervisord holds on behalf of littleboss programs.
 
-Owns the ``littleboss_sockets`` URL syntax, binding (IPv4, IPv6 and unix sockets,
-built on supervisord's own socket configs and ``SocketManager``) and the registry
+Owns the ``littleboss_sockets`` URL syntax, binding (TCP and UDP over IPv4 and IPv6,
+and unix stream sockets, built on supervisord's own socket configs and ``SocketManager``) and the registry
 that keeps each socket open, the same socket, for as long as a configured program
 uses its address: across crashes, restarts, ``update`` and SIGHUP.
 """
@@ -20,11 +20,11 @@ from supervisor.datatypes import InetStreamSocketConfig, UnixStreamSocketConfig
 
 from .glue import HeldSocketManager
 
-URL_FORMS = "tcp://HOST:PORT, tcp://[IPV6]:PORT or unix:///absolute/path"
+URL_FORMS = "tcp://HOST:PORT, tcp://[IPV6]:PORT, udp://HOST:PORT, udp://[IPV6]:PORT or unix:///absolute/path"
 NAME_FORM = "letters, digits, '_', '.' and '-', starting with a letter or digit"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
-_TCP_RE = re.compile(r"^tcp://(?:\[(?P<ipv6>[^\]]+)\]|(?P<host>[^:/\[\]]+)):(?P<port>\d+)$")
+_INET_RE = re.compile(r"^(?P<scheme>tcp|udp)://(?:\[(?P<ipv6>[^\]]+)\]|(?P<host>[^:/\[\]]+)):(?P<port>\d+)$")
 _UNIX_PATH_MAX = 107  # sizeof(sun_path) - 1 on Linux
 
 
@@ -49,11 +49,19 @@ class SocketSpec:
         return self.url.startswith("unix://")
 
     @property
+    def is_datagram(self) -> bool:
+        return self.url.startswith("udp://")
+
+    @property
+    def type(self) -> int:
+        return socket.SOCK_DGRAM if self.is_datagram else socket.SOCK_STREAM
+
+    @property
     def address(self) -> tuple[int, tuple[str, int] | str]:
         """(family, address) as ``bind()`` takes them."""
         if self.is_unix:
             return socket.AF_UNIX, self.url[len("unix://"):]
-        match = _TCP_RE.match(self.url)
+        match = _INET_RE.match(self.url)
         if match["ipv6"]:
             return socket.AF_INET6, (match["ipv6"], int(match["port"]))
         return socket.AF_INET, (match["host"], int(match["port"]))
@@ -64,7 +72,9 @@ class SocketSpec:
             return SafeUnixStreamSocketConfig(
                 self.url[len("unix://"):], mode=opts.mode, owner=opts.owner, backlog=opts.backlog
             )
-        match = _TCP_RE.match(self.url)
+        match = _INET_RE.match(self.url)
+        if self.is_datagram:
+            return InetDatagramSocketConfig(*self.address)
         if match["ipv6"]:
             return Inet6StreamSocketConfig(match["ipv6"], match["port"], backlog=opts.backlog)
         return InetStreamSocketConfig(match["host"], match["port"], backlog=opts.backlog)
@@ -80,9 +90,10 @@ def parse_socket_url(url: str) -> str:
         if len(os.fsencode(path)) > _UNIX_PATH_MAX:
             raise ValueError(f"a unix socket path is limited to {_UNIX_PATH_MAX} bytes")
         return "unix://" + os.path.normpath(path)
-    match = _TCP_RE.match(url)
+    match = _INET_RE.match(url)
     if not match:
         raise ValueError("not a socket URL")
+    scheme = match["scheme"]
     port = int(match["port"])
     if not 0 < port < 65536:
         raise ValueError("the port must be between 1 and 65535")
@@ -91,37 +102,39 @@ def parse_socket_url(url: str) -> str:
             host = ipaddress.IPv6Address(match["ipv6"]).compressed
         except ValueError:
             raise ValueError(f"{match['ipv6']!r} is not an IPv6 address") from None
-        return f"tcp://[{host}]:{port}"
-    return f"tcp://{match['host'].lower()}:{port}"
+        return f"{scheme}://[{host}]:{port}"
+    return f"{scheme}://{match['host'].lower()}:{port}"
 
 
-Address = tuple[int, str, int]  # (family, IP address or unix socket path, port)
+Address = tuple[int, int, str, int]  # (family, type, IP address or unix socket path, port)
 
 
 def bound_addresses(spec: SocketSpec) -> set[Address]:
     """Where binding ``spec`` listens, however its URL spells it: each address its host
     resolves to (a trailing dot ignored; the host as written if it does not resolve), or
     the unix socket's path with its directory resolved."""
-    family, address = spec.address
+    (family, address), kind = spec.address, spec.type
     if family == socket.AF_UNIX:
         directory, name = os.path.split(address)
-        return {(family, os.path.join(os.path.realpath(directory), name), 0)}
+        return {(family, kind, os.path.join(os.path.realpath(directory), name), 0)}
     host, port = address
     try:
-        infos = socket.getaddrinfo(host.removesuffix(".") or host, port, family, socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host.removesuffix(".") or host, port, family, kind)
     except (OSError, UnicodeError):
-        return {(family, host, port)}
-    return {(family, ipaddress.ip_address(info[4][0].partition("%")[0]).compressed, port) for info in infos}
+        return {(family, kind, host, port)}
+    return {(family, kind, ipaddress.ip_address(info[4][0].partition("%")[0]).compressed, port) for info in infos}
 
 
 def same_address(a: set[Address], b: set[Address]) -> bool:
     """Do two sets of bound addresses collide? Equal, or a wildcard and any address of its
-    family on the same port (binding one makes binding the other fail)."""
+    family and type (TCP and UDP ports are apart) on the same port (binding one makes
+    binding the other fail)."""
     def wildcard(host: str) -> bool:
         return host in ("0.0.0.0", "::")
 
-    return any(fa == fb and pa == pb and (ha == hb or fa != socket.AF_UNIX and (wildcard(ha) or wildcard(hb)))
-               for fa, ha, pa in a for fb, hb, pb in b)
+    return any(fa == fb and ta == tb and pa == pb and (ha == hb or fa != socket.AF_UNIX and (wildcard(ha) or
+                                                                                       wildcard(hb)))
+               for fa, ta, ha, pa in a for fb, tb, hb, pb in b)
 
 
 def parse_socket_list(value: str) -> tuple[SocketSpec, ...]:
@@ -161,6 +174,37 @@ class Inet6StreamSocketConfig(InetStreamSocketConfig):
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(self.addr())
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+
+class DatagramSocket(socket.socket):
+    """A UDP socket held like a listening one: ``SocketManager`` calls ``listen()`` on every
+    socket it prepares (and littleboss on a changed backlog), which a datagram socket has
+    not; there is no backlog to apply, so it does nothing."""
+
+    def listen(self, backlog: int = 0) -> None:
+        pass
+
+
+class InetDatagramSocketConfig(InetStreamSocketConfig):
+    """supervisord's inet socket config, for a UDP address (IPv4 or IPv6)."""
+
+    def __init__(self, family: int, address: tuple[str, int]) -> None:
+        super().__init__(*address)
+        self.family = family
+        host = f"[{self.host}]" if family == socket.AF_INET6 else self.host
+        self.url = f"udp://{host}:{self.port}"
+
+    def create_and_bind(self) -> socket.socket:
+        sock = DatagramSocket(self.family, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(self.addr())
         except BaseException:
             sock.close()

@@ -11,7 +11,7 @@ from supervisor.options import ServerOptions
 from supervisor_littleboss.config import LittlebossGroupConfig, wrap_groups_from_parser
 from supervisor_littleboss.sockets import SocketOptions, SocketSpec
 
-FORMS = "tcp://HOST:PORT, tcp://[IPV6]:PORT or unix:///absolute/path"
+FORMS = "tcp://HOST:PORT, tcp://[IPV6]:PORT, udp://HOST:PORT, udp://[IPV6]:PORT or unix:///absolute/path"
 
 
 def group_configs(tmp_path, sections: str) -> dict:
@@ -64,7 +64,9 @@ def test_a_change_of_littleboss_settings_alone_makes_the_config_differ(tmp_path)
     (web(littleboss_sockets="http=tcp://127.0.0.1"),
      f"[program:web] littleboss_sockets = 'http=tcp://127.0.0.1' is invalid: 'tcp://127.0.0.1' for 'http': "
      f"not a socket URL. Expected name=URL, name=URL, ... with URL {FORMS}"),
-    (web(littleboss_sockets="http=udp://127.0.0.1:53"), "'udp://127.0.0.1:53' for 'http': not a socket URL"),
+    (web(littleboss_sockets="dns=udp://127.0.0.1"), "'udp://127.0.0.1' for 'dns': not a socket URL"),
+    (web(littleboss_sockets="dns=udp://[::g]:53"), "'::g' is not an IPv6 address"),
+    (web(littleboss_sockets="dns=sctp://127.0.0.1:53"), "'sctp://127.0.0.1:53' for 'dns': not a socket URL"),
     (web(littleboss_sockets="http=tcp://127.0.0.1:70000"), "the port must be between 1 and 65535"),
     (web(littleboss_sockets="http=tcp://127.0.0.1:0"), "the port must be between 1 and 65535"),
     (web(littleboss_sockets="http=tcp://[::g]:80"), "'::g' is not an IPv6 address"),
@@ -98,7 +100,8 @@ def test_a_change_of_littleboss_settings_alone_makes_the_config_differ(tmp_path)
        "by [program:web]")
       for first, second in [("tcp://127.0.0.1:80", "tcp://localhost:80"),
                             ("tcp://localhost:80", "tcp://localhost.:80"),
-                            ("tcp://0.0.0.0:80", "tcp://127.0.0.1:80"), ("tcp://[::1]:80", "tcp://[::]:80")]],
+                            ("tcp://0.0.0.0:80", "tcp://127.0.0.1:80"), ("tcp://[::1]:80", "tcp://[::]:80"),
+                            ("udp://127.0.0.1:53", "udp://localhost:53"), ("udp://[::]:53", "udp://[::1]:53")]],
     (web(littleboss_sockets="a=tcp://127.0.0.1:80, b=tcp://localhost:80"),
      "[program:web] littleboss_sockets: address tcp://localhost:80 is already claimed (the same address as "
      "tcp://127.0.0.1:80) by [program:web]"),
@@ -121,6 +124,11 @@ def test_a_unix_socket_reached_through_a_symlinked_directory_is_the_same_address
         group_configs(tmp_path, web(littleboss_sockets=f"a=unix://{tmp_path}/run/a.sock")
                       + f"[program:other]\ncommand=/bin/true\nlittleboss_sockets = a=unix://{tmp_path}/link/a.sock\n")
     assert f"address unix://{tmp_path}/link/a.sock is already claimed (the same address as " in str(error.value)
+
+
+def test_tcp_and_udp_on_the_same_port_are_different_addresses(tmp_path):
+    configs = group_configs(tmp_path, web(littleboss_sockets="http=tcp://127.0.0.1:5353, dns=udp://127.0.0.1:5353"))
+    assert [spec.url for spec in configs["web"].littleboss.sockets] == ["tcp://127.0.0.1:5353", "udp://127.0.0.1:5353"]
 
 
 def test_a_program_section_name_with_spaces_is_the_program_as_supervisord_names_it(tmp_path):
