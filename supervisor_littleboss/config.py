@@ -34,6 +34,9 @@ class ReloadSettings:
     lameduck: float | None = None  # None: the program's stopwaitsecs
     fallback_window: float = 30  # 0: no automatic rollback
     surge: int = 1  # slots of a numprocs > 1 program that may have a candidate at once
+    check: tuple[str, ...] = ()  # a command that must pass against a ready candidate (argv)
+    check_interval: float = 1
+    check_timeout: float = 10
     allow: tuple[str, ...] = ()  # glob patterns; empty: only the configured command's path
 
 
@@ -86,6 +89,17 @@ def _ready_mode(value: str) -> str:
     return value.strip().lower()
 
 
+def _command(value: str) -> tuple[str, ...]:
+    """Shell-style words (quote one that holds a space), at least one."""
+    try:
+        words = tuple(shlex.split(value))
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+    if not words:
+        raise ValueError("it is empty")
+    return words
+
+
 def _globs(value: str) -> tuple[str, ...]:
     """Patterns separated by spaces or commas; one that holds a space is quoted, as in a shell."""
     lexer = shlex.shlex(value, posix=True)
@@ -113,6 +127,9 @@ OPTION_KEYS: dict[str, tuple[str, str, Callable[[str], object], str]] = {
     "littleboss_ready_timeout": ("reload", "ready_timeout", _positive_seconds, "seconds, more than 0"),
     "littleboss_lameduck": ("reload", "lameduck", _seconds, "seconds, 0 or more"),
     "littleboss_fallback_window": ("reload", "fallback_window", _seconds, "seconds, 0 (off) or more"),
+    "littleboss_check": ("reload", "check", _command, "a command, in shell-style words"),
+    "littleboss_check_interval": ("reload", "check_interval", _positive_seconds, "seconds, more than 0"),
+    "littleboss_check_timeout": ("reload", "check_timeout", _positive_seconds, "seconds, more than 0"),
     "littleboss_surge": ("reload", "surge", _positive_integer, "a positive integer, at most numprocs"),
     "littleboss_allow": ("reload", "allow", _globs,
                          "absolute paths or glob patterns, separated by spaces (quote one that holds a space)"),

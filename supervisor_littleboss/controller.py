@@ -152,7 +152,7 @@ class LittlebossControllerPlugin(ControllerPluginBase):
 
     def _progress(self, name: str, last: dict, said: set) -> None:
         """A line per step of each slot (started, ready, promoted), once."""
-        steps = {"starting": ["started"], "settling": ["started", "ready"],
+        steps = {"starting": ["started"], "checking": ["started", "ready"], "settling": ["started", "ready"],
                  "draining": ["started", "ready", "promoted"], "done": ["started", "ready", "promoted"]}
         slots = last["slots"]
         for slot in slots:
@@ -167,6 +167,11 @@ class LittlebossControllerPlugin(ControllerPluginBase):
                     self._say(f"{label}: candidate pid {pid} is ready")
                 else:
                     self._say(f"{label}: promoted pid {pid}; old pid {slot['old_pid']} draining")
+            check = slot.get("check", "")
+            if check and (slot["slot"], "check", check) not in said:  # each new outcome of its check, once
+                said.add((slot["slot"], "check", check))
+                passed = slot["phase"] in ("settling", "draining", "done")
+                self._say(f"{label}: check of candidate pid {pid} {'passed' if passed else 'failed'} ({check})")
         if last["phase"] == "rolling back" and "rolling back" not in said:
             said.add("rolling back")
             self._say(f"{name}: a process failed; swapping the switched processes back to {last['old_path']}")

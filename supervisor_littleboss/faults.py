@@ -33,6 +33,7 @@ class LittlebossFaults:
     ABORTED = 1423
     SPAWN_FAILED = 1424
     EXITED_AFTER_PROMOTION = 1425
+    CHECK_FAILED = 1426
 
     @classmethod
     def name_of(cls, code: int) -> str:

@@ -205,6 +205,26 @@ def close_loggers(dispatchers: Iterable, keep: Iterable[Subprocess]) -> None:
                 log.close()
 
 
+def write_program_log(process: Subprocess, data: bytes) -> bool:
+    """``childlog`` (since 3.0): write ``data`` to the process's stdout log file, as its own
+    output is written; False if it has none open."""
+    for dispatcher in output_dispatchers(process).values():
+        if dispatcher.channel == "stdout" and dispatcher.childlog is not None:
+            dispatcher.childlog.info(data)
+            return True
+    return False
+
+
+# --- supervisor.supervisord.Supervisor.reap ----------------------------------------------
+
+def reap_with(options: ServerOptions, pid: int, child: object) -> None:
+    """``ServerOptions.pidhistory`` (since 3.0): supervisord's reap() waits for any child and
+    hands the exit status of one recorded there to its ``finish(pid, status)`` (else it logs
+    "reaped unknown pid" and the status is lost): a child littleboss starts itself is
+    recorded so."""
+    options.pidhistory[pid] = child
+
+
 # --- supervisor.socket_manager.SocketManager ----------------------------------------------
 
 class HeldSocketManager(SocketManager):

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import copy
 import enum
+import functools
 import os
+import re
 import shlex
 import signal
 import socket
@@ -27,15 +29,18 @@ from supervisor.options import ProcessException, decode_wait_status, signame
 from supervisor.process import ProcessGroup, Subprocess
 from supervisor.states import STOPPED_STATES, ProcessStates, SupervisorStates
 
+from .check import CheckRun
 from .config import LittlebossGroupConfig, ReloadSettings
 from .faults import LittlebossRPCError
 from .glue import (
     ChildSetupSubprocess,
     close_loggers,
     output_dispatchers,
+    reap_with,
     share_loggers,
     silence_events,
     tap_output,
+    write_program_log,
 )
 from .lifecycle import Rollout
 from .notify import NotifyReceiver
@@ -463,6 +468,31 @@ class LittlebossProcessGroup(ProcessGroup):
         self.extras.append(candidate)
         candidate.spawn()
         return candidate
+
+    def start_check(self, slot: int, candidate: LittlebossSubprocess, now: float) -> CheckRun:
+        """Run ``littleboss_check`` against ``slot``'s candidate; its output goes to the program's
+        log, each line marked as the check's."""
+        settings = self.settings
+        run = CheckRun(list(settings.check), self._check_environment(slot, candidate), settings.check_timeout, now,
+                       functools.partial(self._log_check_output, slot))
+        if run.pid:
+            reap_with(self.config.options, run.pid, run)
+        return run
+
+    def _check_environment(self, slot: int, candidate: LittlebossSubprocess) -> dict[str, str]:
+        """supervisord's environment, and what reaches the candidate alone: its pid, binary and
+        the program's socket addresses (all in LITTLEBOSS_SOCKETS, and one by one)."""
+        env = {**os.environ, "LITTLEBOSS_PROGRAM": self.name, "LITTLEBOSS_PROCESS": self.slot_name(slot),
+               "LITTLEBOSS_PID": str(candidate.pid), "LITTLEBOSS_BINARY": candidate.running_path or "",
+               "LITTLEBOSS_SOCKETS": " ".join(f"{spec.name}={spec.url}" for spec in self.sockets)}
+        for spec in self.sockets:
+            env["LITTLEBOSS_SOCKET_" + re.sub(r"[^A-Z0-9]", "_", spec.name.upper())] = spec.url
+        return env
+
+    def _log_check_output(self, slot: int, lines: bytes) -> None:
+        marked = b"".join(b"littleboss check: " + line for line in lines.splitlines(keepends=True))
+        if not write_program_log(self.serving(slot), marked):
+            self.log(marked.decode(errors="replace").rstrip())
 
     def discard(self, candidate: LittlebossSubprocess) -> None:
         """Stop a candidate that will not be promoted, with every process it forked.

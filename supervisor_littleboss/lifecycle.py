@@ -3,13 +3,15 @@
 A program has N slots (its processes ``x:x_0`` ... ``x:x_{N-1}``; N = numprocs). One
 slot's **swap**:
 
-    starting -> settling -> draining -> done
-        \\           \\
-         `-----------`--> failed(code, reason)
+    starting -> [checking ->] settling -> draining -> done
+        \\            \\             \\
+         `------------`-------------`--> failed(code, reason)
 
 ``starting``: a candidate with the new binary runs beside the slot's process on the same
 sockets until it answers that it is ready (``startsecs`` up, or ``READY=1`` from its main
-pid). ``settling``: it must stay up ``littleboss_settle`` more seconds. Then it is
+pid). ``checking``, with ``littleboss_check``: the command runs every
+``littleboss_check_interval`` until it passes. ``settling``: it must stay up
+``littleboss_settle`` more seconds. Then it is
 promoted into the slot and the process it replaces drains (``draining``, with the
 lameduck) until it exits (``done``). A failure before promotion discards the candidate and
 leaves the slot's process untouched.
@@ -63,6 +65,13 @@ class Candidate(Protocol):
     def exit_report(self) -> str: ...  # how it ended, with its last output lines
 
 
+class Check(Protocol):
+    """One run of the program's check against a candidate."""
+
+    def poll(self, now: float) -> tuple[bool, str] | None: ...  # (passed, how) once over
+    def stop(self) -> None: ...
+
+
 class Slots(Protocol):
     """What the lifecycle asks of a program's group."""
 
@@ -74,6 +83,7 @@ class Slots(Protocol):
     def serving(self, slot: int) -> Candidate: ...
     def slot_path(self, slot: int) -> str: ...  # the binary the slot's process runs
     def start_candidate(self, slot: int, path: str, binary: CheckedBinary | None) -> Candidate: ...
+    def start_check(self, slot: int, candidate: Candidate, now: float) -> Check: ...
     def promote(self, slot: int, candidate: Candidate) -> Candidate: ...  # returns the replaced process
     def discard(self, candidate: Candidate) -> None: ...
     def run_slots_on(self, path: str) -> None: ...  # the binary every slot's next spawn runs
@@ -89,6 +99,7 @@ class Slots(Protocol):
 class Phase(enum.Enum):
     WAITING = "waiting"  # a slot whose swap has not started
     STARTING = "starting"
+    CHECKING = "checking"  # ready; littleboss_check has not passed yet
     SETTLING = "settling"
     RUNNING = "running"  # a rollout with swaps under way
     DRAINING = "draining"
@@ -108,7 +119,9 @@ class Swap:
         self.old_pid = group.serving(slot).pid
         self.old: Candidate | None = None  # the process it replaced, once promoted
         self.candidate: Candidate | None = None
-        self.started_at = self.ready_at = self.promoted_at = 0.0
+        self.started_at = self.ready_at = self.promoted_at = self.next_check = self.check_started = 0.0
+        self.check: Check | None = None  # the check run under way
+        self.checked = ""  # how its last check run ended
         self.code, self.reason = 0, ""
 
     @property
@@ -124,7 +137,7 @@ class Swap:
 
     @property
     def in_flight(self) -> bool:
-        return self.phase in (Phase.STARTING, Phase.SETTLING)
+        return self.phase in (Phase.STARTING, Phase.CHECKING, Phase.SETTLING)
 
     @property
     def promoted(self) -> bool:
@@ -151,11 +164,14 @@ class Swap:
             if not candidate.pid:
                 self.fail(F.EXITED_BEFORE_READY, f"it exited before it was ready ({candidate.exit_report()})")
             elif candidate.is_ready(now):
-                self.phase, self.ready_at = Phase.SETTLING, now
+                self.phase = Phase.CHECKING if settings.check else Phase.SETTLING
+                self.ready_at = self.next_check = now
                 self.group.log(f"{self.label}candidate pid {candidate.pid} is ready")
             elif now - self.started_at > settings.ready_timeout:
                 self.fail(F.READY_TIMEOUT, f"it was not ready within {settings.ready_timeout:g}s "
                                            f"(littleboss_ready = {settings.ready})")
+        if self.phase is Phase.CHECKING:
+            self._check(now)
         if self.phase is Phase.SETTLING:
             if not candidate.pid:
                 self.fail(F.SETTLE_FAILED, f"it exited {now - self.ready_at:.1f}s after it was ready, "
@@ -169,8 +185,34 @@ class Swap:
             self.phase = Phase.DONE
             self.group.log(f"{self.label}old pid {self.old_pid} has exited")
 
+    def _check(self, now: float) -> None:
+        """Run the check every interval until it passes; the ready timeout bounds it all."""
+        candidate, settings = self.candidate, self.settings
+        if not candidate.pid:
+            return self.fail(F.EXITED_BEFORE_READY, f"it exited before it passed its check "
+                                                    f"({candidate.exit_report()})")
+        if self.check is None and now >= self.next_check:
+            self.check = self.group.start_check(self.slot, candidate, now)
+            self.check_started, self.next_check = now, now + settings.check_interval
+        outcome = self.check.poll(now) if self.check is not None else None
+        if outcome is not None:
+            self.check = None
+            passed, self.checked = outcome
+            if passed:
+                self.phase, self.ready_at = Phase.SETTLING, now
+                self.group.log(f"{self.label}candidate pid {candidate.pid} passed its check")
+                return
+            self.group.log(f"{self.label}check of candidate pid {candidate.pid} failed: {self.checked}")
+        if now - self.started_at > settings.ready_timeout:
+            self.fail(F.CHECK_FAILED, f"its check did not pass within {settings.ready_timeout:g}s "
+                                      f"(littleboss_ready_timeout); last run: {self.checked or 'none finished'}")
+
     def due_in(self, now: float) -> float | None:
         """Seconds until it moves on by time alone (None: only an event moves it)."""
+        if self.phase is Phase.CHECKING:
+            due = self.started_at + self.settings.ready_timeout
+            run_ends = self.check_started + self.settings.check_timeout
+            return min(due, self.next_check if self.check is None else run_ends) - now
         if self.phase is Phase.SETTLING:
             return self.ready_at + self.settings.settle - now
         if self.phase is Phase.STARTING:
@@ -182,6 +224,9 @@ class Swap:
     def fail(self, code: int, reason: str) -> None:
         """Stop before promotion: the candidate (if any) is discarded, the slot's process stays."""
         self.phase, self.code, self.reason = Phase.FAILED, code, reason
+        if self.check is not None:
+            self.check.stop()
+            self.check = None
         if self.candidate is not None:
             self.group.discard(self.candidate)
 
@@ -189,7 +234,7 @@ class Swap:
         candidate = self.candidate
         return {"slot": self.slot, "process": self.group.slot_name(self.slot), "phase": self.phase.value,
                 "old_pid": self.old_pid, "candidate_pid": candidate.last_pid if candidate else 0,
-                "error": self.reason}
+                "check": self.checked, "error": self.reason}
 
 
 class Rollout:

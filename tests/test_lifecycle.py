@@ -394,3 +394,59 @@ def test_a_later_deadline_of_another_program_never_puts_off_an_earlier_one(ticke
     ticker.wake_in(0.015)  # another program's settle ends later: the early tick stays
     ticker.wake_in(0.002)  # and one ending sooner brings it forward
     assert ticker.settime.call_args_list[1:] == [mocker.call(0.010, INTERVAL), mocker.call(0.002, INTERVAL)]
+
+
+# --- littleboss_check ------------------------------------------------------------
+class FakeCheck:
+    """A check run that ends (passed or not) when the test says."""
+
+    def __init__(self, outcomes: list) -> None:
+        self.outcome, self.stopped = outcomes.pop(0) if outcomes else None, False
+
+    def poll(self, now: float):
+        return self.outcome
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def checked_group(outcomes: list, **settings) -> FakeGroup:
+    group = FakeGroup(check=("/bin/check",), check_interval=1, **settings)
+    group.checks = []
+
+    def start_check(slot, candidate, now):
+        group.checks.append(FakeCheck(outcomes))
+        return group.checks[-1]
+
+    group.start_check = start_check
+    return group
+
+
+def test_a_check_that_fails_twice_then_passes_holds_promotion_until_it_passes():
+    group = checked_group([(False, "exit status 1"), (False, "exit status 1"), (True, "exit status 0")])
+    rollout = begin(group)
+    rollout.step(T0 + 1)  # ready: the first run starts, fails
+    assert rollout.shown_phase == "checking" and len(group.checks) == 1
+    rollout.step(T0 + 1.5)  # within the interval: no new run
+    assert len(group.checks) == 1 and rollout.swaps[0].info()["check"] == "exit status 1"
+    rollout.step(T0 + 2)
+    rollout.step(T0 + 3)  # the third run passes; settle 0: promoted at once
+    assert len(group.checks) == 3 and rollout.phase is Phase.DRAINING
+
+
+def test_a_check_that_never_passes_fails_the_reload_with_its_last_result():
+    group = checked_group([(False, "exit status 2; last output: db down")] * 10, ready_timeout=5)
+    rollout = begin(group)
+    for t in range(1, 8):
+        rollout.step(T0 + t)
+    assert rollout.failure.code == 1426 and group.discarded == group.candidates
+    assert "its check did not pass within 5s (littleboss_ready_timeout); last run: exit status 2; last output: " \
+           "db down" in rollout.failure.text
+
+
+def test_a_running_check_is_stopped_with_its_candidate():
+    group = checked_group([None])  # a run that never ends by itself
+    rollout = begin(group)
+    rollout.step(T0 + 1)
+    rollout.abort("the program is being stopped")
+    assert group.checks[0].stopped and rollout.failure.code == 1423

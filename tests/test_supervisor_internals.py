@@ -341,3 +341,11 @@ def test_web_views_and_meld_views():
     assert "Location" in web.DeferredWebProducer.sendresponse.__code__.co_consts  # a redirect
     assert http_server.http_request.reply_code == 200
     assert_uses(http_server.http_request.build_reply_header, "reply_code")
+
+
+def test_pidhistory_and_childlog_for_the_checks_littleboss_runs():
+    """glue.reap_with records a check's pid in ServerOptions.pidhistory, which reap() looks up
+    to hand the exit status to finish(pid, sts) and then forgets; glue.write_program_log
+    writes through an output dispatcher's childlog."""
+    assert_uses(supervisord_module.Supervisor.reap, "pidhistory", "finish", "waitpid")
+    assert_attributes(dispatchers.POutputDispatcher, "childlog")
