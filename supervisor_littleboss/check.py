@@ -13,6 +13,9 @@ import os
 import signal
 from collections.abc import Callable
 
+from .orphans import kill_group
+from .outcome import last_lines
+
 TAIL_BYTES = 2048
 
 
@@ -62,16 +65,16 @@ class CheckRun:
 
     def _end(self, passed: bool, how: str) -> tuple[bool, str]:
         self._read()
-        self._kill_group()
+        if self.pid:
+            kill_group(self.pid)
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
         if self.partial:
             self.output(self.partial + b"\n")
             self.partial = b""
-        lines = bytes(self.tail).decode(errors="replace").strip().splitlines()[-3:]
-        lines = ["".join(c if c.isprintable() else "?" for c in line) for line in lines]
-        return passed, how + ("; last output: " + " | ".join(lines) if lines else "")
+        lines = last_lines(bytes(self.tail), 3)
+        return passed, how + (f"; last output: {lines}" if lines else "")
 
     def _read(self) -> None:
         while self.fd is not None:
@@ -88,9 +91,3 @@ class CheckRun:
             self.tail.extend(data)
             del self.tail[:-TAIL_BYTES]
 
-    def _kill_group(self) -> None:
-        if self.pid:
-            try:
-                os.killpg(self.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass

@@ -44,7 +44,8 @@ from .glue import (
 )
 from .lifecycle import Rollout
 from .notify import NotifyReceiver
-from .orphans import ProcessRecord, signal_group, still_alive, take_listener
+from .orphans import ProcessRecord, kill_group, signal_group, still_alive, take_listener
+from .outcome import last_lines
 from .sockets import REGISTRY, SocketSpec
 from .state import ProgramState
 from .validate import CheckedBinary, allowed_patterns, check_binary
@@ -212,18 +213,14 @@ class LittlebossSubprocess(ChildSetupSubprocess):
     def kill_process_group(self) -> None:
         """SIGKILL the process group it leads (it and any child it forked), if any is left."""
         if self.last_pid:
-            try:
-                os.killpg(self.last_pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            kill_group(self.last_pid)
 
     def exit_report(self) -> str:
         """How it ended, with the last lines of its stderr (control characters, which XML
         cannot carry, shown as ``?``)."""
-        lines = bytes(self.tail).decode(errors="replace").strip().splitlines()[-5:]
-        lines = ["".join(c if c.isprintable() else "?" for c in line) for line in lines]
+        lines = last_lines(bytes(self.tail), 5)
         report = self.last_exit or self.spawnerr or "not started"
-        return report + ("; last output: " + " | ".join(lines) if lines else "")
+        return report + (f"; last output: {lines}" if lines else "")
 
 
 class LittlebossProcessGroup(ProcessGroup):

@@ -20,6 +20,7 @@ import errno
 import fcntl
 import ipaddress
 import os
+import signal
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -123,6 +124,15 @@ def _open_pidfd(record: ProcessRecord) -> int | None:
         return pidfd
     os.close(pidfd)
     return None
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL every process left in process group ``pgid`` (its leader's pid, which Linux
+    does not reuse while the group has members); nothing if none is left."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def signal_group(record: ProcessRecord, sig: int) -> bool:

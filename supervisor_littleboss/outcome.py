@@ -3,6 +3,14 @@ web page. Everything here works on the structs ``littleboss.reload`` and
 ``getProgramInfo`` return."""
 from __future__ import annotations
 
+
+def last_lines(output: bytes, count: int) -> str:
+    """The last ``count`` lines of ``output``, joined by `` | ``, control characters (which
+    XML cannot carry) shown as ``?``."""
+    lines = output.decode(errors="replace").strip().splitlines()[-count:]
+    return " | ".join("".join(c if c.isprintable() else "?" for c in line) for line in lines)
+
+
 DONE = {"reload": "reloaded", "rollback": "rolled back", "fallback": "rolled back automatically"}
 
 
