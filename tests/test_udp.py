@@ -102,7 +102,7 @@ def test_ten_reloads_of_a_udp_program_answer_every_datagram_exactly_once(sv, tmp
         sent, answers = client.sent, dict(client.answers)
     missing = [n for n in range(sent) if n not in answers]
     repeated = {n: replies for n, replies in answers.items() if len(replies) > 1}
-    assert sent > 5000 and not missing and not repeated, (sent, missing[:10], list(repeated.items())[:5])
+    assert sent > 1000 and not missing and not repeated, (sent, missing[:10], list(repeated.items())[:5])
 
 
 def test_a_udp_port_in_use_is_reported_with_the_program_and_address(sv, tmp_path):
