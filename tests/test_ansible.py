@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness import HTTPAPP, Supervisord, free_port, http_get, make_executable, make_release
+from harness import HTTPAPP, Supervisord, free_port, http_get, make_executable, make_release, wait_for
 from load import Load
 
 pytestmark = pytest.mark.e2e  # starts three real supervisords
@@ -77,6 +77,7 @@ class Fleet:
         releases = root / "releases"
         self.v1, self.v2 = make_release(releases, "v1", "v1"), make_release(releases, "v2", "v2")
         crash = make_release(releases, "crash", "v3", "--mode", "crash")
+        self.slow = make_release(releases, "slow", "v4", "--warmup", "3")  # ready after 3 s
         # v3 crashes on host2 only (say, a setting that host lacks)
         self.v3 = make_executable(releases, "v3", f'#!/bin/sh\n[ "$FLEET_HOST" = host2 ] && exec {crash}\n'
                                                   f'APP_VERSION=v3 exec {HTTPAPP}\n')
@@ -249,8 +250,8 @@ def test_rollback_playbook_returns_every_host_to_its_previous_binary(fleet):
     assert {host: stats["changed"] for host, stats in again["stats"].items()} == dict.fromkeys(HOSTS, 0)
 
 
-def test_bad_input_fails_the_task_with_a_clear_message(fleet):
-    socket_url = f"unix://{fleet.sv['host1'].sock}"
+def test_bad_input_and_a_timeout_fail_the_task_with_a_clear_message(fleet):
+    socket_url, host2_url = (f"unix://{fleet.sv[host].sock}" for host in ("host1", "host2"))
     tasks = {
         "unknown": {"name": "nope", "path": fleet.v2, "server_url": socket_url},
         "relative": {"name": PROGRAM, "path": "releases/v2/app", "server_url": socket_url},
@@ -258,6 +259,7 @@ def test_bad_input_fails_the_task_with_a_clear_message(fleet):
         "credentials": {"name": PROGRAM, "path": fleet.v2, "server_url": fleet.http_url, "username": USERNAME,
                         "password": "wrong"},
         "not-previous": {"name": PROGRAM, "state": "rolled_back", "path": fleet.v3, "server_url": socket_url},
+        "timeout": {"name": PROGRAM, "path": fleet.slow, "server_url": host2_url, "timeout": 1},
     }
     play = [{"hosts": "host1", "gather_facts": False, "tasks": [
         {"name": name, MODULE: args, "ignore_errors": True} for name, args in tasks.items()]}]
@@ -274,6 +276,11 @@ def test_bad_input_fails_the_task_with_a_clear_message(fleet):
                                              "(HTTP 401 Unauthorized): check username and password")
     assert results["not-previous"]["msg"].startswith(f"{PROGRAM}: cannot roll back to {fleet.v3}: it runs")
     assert fleet.untouched("host1") == before
+    assert results["timeout"]["msg"] == (f"no answer from supervisord at {host2_url} within 1s (timeout); the "
+                                         f"reload may still be running in supervisord (supervisorctl "
+                                         f"littleboss:status {PROGRAM} shows it)")
+    wait_for(lambda: fleet.info("host2")["phase"] == "idle", what="the reload on host2 to end")
+    assert fleet.info("host2")["path"] == fleet.slow
 
 
 def test_ansible_doc_shows_the_module(fleet):
