@@ -228,7 +228,11 @@ class TaskFailure(Exception):
 
 
 class UnreachableError(TaskFailure):
-    """supervisord did not answer at a URL (another default URL may)."""
+    """supervisord did not answer at ``url`` (another default URL may)."""
+
+    def __init__(self, url: str, error: OSError) -> None:
+        super().__init__(f"cannot reach supervisord at {url}: {error}")
+        self.reason = f"{url} ({error})"
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -253,17 +257,18 @@ class Transport(xmlrpc.client.Transport):
     """XML-RPC to ``url`` (``unix://`` or ``http(s)://``) with basic auth and a socket timeout."""
 
     def __init__(self, url: str, username: str | None, password: str | None, timeout: float) -> None:
-        headers = []
+        super().__init__()
+        self.url, self.timeout = url, timeout
+        self.auth = []
         if username is not None or password is not None:
             token = base64.b64encode(f"{username or ''}:{password or ''}".encode()).decode("ascii")
-            headers.append(("Authorization", f"Basic {token}"))
-        super().__init__(headers=headers)
-        self.url, self.timeout = url, timeout
+            self.auth.append(("Authorization", f"Basic {token}"))
 
     def make_connection(self, host):
         if self._connection and host == self._connection[0]:
             return self._connection[1]
-        chost, self._extra_headers, _ = self.get_host_info(host)
+        chost, extra_headers, _ = self.get_host_info(host)
+        self._extra_headers = [*(extra_headers or []), *self.auth]  # Transport(headers=) needs Python 3.8
         if self.url.startswith("unix://"):
             connection = UnixHTTPConnection(self.url[len("unix://"):], self.timeout)
         elif self.url.startswith("https://"):
@@ -301,11 +306,13 @@ class Supervisord:
                                   "check username and password") from None
             raise TaskFailure(f"supervisord at {self.url} answered HTTP {exc.errcode} {exc.errmsg}") from None
         except socket.timeout:  # noqa: UP041 - TimeoutError only from Python 3.10 (the target may be older)
-            what = " the reload may still be running in supervisord" if method in ("reload", "rollback") else ""
-            raise TaskFailure(f"no answer from supervisord at {self.url} within {self.timeout:g}s (timeout);{what} "
-                              f"(supervisorctl littleboss:status {args[0]} shows it)") from None
+            text = f"no answer from supervisord at {self.url} within {self.timeout:g}s (timeout)"
+            if method in ("reload", "rollback"):
+                text += (f"; the {method} may still be running in supervisord (supervisorctl littleboss:status "
+                         f"{args[0]} shows it)")
+            raise TaskFailure(text) from None
         except OSError as exc:
-            raise UnreachableError(f"cannot reach supervisord at {self.url}: {exc}") from None
+            raise UnreachableError(self.url, exc) from None
         except (http.client.HTTPException, xmlrpc.client.ResponseError) as exc:
             raise TaskFailure(f"supervisord at {self.url} gave a bad answer: {exc!r}") from None
         finally:
@@ -330,7 +337,7 @@ def connect(params: dict) -> tuple[Supervisord, dict]:
         except UnreachableError as exc:
             if len(urls) == 1:
                 raise
-            unreachable.append(f"{url} ({str(exc).split(': ', 1)[1]})")
+            unreachable.append(exc.reason)
     raise TaskFailure(f"cannot reach supervisord at any default server_url: {', '.join(unreachable)}; "
                       "set server_url")
 
