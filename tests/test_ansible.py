@@ -169,7 +169,8 @@ def fleet(tmp_path_factory) -> Fleet:
 def load_on(fleet: Fleet):
     """A light client load on every host's port (new connections), flowing before and after the block."""
     with contextlib.ExitStack() as stack:
-        loads = [stack.enter_context(Load(("127.0.0.1", fleet.ports[host]), threads=2, rate=20)) for host in HOSTS]
+        loads = [stack.enter_context(Load(("127.0.0.1", fleet.ports[host]), threads=2, rate=20, duration=180))
+                 for host in HOSTS]
         for load in loads:
             load.wait_for_requests(20)
         yield loads
