@@ -1,0 +1,291 @@
+"""The Ansible collection (ansible_collections/supervisor_littleboss/fleet) run by the real
+ansible-playbook against a fleet of three supervisords on this machine (hosts on the local
+connection, each with its own server_url), under client load on each host's port."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from harness import HTTPAPP, Supervisord, free_port, http_get, make_executable, make_release, wait_for
+from load import Load
+
+pytestmark = pytest.mark.e2e  # starts three real supervisords
+
+ROOT = Path(__file__).parent.parent  # ANSIBLE_COLLECTIONS_PATH: it holds ansible_collections/
+BIN = Path(sys.executable).parent  # ansible-core is a test dependency: its scripts are in this virtualenv
+HOSTS = ("host1", "host2", "host3")
+PROGRAM = "web"
+USERNAME, PASSWORD = "deploy", "s3cret"  # host3's HTTP server asks for them
+MODULE = "supervisor_littleboss.fleet.littleboss"
+# ansible-core ships no JSON stdout callback (ansible.posix has one): this one prints, as the last
+# line, {"results": {host: {first word of a task's name: its result, with "outcome": ok, failed
+# or skipped}}, "stats": {host: counts}}
+CALLBACK = '''
+import json
+from ansible.plugins.callback import CallbackBase
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "stdout"
+    CALLBACK_NAME = "results_json"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.results = {}
+
+    def record(self, result, outcome):
+        # ansible-core 2.19 names them host, task and result; 2.17 only _host, _task and _result
+        host, task, data = (getattr(result, name, None) or getattr(result, "_" + name)
+                            for name in ("host", "task", "result"))
+        self.results.setdefault(host.get_name(), {})[task.get_name().split()[0]] = dict(data, outcome=outcome)
+
+    def v2_runner_on_ok(self, result):
+        self.record(result, "ok")
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self.record(result, "failed")
+
+    def v2_runner_on_skipped(self, result):
+        self.record(result, "skipped")
+
+    def v2_playbook_on_stats(self, stats):
+        counts = {host: stats.summarize(host) for host in stats.processed}
+        self._display.display(json.dumps({"results": self.results, "stats": counts}, default=str))
+'''
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name, path=str(BIN))
+    assert path, f"{name} is not in {BIN}: pip install -e '.[test]' (ansible-core is a test dependency)"
+    return path
+
+
+class Fleet:
+    """Three supervisords, ``host1`` to ``host3``, each running ``web`` on a port of its own (host3
+    reached over HTTP with credentials), the releases they swap, and an inventory naming them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        releases = root / "releases"
+        self.v1, self.v2 = make_release(releases, "v1", "v1"), make_release(releases, "v2", "v2")
+        crash = make_release(releases, "crash", "v3", "--mode", "crash")
+        self.slow = make_release(releases, "slow", "v4", "--warmup", "3")  # ready after 3 s
+        # v3 crashes on host2 only (say, a setting that host lacks)
+        self.v3 = make_executable(releases, "v3", f'#!/bin/sh\n[ "$FLEET_HOST" = host2 ] && exec {crash}\n'
+                                                  f'APP_VERSION=v3 exec {HTTPAPP}\n')
+        self.sv: dict[str, Supervisord] = {}
+        self.ports: dict[str, int] = {}
+        inventory = ["[web]"]
+        for host in HOSTS:
+            sv = self.sv[host] = Supervisord(root / host, inet_http=host == "host3")
+            port = self.ports[host] = free_port()
+            sv.program(PROGRAM, command=self.v1, environment=f'FLEET_HOST="{host}"',
+                       littleboss_sockets=f"http=tcp://127.0.0.1:{port}", littleboss_allow=f"{releases}/*/app",
+                       littleboss_ready="notify", littleboss_fallback_window=0)
+            url = f"unix://{sv.sock}"
+            if host == "host3":
+                text = sv.conf.read_text()
+                http = re.search(r"port = (127\.0\.0\.1:\d+)", text)
+                sv.conf.write_text(text.replace(http[0], f"{http[0]}\nusername = {USERNAME}\npassword = {PASSWORD}"))
+                self.http_url = f"http://{http[1]}"
+                url = f"{self.http_url} littleboss_username={USERNAME} littleboss_password={PASSWORD}"
+            inventory.append(f"{host} littleboss_server_url={url} health_url=http://127.0.0.1:{port}/")
+        inventory += ["[web:vars]", "ansible_connection=local", f"ansible_python_interpreter={sys.executable}"]
+        self.inventory = root / "inventory.ini"
+        self.inventory.write_text("\n".join(inventory) + "\n")
+        (root / "ansible.cfg").write_text("[defaults]\n")
+        (root / "callbacks").mkdir()
+        (root / "callbacks" / "results_json.py").write_text(CALLBACK)
+        self.env = {key: value for key, value in os.environ.items()
+                    if not key.startswith("ANSIBLE_") and not key.lower().endswith("_proxy")}
+        self.env.update(ANSIBLE_CONFIG=str(root / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(ROOT),
+                        ANSIBLE_HOME=str(root / "ansible"), ANSIBLE_LOCAL_TEMP=str(root / "ansible" / "tmp"),
+                        ANSIBLE_REMOTE_TEMP=str(root / "ansible" / "remote"), ANSIBLE_NOCOLOR="1",
+                        ANSIBLE_STDOUT_CALLBACK="results_json",
+                        ANSIBLE_CALLBACK_PLUGINS=str(root / "callbacks"), ANSIBLE_RETRY_FILES_ENABLED="0",
+                        ANSIBLE_DEPRECATION_WARNINGS="0", ANSIBLE_PIPELINING="1", LC_ALL="C.UTF-8",
+                        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+
+    def info(self, host: str) -> dict:
+        return self.sv[host].rpc.littleboss.getProgramInfo(PROGRAM)
+
+    def untouched(self, host: str) -> tuple:
+        """What a task that changed nothing leaves as it was: pid, binary, history."""
+        info = self.info(host)
+        return info["pid"], info["path"], info["history"]
+
+    def serving(self, host: str) -> str:
+        """The version that answers on the host's port."""
+        return http_get(("127.0.0.1", self.ports[host])).split()[0].decode()
+
+    def put(self, *binaries: str) -> None:
+        """Reload every host through ``binaries`` in turn (skipping the one it already runs)."""
+        for host in HOSTS:
+            for binary in binaries:
+                if self.info(host)["path"] != binary:
+                    self.sv[host].rpc.littleboss.reload(PROGRAM, binary)
+
+    def run(self, *argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(argv, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=300)
+
+    def playbook(self, playbook: str, *args: str, ok: bool = True) -> dict:
+        """Run ``ansible-playbook`` on the inventory: what CALLBACK printed. ``ok``: whether it must succeed."""
+        result = self.run(tool("ansible-playbook"), "-i", str(self.inventory), playbook, *args)
+        said = f"ansible-playbook exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        try:
+            output = json.loads(result.stdout.splitlines()[-1])
+        except (IndexError, json.JSONDecodeError):
+            raise AssertionError(said) from None
+        assert (result.returncode == 0) == ok, said
+        return output
+
+    def rolling_reload(self, *args: str, ok: bool = True) -> dict:
+        return self.playbook("supervisor_littleboss.fleet.rolling_reload", "-e", f"program={PROGRAM}", *args, ok=ok)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory) -> Fleet:
+    fleet = Fleet(tmp_path_factory.mktemp("fleet"))
+    try:
+        for sv in fleet.sv.values():
+            sv.start()
+        for host in HOSTS:
+            fleet.sv[host].wait_running(PROGRAM)
+        yield fleet
+    finally:
+        for sv in fleet.sv.values():
+            sv.stop()
+
+
+@contextlib.contextmanager
+def load_on(fleet: Fleet):
+    """A light client load on every host's port (new connections), flowing before and after the block."""
+    with contextlib.ExitStack() as stack:
+        loads = [stack.enter_context(Load(("127.0.0.1", fleet.ports[host]), threads=2, rate=20, duration=180))
+                 for host in HOSTS]
+        for load in loads:
+            load.wait_for_requests(20)
+        yield loads
+        for load in loads:
+            load.wait_for_requests(20)
+    for host, load in zip(HOSTS, loads, strict=True):
+        assert load.result.failed == 0, f"{host}: {load.result}"
+
+
+def test_rolling_reload_swaps_every_host_one_at_a_time_then_changes_nothing(fleet):
+    fleet.put(fleet.v1)
+    with load_on(fleet):
+        output = fleet.rolling_reload("-e", f"path={fleet.v2}")
+    previous_end = 0.0
+    for host in HOSTS:
+        reload, health = output["results"][host]["Reload"], output["results"][host]["Check"]
+        assert reload["changed"] and (reload["old_path"], reload["new_path"]) == (fleet.v1, fleet.v2), reload
+        assert reload["new_pid"] != reload["old_pid"] and reload["seconds"] > 0
+        assert health["status"] == 200, health
+        assert fleet.serving(host) == "v2" and fleet.info(host)["pid"] == reload["new_pid"]
+        entry = fleet.info(host)["history"][-1]  # its time: the promotion
+        assert entry["time"] - entry["seconds"] >= previous_end, "hosts reloaded at the same time"
+        previous_end = entry["time"]
+
+    again = fleet.rolling_reload("-e", f"path={fleet.v2}")
+    assert {host: stats["changed"] for host, stats in again["stats"].items()} == dict.fromkeys(HOSTS, 0)
+    assert all(again["results"][host]["Reload"]["message"] == f"{PROGRAM} already runs {fleet.v2}" for host in HOSTS)
+
+    pids = {host: fleet.info(host)["pid"] for host in HOSTS}
+    check = fleet.rolling_reload("-e", f"path={fleet.v1}", "--check")
+    for host in HOSTS:
+        reload = check["results"][host]["Reload"]
+        assert reload["changed"] and reload["new_path"] == fleet.v1, reload
+        assert (fleet.info(host)["pid"], fleet.serving(host)) == (pids[host], "v2")
+
+
+def test_a_binary_that_fails_on_a_host_stops_the_rollout_there(fleet):
+    fleet.put(fleet.v1)
+    host3 = fleet.untouched("host3")
+    with load_on(fleet):
+        output = fleet.rolling_reload("-e", f"path={fleet.v3}", ok=False)
+    first, failed = output["results"]["host1"]["Reload"], output["results"]["host2"]
+    assert first["changed"] and first["new_path"] == fleet.v3 and fleet.serving("host1") == "v3"
+    assert failed["Reload"]["outcome"] == "failed" and failed["Reload"]["fault_code"] == 1420, failed["Reload"]
+    assert failed["Reload"]["msg"].startswith(f"EXITED_BEFORE_READY: {PROGRAM}: reload to {fleet.v3} failed")
+    assert failed["Stop"]["msg"].startswith("host2: EXITED_BEFORE_READY")
+    assert failed["Roll"]["outcome"] == "skipped"  # the new binary was never promoted: nothing to roll back
+    assert (failed["Reload"]["old_path"], fleet.info("host2")["path"]) == (fleet.v1, fleet.v1)
+    assert fleet.serving("host2") == "v1" and fleet.info("host2")["pid"] == failed["Reload"]["old_pid"]
+    assert "host3" not in output["results"] and "host3" not in output["stats"]
+    assert fleet.untouched("host3") == host3, "host3 was touched"
+
+
+def test_a_failed_health_check_rolls_that_host_back_and_stops_the_rollout(fleet):
+    fleet.put(fleet.v1)
+    before = {host: fleet.untouched(host) for host in HOSTS[1:]}
+    nothing_there = f"http://127.0.0.1:{free_port()}/health"
+    output = fleet.rolling_reload("-e", f"path={fleet.v2}", "-e", f"health_url={nothing_there}",
+                                  "-e", "health_retries=1", "-e", "health_delay=0", ok=False)
+    host1 = output["results"]["host1"]
+    assert host1["Reload"]["changed"] and host1["Check"]["outcome"] == "failed"
+    assert host1["Roll"]["changed"] and host1["Roll"]["new_path"] == fleet.v1, host1["Roll"]
+    assert fleet.serving("host1") == "v1" and fleet.info("host1")["history"][-1]["kind"] == "rollback"
+    assert list(output["results"]) == ["host1"]
+    assert {host: fleet.untouched(host) for host in HOSTS[1:]} == before
+
+
+def test_rollback_playbook_returns_every_host_to_its_previous_binary(fleet):
+    fleet.put(fleet.v1, fleet.v2)
+    with load_on(fleet):
+        output = fleet.playbook("supervisor_littleboss.fleet.rollback", "-e", f"program={PROGRAM}")
+    for host in HOSTS:
+        result = output["results"][host]["Roll"]
+        assert result["changed"] and (result["old_path"], result["new_path"]) == (fleet.v2, fleet.v1), result
+        assert fleet.serving(host) == "v1"
+    again = fleet.playbook("supervisor_littleboss.fleet.rollback", "-e", f"program={PROGRAM}", "-e",
+                           f"path={fleet.v1}")  # with the binary to go back to: repeatable
+    assert {host: stats["changed"] for host, stats in again["stats"].items()} == dict.fromkeys(HOSTS, 0)
+
+
+def test_bad_input_and_a_timeout_fail_the_task_with_a_clear_message(fleet):
+    socket_url, host2_url = (f"unix://{fleet.sv[host].sock}" for host in ("host1", "host2"))
+    tasks = {
+        "unknown": {"name": "nope", "path": fleet.v2, "server_url": socket_url},
+        "relative": {"name": PROGRAM, "path": "releases/v2/app", "server_url": socket_url},
+        "unreachable": {"name": PROGRAM, "path": fleet.v2, "server_url": f"unix://{fleet.root}/missing.sock"},
+        "credentials": {"name": PROGRAM, "path": fleet.v2, "server_url": fleet.http_url, "username": USERNAME,
+                        "password": "wrong"},
+        "not-previous": {"name": PROGRAM, "state": "rolled_back", "path": fleet.v3, "server_url": socket_url},
+        "timeout": {"name": PROGRAM, "path": fleet.slow, "server_url": host2_url, "timeout": 1},
+    }
+    play = [{"hosts": "host1", "gather_facts": False, "tasks": [
+        {"name": name, MODULE: args, "ignore_errors": True} for name, args in tasks.items()]}]
+    (fleet.root / "bad.yml").write_text(json.dumps(play))  # JSON is YAML
+    before = fleet.untouched("host1")
+    results = fleet.playbook("bad.yml")["results"]["host1"]
+    assert all(result["outcome"] == "failed" for result in results.values()), results
+    assert results["unknown"]["msg"].startswith("UNKNOWN_PROGRAM: no program named 'nope'")
+    assert results["unknown"]["fault_code"] == 1401
+    assert results["relative"]["msg"] == "path must be absolute: 'releases/v2/app'"
+    assert results["unreachable"]["msg"] == (f"cannot reach supervisord at unix://{fleet.root}/missing.sock: "
+                                             "[Errno 2] No such file or directory")
+    assert results["credentials"]["msg"] == (f"supervisord at {fleet.http_url} refused the credentials "
+                                             "(HTTP 401 Unauthorized): check username and password")
+    assert results["not-previous"]["msg"].startswith(f"{PROGRAM}: cannot roll back to {fleet.v3}: it runs")
+    assert fleet.untouched("host1") == before
+    assert results["timeout"]["msg"] == (f"no answer from supervisord at {host2_url} within 1s (timeout); the "
+                                         f"reload may still be running in supervisord (supervisorctl "
+                                         f"littleboss:status {PROGRAM} shows it)")
+    wait_for(lambda: fleet.info("host2")["phase"] == "idle", what="the reload on host2 to end")
+    assert fleet.info("host2")["path"] == fleet.slow
+
+
+def test_ansible_doc_shows_the_module(fleet):
+    result = fleet.run(tool("ansible-doc"), MODULE)
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    for text in ("rolled_back", "server_url", "EXAMPLES", "RETURN VALUES", "fault_code"):
+        assert text in result.stdout
