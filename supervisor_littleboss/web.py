@@ -54,7 +54,7 @@ class LittlebossView(MeldView):
             response["headers"]["Location"] = f"{form['SERVER_URL']}/{PAGE}?" + urlencode(self._act(rpc, form))
             return ""
         message, error, watching = "", form.get("error") == "1", False
-        if form.get("program") and form.get("watch"):
+        if form.get("program") and form.get("watch", "").isdigit():
             message, error, watching = self._watch(rpc, form["program"], int(form["watch"]))
         return self._page(rpc, message or form.get("message", ""), error, watching)
 
