@@ -14,7 +14,10 @@ A baseline run without reloads, as long as the reload runs, gives the longest st
 to compare with (and, for gunicorn and the Node.js and Go recipes' servers, a run of the
 same server bound to its own port, without littleboss, as long); a control run starts
 and stops the same binary beside the program as often, to show what that costs the
-machine without a reload. Then supervisord's own CPU and memory, idle and during reloads.
+machine without a reload. The myblog scenarios also run as a pool of 4 processes on one
+socket (numprocs = 4, the ``-pool`` scenarios). Then supervisord's own CPU and memory, idle
+and during reloads, and how long it takes to start and to stop N programs (--cost-programs),
+with waits that grow with N and no process of its left running.
 """
 from __future__ import annotations
 
@@ -148,11 +151,6 @@ class BenchSupervisord(Supervisord):
         """A timeout: 30 s, and ``per_program`` seconds more for each program."""
         return 30 + per_program * self.programs
 
-    def paced(self, predicate: Callable[[], object]) -> Callable[[], object]:
-        """``predicate``, polled less often the more programs there are: each poll asks
-        supervisord about all of them, and polling 500 every 20 ms keeps it busy."""
-        return lambda: time.sleep(0.0005 * self.programs) or predicate()
-
     def track(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.seen.update(descendants(self.proc.pid))
@@ -166,10 +164,14 @@ class BenchSupervisord(Supervisord):
         return self.proc
 
     def wait_all_running(self, group: str = "") -> None:
-        """Every process (of program ``group``, or of every program) RUNNING."""
-        wait_for(self.paced(lambda: all(i["statename"] == "RUNNING" for i in self.rpc.supervisor.getAllProcessInfo()
-                                        if group in ("", i["group"]))),
-                 timeout=self.allow(0.5), what=f"every process of {group or 'every program'} to run")
+        """Every process (of program ``group``, or of every program) RUNNING. Each poll asks
+        supervisord about every process (70 ms of its CPU with 500 programs): the more
+        programs, the longer between polls (1 s with 500)."""
+        def running() -> bool:
+            time.sleep(0.002 * self.programs)
+            return all(i["statename"] == "RUNNING" for i in self.rpc.supervisor.getAllProcessInfo()
+                       if group in ("", i["group"]))
+        wait_for(running, timeout=self.allow(0.5), what=f"every process of {group or 'every program'} to run")
         self.track()
 
     def stop(self) -> None:
@@ -357,7 +359,13 @@ def releases(root: Path) -> dict[str, Versions]:
     return {"myblog": myblog, "gunicorn": gunicorn, "warm": warm, "node": node, "go": go, **asgi}
 
 
-POOL = {"numprocs": 4, "process_name": "%(program_name)s_%(process_num)s"}
+# A pool of 4 processes on one socket. A myblog process that lost the race for the last
+# connection sits in a blocking accept() on the shared socket, and stops on SIGTERM only once
+# another connection comes (under load, at once): the supervisord stopped after the load would
+# wait out stopwaitsecs (10 s in the tests' programs) for it, so it is 1 s; replaced processes
+# keep the 10 s they have in the other scenarios (littleboss_lameduck)
+POOL = {"numprocs": 4, "process_name": "%(program_name)s_%(process_num)s", "stopwaitsecs": 1,
+        "littleboss_lameduck": 10}
 
 
 def scenarios(bins: dict) -> list[Scenario]:
@@ -458,18 +466,28 @@ def supervisord_cost(root: Path, programs: int, idle: float, plugin: bool, reloa
         cpu1, rss = cpu_and_memory(sv.proc.pid)
         cost.update(idle_seconds=idle, idle_cpu_percent=round((cpu1 - cpu0) / idle * 100, 3), rss_kb=rss)
         if reload_all:
+            # the wait asks /proc whether every replaced process has exited, not supervisord: each
+            # answer about 500 programs would cost it 0.1 s of CPU, counted as the reloads' cost
+            replaced = list(descendants(sv.proc.pid).items())  # every program's process
             started = time.monotonic()
             for n in range(programs):
                 sv.rpc.littleboss.reload(f"app{n}", "", False)
             sv.track()  # the candidates
-            wait_for(sv.paced(lambda: all(i["phase"] == "idle" and not i["draining_pids"]
-                                          for i in sv.rpc.littleboss.getAllProgramInfo())),
-                     timeout=sv.allow(0.5), what="every reload to finish")
-            cpu2, rss2 = cpu_and_memory(sv.proc.pid)
-            outcomes = [i["history"][-1]["outcome"] for i in sv.rpc.littleboss.getAllProgramInfo()]
-            cost.update(reload_all_seconds=round(time.monotonic() - started, 2),
-                        reload_all_cpu_seconds=round(cpu2 - cpu1, 3), rss_kb_after=rss2,
-                        reloads_succeeded=outcomes.count("succeeded"))
+
+            def all_replaced() -> bool:
+                while replaced and start_ticks(replaced[-1][0]) != replaced[-1][1]:
+                    replaced.pop()
+                return not replaced
+
+            def finished() -> list[dict] | None:
+                infos = sv.rpc.littleboss.getAllProgramInfo()
+                return infos if all(i["phase"] == "idle" and not i["draining_pids"] for i in infos) else None
+            wait_for(all_replaced, timeout=sv.allow(1.0), what="every replaced process to exit")
+            seconds, (cpu2, rss2) = time.monotonic() - started, cpu_and_memory(sv.proc.pid)
+            infos = wait_for(finished, timeout=sv.allow(0.1), what="every reload to finish")
+            outcomes = [i["history"][-1]["outcome"] for i in infos]
+            cost.update(reload_all_seconds=round(seconds, 2), reload_all_cpu_seconds=round(cpu2 - cpu1, 3),
+                        rss_kb_after=rss2, reloads_succeeded=outcomes.count("succeeded"))
     finally:
         sv.stop()
     return {**cost, "stop_seconds": sv.stop_seconds, "left_running": len(sv.left_running)}
@@ -535,7 +553,8 @@ def targets(results: list[Result], chosen: list[Scenario], costs: list[dict]) ->
         tick = 100 / (os.sysconf("SC_CLK_TCK") * idle[True]["idle_seconds"])
         with_it, without = idle[True]["idle_cpu_percent"], idle[False]["idle_cpu_percent"]
         checks["idle supervisord CPU with the plugin no higher than without"] = (
-            with_it <= without + tick, f"{with_it} % with, {without} % without (one clock tick: {tick:.2f} %)")
+            # (the figures are rounded to 0.001: 2 ticks over 3 s read 0.667, 1 tick 0.333)
+            with_it <= without + tick + 0.001, f"{with_it} % with, {without} % without (one clock tick: {tick:.2f} %)")
     return checks
 
 

@@ -48,6 +48,9 @@ def serve(lb: Littleboss, ctx) -> None:
     server = ThreadingHTTPServer(None, Handler, bind_and_activate=False)
     server.daemon_threads = False  # server_close() waits for the requests in flight
     server.socket = lb.listeners["http"].socket()
+    # with numprocs, several processes accept on this socket: one that loses the race for a
+    # connection must get EAGAIN, not block in accept() where the stop signal cannot end it
+    server.socket.setblocking(False)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     lb.status(f"myblog version {VERSION} serving")
