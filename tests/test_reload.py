@@ -24,6 +24,7 @@ from load import Load, keepalive_rate
 pytestmark = pytest.mark.e2e  # each test starts a real supervisord
 
 PORTS: dict[str, int] = {}  # chosen by the sv fixture
+SETTLE = 30  # the "settle" program: no test waits it out, and an update always comes within it
 
 
 class Releases:
@@ -63,7 +64,7 @@ def sv(tmp_path_factory, releases) -> Supervisord:
     names = ("web", "settle", "fallback", "startsecs", "stubborn", "gweb", "other")
     PORTS.update({name: free_port() for name in names})
     sv.program("web", command=releases.v1, **littleboss("web", releases, littleboss_ready_timeout=3))
-    sv.program("settle", command=releases.v1, **littleboss("settle", releases, littleboss_settle=2))
+    sv.program("settle", command=releases.v1, **littleboss("settle", releases, littleboss_settle=SETTLE))
     sv.program("fallback", command=releases.v1, **littleboss("fallback", releases, littleboss_fallback_window=30))
     sv.program("startsecs", command=releases.v1, startsecs=1,
                **littleboss("startsecs", releases, littleboss_ready="startsecs"))
@@ -319,7 +320,7 @@ def test_update_during_a_reload_aborts_the_candidate_and_applies_the_change(sv, 
     pid = sv.wait_running("settle")
     candidate = sv.rpc.littleboss.reload("settle", releases.never, False)["new_pid"]
     sv.program("settle", command=releases.v1, environment="APP_VERSION=v1",
-               **littleboss("settle", releases, littleboss_settle=2))
+               **littleboss("settle", releases, littleboss_settle=SETTLE))
     with Load(address("settle")) as load:
         assert "settle: updated process group" in sv.ctl("update", check=True).stdout
         sv.wait_running("settle", not_pid=pid)
@@ -396,7 +397,7 @@ def test_update_while_settling_aborts_the_candidate(sv, releases):
     candidate = sv.rpc.littleboss.reload("settle", releases.v2, False)["new_pid"]
     wait_for(lambda: sv.rpc.littleboss.getProgramInfo("settle")["phase"] == "settling", what="settling")
     sv.program("settle", command=releases.v1, environment="CHANGED=1",
-               **littleboss("settle", releases, littleboss_settle=2))
+               **littleboss("settle", releases, littleboss_settle=SETTLE))
     with Load(address("settle")) as load:
         sv.ctl("update", check=True)
         sv.wait_running("settle", not_pid=pid)
