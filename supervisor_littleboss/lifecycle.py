@@ -350,18 +350,13 @@ class Rollout:
     def _fail(self, code: int, reason: str) -> None:
         """A swap failed: discard the other candidates, swap the switched slots back."""
         self.code, self.reason = code, reason
-        for swap in self.swaps:
-            if swap.in_flight:
-                swap.fail(F.ABORTED, "stopped: another process failed")
-            elif swap.phase is Phase.WAITING:
-                swap.phase = Phase.FAILED
-        self._close_binary()
+        self._stop_swaps("stopped: another process failed")
         if not self.announced:  # a revert or fallback: what runs stays; the failure is told
             return self._failed()
         self.group.run_slots_on(self.old_path)  # any respawn, from now on, runs the old binary
         restarted = self.group.restart_exited()
         switched = [swap.slot for swap in self.swaps if swap.promoted and swap.slot not in restarted]
-        if not switched or code == F.ABORTED or not self.group.supervisord_running():
+        if not switched or not self.group.supervisord_running():
             return self._failed()
         self.phase = Phase.ROLLING_BACK
         self.group.log(f"{self.kind} failed: {reason}; swapping {len(switched)} switched process(es) back "
@@ -412,12 +407,7 @@ class Rollout:
             return
         if self.revert is not None:
             self.revert.abort(why)
-        for swap in self.swaps:
-            if swap.in_flight:
-                swap.fail(F.ABORTED, f"aborted: {why}")
-            elif swap.phase is Phase.WAITING:
-                swap.phase = Phase.FAILED
-        self._close_binary()
+        self._stop_swaps(f"aborted: {why}")
         if self.announced:
             self.group.run_slots_on(self.old_path)  # its next start runs the binary it ran before
         self.code, self.reason = F.ABORTED, f"aborted: {why}"
@@ -460,6 +450,16 @@ class Rollout:
         if self.revert is not None:
             dues.append(self.revert.due_in(now))
         return min((due for due in dues if due is not None), default=None)
+
+    def _stop_swaps(self, reason: str) -> None:
+        """No slot goes on: candidates before promotion are discarded (``ABORTED``, ``reason``),
+        slots not started never start, and the checked binary is closed."""
+        for swap in self.swaps:
+            if swap.in_flight:
+                swap.fail(F.ABORTED, reason)
+            elif swap.phase is Phase.WAITING:
+                swap.phase = Phase.FAILED
+        self._close_binary()
 
     def _close_binary(self) -> None:
         if self.binary is not None:
