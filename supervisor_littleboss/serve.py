@@ -10,11 +10,13 @@ Under supervisord (``LISTEN_PID`` is this process) the server serves on every so
 supervisord passed, in order, as the socket it is (TCP, whose accepted connections get
 ``TCP_NODELAY``, or unix); its own address options are ignored. Run by hand, it binds
 them as it would alone. Once it accepts, it sends ``READY=1`` (for
-``littleboss_ready = notify``). On SIGTERM, SIGINT or ``--stop-signal`` it drains: it
-stops accepting (supervisord and the next process keep the socket open), answers every
-further HTTP/1 request with ``Connection: close``, gives each connection up to
-``--grace`` seconds to send a request, then lets the server close idle connections,
-finish the requests in flight and exit.
+``littleboss_ready = notify``) and ``STATUS=serving on ADDRESSES, app FILE``: the file the
+app's module was imported from, which it also logs, as a warning when that file is not the
+launcher's release's own code (see ``AppOrigin``). On SIGTERM, SIGINT or ``--stop-signal``
+it drains: it stops accepting (supervisord and the next process keep the socket open),
+answers every further HTTP/1 request with ``Connection: close``, gives each connection
+up to ``--grace`` seconds to send a request, then lets the server close idle
+connections, finish the requests in flight and exit.
 """
 from __future__ import annotations
 
@@ -22,11 +24,13 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import signal
 import socket
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from .program import Littleboss
@@ -117,6 +121,54 @@ def replaced(module: Any, name: str, value: Any) -> Iterator[None]:
         setattr(module, name, saved)
 
 
+class AppOrigin:
+    """Where the served app was imported from. A reload changes only the launcher (the first
+    word of ``command``): its arguments and working directory stay, so an app found through
+    them (``--app-dir``, ``directory=``, ``PYTHONPATH``, a ``current`` symlink) stays the
+    code found there, whichever release's launcher runs it. The launcher's release is its
+    virtualenv (``sys.prefix``) and the directory that holds it, less any other virtualenv
+    there (a sibling release's); paths are compared with their symlinks resolved."""
+
+    def __init__(self, program: str, module: str) -> None:
+        file = getattr(sys.modules.get(module), "__file__", None)
+        self.program, self.module, self.file = program, module, os.path.realpath(file) if file else None
+        self.venv = os.path.realpath(sys.prefix)
+
+    @property
+    def foreign(self) -> bool:
+        """The app's file is not in this launcher's release."""
+        if self.file is None or inside(self.file, self.venv):
+            return False
+        home = os.path.dirname(self.venv)
+        if not inside(self.file, home):
+            return True
+        top = os.path.join(home, os.path.relpath(self.file, home).split(os.sep)[0])
+        return os.path.isfile(os.path.join(top, "pyvenv.cfg"))
+
+    def status(self) -> str:
+        """What ``STATUS=`` adds after the addresses."""
+        if self.file is None:
+            return ""
+        return f", app {self.file}" + (f", NOT from this launcher's release {self.venv}" if self.foreign else "")
+
+    def message(self) -> tuple[int, str]:
+        """The log line: its level and text."""
+        if self.file is None:
+            return logging.INFO, f"Application module {self.module} has no file"
+        if not self.foreign:
+            return logging.INFO, f"Application imported from {self.file}"
+        return logging.WARNING, (
+            f"{self.program}: the application was imported from {self.file}, which is not in this launcher's "
+            f"release (its virtualenv {self.venv}): a littleboss reload replaces only the launcher, so the "
+            "arguments, directory= or PYTHONPATH that found it keep serving that code. Install the application "
+            "into each release's virtualenv (README: uvicorn, hypercorn)")
+
+
+def inside(path: str, directory: str) -> bool:
+    """``path`` is ``directory`` or lies under it."""
+    return os.path.commonpath((path, directory)) == directory
+
+
 def refuse_many(lb: Littleboss, workers: int, reload: bool) -> None:
     """Several worker processes or a reloader cannot share supervisord's sockets this way."""
     if lb.supervised and (workers > 1 or reload):
@@ -153,12 +205,15 @@ def uvicorn_server_class() -> type:
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             self.config.loaded_app = ClosingApp(self.config.loaded_app, lambda: self.draining)
             await super().startup(sockets=sockets)
-            if self.started and sockets is not None:
+            if not self.started:
+                return
+            origin = AppOrigin(self.lb.name, module_of(self.config.app))
+            logger.log(*origin.message())
+            if sockets is not None:
                 where = describe(sockets)
                 logger.info("Uvicorn running on %s, the sockets supervisord passed", where)
-                self.lb.status(f"serving on {where}")
-            if self.started:
-                self.lb.ready()
+                self.lb.status(f"serving on {where}{origin.status()}")
+            self.lb.ready()
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             self.draining = True
@@ -173,6 +228,11 @@ def uvicorn_server_class() -> type:
         return not connection.transport.is_closing() and (cycle is None or cycle.response_complete)
 
     return Server
+
+
+def module_of(app: Any) -> str:
+    """The module of an app given as "module:attribute"; of an app object, the program's (``__main__``)."""
+    return app.partition(":")[0] if isinstance(app, str) else "__main__"
 
 
 def uvicorn(app: Any, *, grace: float = GRACE, stop_signals: tuple[int, ...] = (), **settings: Any) -> None:
@@ -289,13 +349,22 @@ def hypercorn(app: Any, config: Any = None, *, grace: float = GRACE, stop_signal
     config = config or Config.from_mapping(settings)
     lb = Littleboss(os.environ.get("SUPERVISOR_PROCESS_NAME", "hypercorn"))
     sockets = inherited_sockets(lb)
-    serve_hypercorn(wrap_app(app, config.wsgi_max_body_size, None), config, lb, sockets, grace, stop_signals)
+    serve_hypercorn(wrap_app(app, config.wsgi_max_body_size, None), "__main__", config, lb, sockets, grace,
+                    stop_signals)
 
 
-def serve_hypercorn(app: Any, config: Any, lb: Littleboss, inherited: list[socket.socket] | None,
+def hypercorn_module(path: str) -> str:
+    """The module hypercorn imports for its APP argument (``[MODE:]MODULE[:ATTRIBUTE]``, MODULE
+    a module name or a path), by hypercorn's rule."""
+    name = path.split(":")[1] if path.count(":") == 2 else path.partition(":")[0]
+    module = Path(name).resolve()
+    return module.with_suffix("").name if module.is_file() else module.name
+
+
+def serve_hypercorn(app: Any, module: str, config: Any, lb: Littleboss, inherited: list[socket.socket] | None,
                     grace: float, stop_signals: tuple[int, ...]) -> None:
-    """Serve hypercorn's wrapped ``app`` in this process, on the ``inherited`` sockets (or
-    those of its configuration)."""
+    """Serve hypercorn's wrapped ``app`` (from ``module``) in this process, on the ``inherited``
+    sockets (or those of its configuration)."""
     from hypercorn.asyncio.run import worker_serve
     from hypercorn.config import Sockets
 
@@ -317,7 +386,9 @@ def serve_hypercorn(app: Any, config: Any, lb: Littleboss, inherited: list[socke
         stop = asyncio.Event()
         for sig in (*STOP_SIGNALS, *stop_signals):
             loop.add_signal_handler(sig, stop.set)
-        lb.status(f"serving on {describe(listeners)}")
+        origin = AppOrigin(lb.name, module)
+        await config.log.log(*origin.message())
+        lb.status(f"serving on {describe(listeners)}{origin.status()}")
         lb.ready()
         await stop.wait()
         await stop_accepting(loop.tracked_servers)
@@ -355,7 +426,7 @@ def hypercorn_command(args: list[str], grace: float, stop_signals: tuple[int, ..
         if not lb.supervised and (config.workers > 1 or config.use_reloader or config.worker_class == "trio"):
             return hypercorn_run(config)  # by hand, hypercorn's own processes as usual
         app = load_application(config.application_path, config.wsgi_max_body_size)
-        serve_hypercorn(app, config, lb, sockets, grace, stop_signals)
+        serve_hypercorn(app, hypercorn_module(config.application_path), config, lb, sockets, grace, stop_signals)
         return 0
 
     with replaced(hypercorn.__main__, "run", run):

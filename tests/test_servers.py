@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from harness import (
+    APPS,
     VENV_ENV,
     KeepAliveClient,
     accept_queue,
@@ -113,7 +114,8 @@ def test_ready_from_the_launcher_promotes_and_every_socket_is_served(supervisord
     # promoted long before startsecs (300s) passed: with littleboss_ready = notify, only the
     # new process's READY=1 promotes
     assert result["seconds"] < 300
-    assert supervisord.rpc.littleboss.getProgramInfo("app")["notify_status"] == f"serving on 127.0.0.1:{port}, {path}"
+    assert supervisord.rpc.littleboss.getProgramInfo("app")["notify_status"] == (
+        f"serving on 127.0.0.1:{port}, {path}, app {APPS.resolve() / 'asgiapp.py'}")  # the file it imported
     assert serving(("127.0.0.1", port)) == serving(path) == ("v2", result["new_pid"])
 
 
