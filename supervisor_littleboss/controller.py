@@ -1,27 +1,43 @@
 """supervisorctl commands, enabled by ``[ctlplugin:littleboss]``.
 
 ``littleboss:reload NAME [PATH]``, ``littleboss:rollback NAME`` and
-``littleboss:status [--history] [NAME ...]``, also spelled ``littleboss reload ...``.
+``littleboss:status [--history] [NAME ...]``, also spelled ``littleboss reload ...``;
+``help littleboss`` and ``help littleboss:CMD`` explain them.
 Exit status: 0 success, 1 refused before anything started (or supervisord
-unreachable), 7 the new binary was started and failed, 2 bad usage.
+unreachable, or without littleboss's RPC interface), 7 the new binary was started and
+failed, 2 bad usage.
 """
 from __future__ import annotations
 
+import os
 import shlex
 import time
 import xmlrpc.client
+from collections.abc import Callable
 
+from supervisor.options import ServerOptions, UnhosedConfigParser
 from supervisor.supervisorctl import ControllerPluginBase, LSBInitExitStatuses
+from supervisor.xmlrpc import Faults
 
+from .config import PREFIX
 from .faults import LittlebossFaults, exit_status
-from .glue import one_shot_words, wrap_completer
+from .glue import one_shot_words, wrap_completer, wrap_groups_from_parser
 from .outcome import done_line, slot_label
 
-SUBCOMMANDS = {
-    "reload": "reload <name> [path]\tSwap in a new executable (default: the current one) with zero downtime",
-    "rollback": "rollback <name>\t\tReload back to the previous executable",
-    "status": "status [--history] [name ...]\tBinary, sockets and reload phase of littleboss programs",
+SUBCOMMANDS = {  # usage lines (supervisorctl's help layout: usage, tab, what it does)
+    "reload": ["reload <name> [path]\tSwap in <path> (default: the current executable) with zero downtime"],
+    "rollback": ["rollback <name>\t\tReload back to the previous executable"],
+    "status": ["status [name ...]\tBinary, sockets and reload phase of littleboss programs (default: all)",
+               "status --history [name ...]\tThe same, each followed by its reloads"],
 }
+EXIT_STATUSES = {
+    "reload": "Exit status: 0 done; 1 refused before anything started; 7 the new binary failed "
+              "(the old one kept serving); 2 bad usage.",
+    "status": "Exit status: 0 shown; 1 an unknown or not a littleboss program; 2 bad usage.",
+}
+EXIT_STATUSES["rollback"] = EXIT_STATUSES["reload"]
+INTERFACE_FACTORY = "supervisor_littleboss.rpcinterface:make_littleboss_rpcinterface"
+INTERFACE_SECTION = f"[rpcinterface:littleboss]\nsupervisor.rpcinterface_factory = {INTERFACE_FACTORY}"
 POLL_SECONDS = 0.1
 
 
@@ -35,6 +51,7 @@ class LittlebossControllerPlugin(ControllerPluginBase):
     def __init__(self, controller, **config) -> None:
         super().__init__(controller)
         wrap_completer(controller, "littleboss", self._complete)
+        _wrap_help(controller, self._help)
 
     @property
     def rpc(self):
@@ -47,6 +64,7 @@ class LittlebossControllerPlugin(ControllerPluginBase):
 
     # --- the command ------------------------------------------------------------
     def do_littleboss(self, arg: str) -> None:
+        subcommand = ""
         try:
             subcommand, *args = self._words(arg) or [""]
             handler = getattr(self, f"_{subcommand}", None) if subcommand in SUBCOMMANDS else None
@@ -56,10 +74,15 @@ class LittlebossControllerPlugin(ControllerPluginBase):
         except UsageError as exc:
             if str(exc):
                 self._say(f"Error: {exc}")
-            self.help_littleboss()
+            if not self._help(f"littleboss {subcommand}"):  # the subcommand's help, or all of it
+                self.help_littleboss()
             self.ctl.exitstatus = LSBInitExitStatuses.INVALID_ARGS
         except xmlrpc.client.Fault as fault:
-            self._fail(fault.faultCode, f"ERROR: {fault.faultString}")
+            if fault.faultCode == Faults.UNKNOWN_METHOD:
+                self._fail(None, "ERROR: " + interface_missing(self.ctl.options.serverurl,
+                                                               self.ctl.options.configfile))
+            else:
+                self._fail(fault.faultCode, f"ERROR: {fault.faultString}")
         except OSError as exc:
             self._fail(None, f"ERROR: cannot reach supervisord at {self.ctl.options.serverurl}: {exc}")
 
@@ -76,12 +99,36 @@ class LittlebossControllerPlugin(ControllerPluginBase):
         except ValueError as exc:  # e.g. an unclosed quote
             raise UsageError(f"cannot split the arguments: {exc}") from None
 
+    # --- help -------------------------------------------------------------------------
+    def do_help(self, arg: str) -> None:
+        """supervisorctl's ``help`` asks every plugin: list our topics under ``help``, and
+        say nothing on a topic that is not ours (the default plugin says it has no help)."""
+        if not arg.strip():
+            self.ctl.output("")
+            self.ctl.print_topics(self.doc_header, ["littleboss", *(f"littleboss:{sub}" for sub in SUBCOMMANDS)],
+                                  15, 80)
+
+    def _help(self, arg: str) -> bool:
+        """Help on ``littleboss`` or ``littleboss:CMD`` (also ``littleboss CMD``); False for
+        any other topic."""
+        words = arg.replace(":", " ", 1).split()
+        if words == ["littleboss"]:
+            self.help_littleboss()
+        elif len(words) == 2 and words[0] == "littleboss" and words[1] in SUBCOMMANDS:
+            for line in SUBCOMMANDS[words[1]]:
+                self._say(f"littleboss:{line}")
+            self._say(EXIT_STATUSES[words[1]])
+        else:
+            return False
+        return True
+
     def help_littleboss(self) -> None:
         self._say("littleboss:<command> (or: littleboss <command>), where <command> is one of:")
-        for line in SUBCOMMANDS.values():
-            self._say(f"  {line}")
-        self._say("Exit status: 0 done; 1 refused before anything started; 7 the new binary failed "
-                        "(the old one kept serving); 2 bad usage.")
+        for lines in SUBCOMMANDS.values():
+            for line in lines:
+                self._say(f"  {line}")
+        self._say(EXIT_STATUSES["reload"])
+        self._say("help littleboss:<command> explains one command.")
 
     def _fail(self, code: int | None, message: str) -> None:
         self._say(message)
@@ -183,32 +230,12 @@ class LittlebossControllerPlugin(ControllerPluginBase):
         if unknown:
             raise UsageError(f"status has no option {unknown[0]}")
         infos = [self.rpc.getProgramInfo(name) for name in names] if names else self.rpc.getAllProgramInfo()
-        if history:
-            for info in infos:
-                if len(infos) > 1:
-                    self._say(f"{info['name']}:")
-                for entry in info["history"]:
-                    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["time"]))
-                    seconds = f"  {entry['seconds']:.2f}s" if "seconds" in entry else ""
-                    self._say(f"{when}  {entry['kind']:<8} {entry['from']} \u2192 {entry['to']}  "
-                              f"{entry['outcome']}{seconds}")
-            return
         supervisor = self.ctl.get_supervisor()
         for info in infos:
-            processes = info["processes"]
-            if len(processes) == 1:
-                description = supervisor.getProcessInfo(f"{info['name']}:{processes[0]['name']}")["description"]
-            else:
-                description = f"{len(processes)} processes: " + ", ".join(
-                    f"{p['name']} {p['statename']} pid {p['pid']}" for p in processes)
-            sockets = ", ".join(f"{s['name']}={s['url']}" for s in info["sockets"])
-            phase = info["phase"]
-            if info["candidate_pid"]:
-                phase += f" (candidate pid {info['candidate_pid']})"
-            if info["draining_pids"]:
-                phase += f", draining pid {', '.join(map(str, info['draining_pids']))}"
-            self._say(f"{info['name']:<32} {info['statename']:<9} {description}  binary {info['path']}  "
-                            f"previous {info['previous_path'] or '-'}  sockets {sockets}  reload {phase}")
+            self._say(status_line(info, supervisor))
+            if history:
+                for entry in info["history"] or [None]:
+                    self._say(f"  {history_line(entry)}")
 
     # --- completion -----------------------------------------------------------------
     def _complete(self, text: str, line: str) -> list[str]:
@@ -222,6 +249,100 @@ class LittlebossControllerPlugin(ControllerPluginBase):
             names = [info["name"] for info in self.rpc.getAllProgramInfo()]
             return [f"{name} " for name in names if name.startswith(text)]
         return []
+
+
+def status_line(info: dict, supervisor) -> str:
+    """A program's line in ``littleboss:status``; ``supervisor`` is supervisord's namespace."""
+    processes = info["processes"]
+    if len(processes) == 1:
+        description = supervisor.getProcessInfo(f"{info['name']}:{processes[0]['name']}")["description"]
+    else:
+        description = f"{len(processes)} processes: " + ", ".join(
+            f"{p['name']} {p['statename']} pid {p['pid']}" for p in processes)
+    sockets = ", ".join(f"{s['name']}={s['url']}" for s in info["sockets"])
+    phase = info["phase"]
+    if info["candidate_pid"]:
+        phase += f" (candidate pid {info['candidate_pid']})"
+    if info["draining_pids"]:
+        phase += f", draining pid {', '.join(map(str, info['draining_pids']))}"
+    return (f"{info['name']:<32} {info['statename']:<9} {description}  binary {info['path']}  "
+            f"previous {info['previous_path'] or '-'}  sockets {sockets}  reload {phase}")
+
+
+def history_line(entry: dict | None) -> str:
+    """One entry of a program's history (None: it has none)."""
+    if entry is None:
+        return "no reloads yet"
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["time"]))
+    seconds = f"  {entry['seconds']:.2f}s" if "seconds" in entry else ""
+    return f"{when}  {entry['kind']:<8} {entry['from']} \u2192 {entry['to']}  {entry['outcome']}{seconds}"
+
+
+# --- without littleboss's RPC interface -------------------------------------------------
+def interface_missing(serverurl: str, configfile: str | None) -> str:
+    """What to do when supervisord answers UNKNOWN_METHOD to ``littleboss.*``: it has not
+    loaded littleboss's RPC interface. ``configfile`` (supervisorctl's) tells which case
+    it is, and which programs run without their sockets meanwhile."""
+    configured = _configured(configfile) if configfile else None
+    text = f"supervisord at {serverurl} has not loaded the littleboss interface"
+    if configured and configured[0]:
+        text += (f": {configfile} has [rpcinterface:littleboss], but supervisord was started before it was "
+                 "added, or from another configuration file; supervisorctl reload makes it read its "
+                 "configuration file again (and restarts every program)")
+    else:
+        where = f" ({configfile})" if configured is not None else ""
+        text += (": add\n" + "".join(f"  {line}\n" for line in INTERFACE_SECTION.splitlines())
+                 + f"to supervisord's configuration file{where} and run supervisorctl reload (it restarts "
+                   "every program; reread and update do not load the interface)")
+    programs = configured[1] if configured else []
+    if programs:
+        text += (".\nUntil then these run as plain programs, their littleboss_* settings ignored and no "
+                 f"socket held for them: {', '.join(programs)}")
+    return text + "."
+
+
+def _configured(configfile: str) -> tuple[bool, list[str]] | None:
+    """Whether ``configfile``, read as supervisord reads it, loads littleboss's interface,
+    and its programs with ``littleboss_*`` settings; None if supervisord could not read it."""
+    try:
+        parser, factories = _read_server_config(configfile)
+    except (ValueError, OSError):
+        return None
+    loads = any(f"{factory.__module__}:{factory.__name__}" == INTERFACE_FACTORY for _, factory, _ in factories)
+    programs = [section.partition(":")[2] for section in parser.sections() if section.startswith("program:")
+                and any(key.startswith(PREFIX) for key in parser.options(section))]
+    return loads, programs
+
+
+# TO MOVE TO glue.py (a supervisord internal, touched here for now)
+def _read_server_config(path: str) -> tuple[UnhosedConfigParser, list]:
+    """``ServerOptions.read_config`` (since 3.0): supervisord's own parse of a configuration
+    file (``[include]``, ``%(here)s``, ``%(ENV_X)s``), ``here`` set as ``process_config_file``
+    sets it. Returns the parser (taken through ``wrap_groups_from_parser``) and the
+    ``[rpcinterface:x]`` factories as (name, factory, settings). ValueError if supervisord
+    would refuse the file."""
+    options = ServerOptions()
+    options.here = os.path.dirname(os.path.abspath(path))
+    parsers = []
+    wrap_groups_from_parser(options, lambda parser, groups: parsers.append(parser) or groups)
+    section = options.read_config(path)
+    return parsers[0], section.rpcinterface_factories
+
+
+# TO MOVE TO glue.py (a supervisord internal, touched here for now)
+def _wrap_help(controller, plugin_help: Callable[[str], bool]) -> None:
+    """``Controller.do_help`` (since 3.0; per instance): supervisorctl hands ``help TOPIC``
+    to every plugin's ``do_help``, and each one without help on the topic prints ``*** No
+    help on TOPIC``, the default plugin first, so help on a plugin's command would start
+    with that line. ``plugin_help(topic)`` prints the help on the topics it knows and returns
+    True; every other topic goes to supervisorctl's own ``do_help``."""
+    original = controller.do_help
+
+    def do_help(arg):
+        if not plugin_help(arg):
+            original(arg)
+
+    controller.do_help = do_help
 
 
 def make_littleboss_controllerplugin(controller, **config) -> LittlebossControllerPlugin:

@@ -204,6 +204,7 @@ class Littleboss:
         """Act on supervisord for this service; print one line; return the exit status."""
         from supervisor.xmlrpc import Faults  # only needed to talk to supervisord
 
+        from .controller import interface_missing
         from .faults import EXIT_FAILED, EXIT_REFUSED, exit_status
         from .outcome import done_line
 
@@ -214,6 +215,7 @@ class Littleboss:
                 result = server.littleboss.reload(self.name, os.path.realpath(sys.argv[0]))
                 print(done_line(self.name, {**result, "kind": "reload"}))
             elif mode in ("start", "stop"):
+                server.littleboss.getAPIVersion()  # without the interface it would run without its sockets
                 # for NAME:* supervisord answers with each process's outcome, not a fault
                 call = server.supervisor.startProcess if mode == "start" else server.supervisor.stopProcess
                 results = call(f"{self.name}:*")  # only the processes not already started (stopped)
@@ -229,6 +231,10 @@ class Littleboss:
                 info = server.littleboss.getProgramInfo(self.name)
                 print(f"{self.name}: {info['statename']} pid {info['pid']} binary {info['path']}")
         except xmlrpc.client.Fault as fault:
+            if fault.faultCode == Faults.UNKNOWN_METHOD:
+                print(f"{self.name}: ERROR: {interface_missing(options.serverurl, options.configfile)}",
+                      file=sys.stderr)
+                return EXIT_REFUSED
             print(f"{self.name}: ERROR: {fault.faultString}", file=sys.stderr)
             return exit_status(fault.faultCode)
         except OSError as exc:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from harness import Supervisord, free_port, make_release, pid_alive, wait_for
+from harness import EXAMPLE, VENV_ENV, Supervisord, free_port, make_release, pid_alive, wait_for
 from load import Load
 from supervisor.options import ClientOptions
 from supervisor.supervisorctl import Controller
@@ -32,6 +32,10 @@ def sv(tmp_path_factory) -> Supervisord:
     sv.start()
     yield sv
     sv.stop()
+
+
+def without_uptime(text: str) -> str:
+    return re.sub(r"uptime [0-9:]+", "uptime", text)
 
 
 def other_release(sv) -> tuple[str, str]:
@@ -125,25 +129,49 @@ def test_status_and_history(sv):
     assert line.startswith("web ") and " RUNNING " in line and f"pid {pid}, uptime " in line
     assert f"binary {info['path']}  previous {info['previous_path'] or '-'}  " in line
     assert f"sockets http=tcp://127.0.0.1:{sv.port}  reload idle" in line
-    def without_uptime(text: str) -> str:
-        return re.sub(r"uptime [0-9:]+", "uptime", text)
-
     assert without_uptime(sv.ctl("littleboss", "status", "web").stdout) == without_uptime(result.stdout)
-    history = sv.ctl("littleboss:status", "--history", "web")
+    history = sv.ctl("littleboss:status", "--history", "web")  # its status line, then its reloads
     assert history.returncode == 0
-    assert len(history.stdout.splitlines()) == len(info["history"])
-    assert "reload   " in history.stdout and "succeeded" in history.stdout
+    header, *entries = history.stdout.splitlines()
+    assert without_uptime(header) == without_uptime(line)
+    assert len(entries) == len(info["history"]) and all(entry.startswith("  20") for entry in entries), entries
+    assert " reload   " in entries[-1] and "succeeded" in entries[-1]
     assert sv.ctl("littleboss:status", "nope").returncode == 1
-    every = sv.ctl("littleboss:status", "--history")  # every program's, each under its name
-    assert every.returncode == 0 and {"multi:", "web:"} <= set(every.stdout.splitlines()), every.stdout
+    every = sv.ctl("littleboss:status", "--history").stdout.splitlines()  # every program's, each under its own
+    assert [line.split()[0] for line in every if not line.startswith(" ")] == ["multi", "web"], every
+    assert every[1] == "  no reloads yet", every  # multi
     bogus = sv.ctl("littleboss:status", "--bogus")
     assert bogus.returncode == 2 and bogus.stdout.startswith("Error: status has no option --bogus"), bogus.stdout
+    assert bogus.stdout.splitlines()[1].startswith("littleboss:status [name ...]\t"), bogus.stdout  # its usage
 
 
-def test_help_explains_every_subcommand(sv):
-    result = sv.ctl("help", "littleboss")
-    for usage in ("reload <name> [path]", "rollback <name>", "status [--history] [name ...]", "Exit status"):
-        assert usage in result.stdout
+def test_without_the_rpc_interface_commands_say_which_section_to_add(supervisord):
+    """A [program:x] with littleboss_* keys in a supervisord without [rpcinterface:littleboss]."""
+    configured = supervisord.conf.read_text()
+    supervisord.conf.write_text(configured.replace("[rpcinterface:littleboss]", "[x_unused_rpcinterface]"))
+    for name in ("web", "api"):
+        supervisord.program(name, littleboss_sockets=f"http=tcp://127.0.0.1:{free_port()}")
+    supervisord.program("plain", command="sleep 1000")
+    supervisord.start()
+    missing = (f"supervisord at unix://{supervisord.sock} has not loaded the littleboss interface: add\n"
+               "  [rpcinterface:littleboss]\n"
+               "  supervisor.rpcinterface_factory = supervisor_littleboss.rpcinterface:make_littleboss_rpcinterface\n"
+               f"to supervisord's configuration file ({supervisord.conf}) and run supervisorctl reload (it restarts "
+               "every program; reread and update do not load the interface).\n"
+               "Until then these run as plain programs, their littleboss_* settings ignored and no socket held "
+               "for them: api, web.\n")
+    for command in (["littleboss:status"], ["littleboss", "reload", "web"], ["littleboss:rollback", "web"]):
+        result = supervisord.ctl(*command)
+        assert (result.returncode, result.stdout) == (1, f"ERROR: {missing}"), result
+    for mode in ("reload", "start", "status"):  # the program helper, as the program itself runs it
+        helper = subprocess.run([str(EXAMPLE / "myblog.py"), f"--littleboss={mode}", "-c", str(supervisord.conf)],
+                                capture_output=True, text=True, timeout=60, env=VENV_ENV)
+        assert (helper.returncode, helper.stderr) == (1, f"myblog: ERROR: {missing}"), helper
+    supervisord.conf.write_text(configured)  # the section is back, supervisord has not read it
+    result = supervisord.ctl("littleboss:status")
+    assert result.returncode == 1 and f"{supervisord.conf} has [rpcinterface:littleboss], but " in result.stdout
+    supervisord.hup()  # supervisorctl reload loads it
+    assert supervisord.ctl("littleboss:status", "web").returncode == 0
 
 
 def test_interactive_shell_through_stdin(sv):
