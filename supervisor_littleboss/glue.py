@@ -303,3 +303,32 @@ def add_web_view(name: str, view: dict) -> None:
     from supervisor import web
 
     web.VIEWS[name] = view
+
+
+def link_status_page(href: str, label: str) -> None:
+    """``VIEWS["index.html"]`` (supervisord's status page, ``StatusView``) and its
+    ``MeldView.clone`` (checked in 4.2.2 and 4.3.0): supervisord's page has no link to a
+    plugin's page. The view registered there is replaced by a subclass whose ``clone`` (the
+    template's tree, which ``render`` fills in) repeats the first item of its ``<ul
+    id="buttons">`` (Refresh, Restart All, Stop All) as a link to ``href``. Idempotent: the
+    factory runs once per HTTP server and again on SIGHUP, the module keeps its views."""
+    from supervisor import web
+
+    entry = web.VIEWS["index.html"]
+    if any(vars(cls).get("linked_page") == href for cls in entry["view"].__mro__):
+        return
+
+    class LinkedStatusView(entry["view"]):
+        linked_page = href
+
+        def clone(self):
+            root = super().clone()
+            buttons = root.findwithattrib("id", "buttons")
+            if buttons and len(buttons[0]):
+                item = buttons[0][0].clone(buttons[0])
+                for anchor in item.findwithattrib("href"):
+                    anchor.attributes(href=href)
+                    anchor.content(label)
+            return root
+
+    web.VIEWS["index.html"] = {**entry, "view": LinkedStatusView}

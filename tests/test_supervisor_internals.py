@@ -349,3 +349,24 @@ def test_pidhistory_and_childlog_for_the_checks_littleboss_runs():
     writes through an output dispatcher's childlog."""
     assert_uses(supervisord_module.Supervisor.reap, "pidhistory", "finish", "waitpid")
     assert_attributes(dispatchers.POutputDispatcher, "childlog")
+
+
+def test_web_status_view_for_the_link_to_the_littleboss_page():
+    """glue.link_status_page subclasses the view of VIEWS["index.html"] (StatusView), whose
+    render fills the tree its clone() returns, and repeats the first item of that template's
+    <ul id="buttons"> (an anchor in it) with templating's findwithattrib, clone, attributes
+    and content."""
+    from supervisor import templating, web
+
+    entry = web.VIEWS["index.html"]
+    assert issubclass(entry["view"], web.StatusView) and entry["template"] == "ui/status.html"
+    assert_params(web.MeldView, "clone", "self")
+    assert_uses(web.StatusView.render, "clone", "write_xhtmlstring")
+    element = templating._MeldElementInterface
+    assert_params(element, "findwithattrib", "self, attrib, value")
+    assert_params(element, "clone", "self, parent")
+    assert_attributes(element, "attributes", "content", "__getitem__", "__len__")
+    root = templating.parse_xml(str(Path(web.__file__).parent / entry["template"]))
+    buttons = root.findwithattrib("id", "buttons")
+    assert len(buttons) == 1 and len(buttons[0]) == 3, "the status page's Refresh, Restart All, Stop All"
+    assert [anchor.text for anchor in buttons[0][0].findwithattrib("href")] == ["Refresh"]

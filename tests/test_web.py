@@ -9,12 +9,13 @@ import pytest
 from browser import launch
 from harness import HTTPAPP, Supervisord, free_port, http_get, make_executable, make_release, pid_alive, wait_for
 from load import Load
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 pytestmark = pytest.mark.e2e
 
 PORTS: dict[str, int] = {}
 MARKUP = '<b id="injected">x</b>&"'  # a version (and so a STATUS= line) full of markup
+MARKUP_DIR = "<i id=injected-path>&amp;"  # a release directory, and so paths, with markup
 
 
 class Releases:
@@ -22,7 +23,7 @@ class Releases:
         self.dir = root / "releases"
         self.v1 = make_release(self.dir, "v1", "v1")
         self.v2 = make_release(self.dir, "v2", "v2")
-        self.markup = make_executable(self.dir, "markup", f"#!/bin/sh\nAPP_VERSION='{MARKUP}' exec {HTTPAPP}\n")
+        self.markup = make_executable(self.dir, MARKUP_DIR, f"#!/bin/sh\nAPP_VERSION='{MARKUP}' exec {HTTPAPP}\n")
 
 
 def littleboss_program(sv: Supervisord, name: str, releases: Releases) -> None:
@@ -71,6 +72,17 @@ def serving(name: str) -> tuple[str, int]:
     return version.decode(), int(pid)
 
 
+def lines(cell: Locator) -> int:
+    """How many lines the text of ``cell`` takes on screen."""
+    return cell.evaluate("""cell => { const range = document.createRange(); range.selectNodeContents(cell);
+        return new Set([...range.getClientRects()].map(rect => Math.round(rect.top))).size; }""")
+
+
+def overflows(element: Locator) -> bool:
+    """Whether ``element``'s content is wider than its box."""
+    return element.evaluate("element => element.scrollWidth > element.clientWidth")
+
+
 def test_the_page_lists_every_program_with_its_binary_and_pid(sv, releases, page):
     pids = {name: sv.wait_running(name) for name in ("web", "api")}
     response = page.goto(url(sv))
@@ -88,14 +100,33 @@ def test_the_page_lists_every_program_with_its_binary_and_pid(sv, releases, page
     expect(page).to_have_title("Supervisor Status")  # back to supervisord's own page
 
 
-def test_roll_back_from_the_page_under_load(sv, releases, page):
+def test_supervisords_status_page_links_to_the_page(sv, page):
+    """Once, though supervisord called the factory for each of its two HTTP servers."""
+    page.goto(f"http://127.0.0.1:{sv.http_port}/index.html")
+    expect(page.get_by_role("link", name="Restart All")).to_be_visible()  # its own buttons are still there
+    for name in ("web", "api"):
+        expect(page.get_by_role("link", name=name, exact=True)).to_be_visible()
+    link = page.get_by_role("link", name="Littleboss", exact=True)
+    expect(link).to_have_count(1)
+    link.click()
+    expect(page).to_have_title("Supervisor littleboss")
+    expect(page.locator("#program-web h2")).to_have_text("web")
+
+
+def test_roll_back_from_the_page_asks_first_then_rolls_back_under_load(sv, releases, page):
     sv.wait_running("web")
     reloaded = sv.rpc.littleboss.reload("web", releases.v2)
     with Load(("127.0.0.1", PORTS["web"])) as load:
         page.goto(url(sv))
-        section = page.locator("#program-web")
-        expect(section.get_by_role("button", name="Roll back")).to_be_enabled()
+        section, confirm = page.locator("#program-web"), page.locator("#confirm")
+        expect(confirm).to_have_count(0)
         section.get_by_role("button", name="Roll back").click()
+        expect(confirm).to_contain_text(f"Roll back web from {releases.v2} to its previous binary {releases.v1}?")
+        assert serving("web") == ("v2", reloaded["new_pid"])  # asking acts on nothing
+        confirm.get_by_role("link", name="Cancel").click()
+        expect(confirm).to_have_count(0)
+        section.get_by_role("button", name="Roll back").click()
+        confirm.get_by_role("button", name="Roll back web").click()
         message = page.locator(".status_msg")
         expect(message).to_contain_text(f"web: rolled back {releases.v2} \u2192 {releases.v1}", timeout=15_000)
         load.wait_for_requests(50)
@@ -106,6 +137,23 @@ def test_roll_back_from_the_page_under_load(sv, releases, page):
     assert load.result.failed == 0, load.result
 
 
+def test_a_roll_back_not_confirmed_for_the_previous_binary_it_would_run_is_refused(sv, releases, page):
+    sv.wait_running("web")
+    sv.rpc.littleboss.reload("web", releases.v2)
+    page.goto(url(sv))
+    page.locator("#program-web").get_by_role("button", name="Roll back").click()
+    expect(page.locator("#confirm")).to_contain_text(f"to its previous binary {releases.v1}?")
+    pid = sv.rpc.littleboss.reload("web", releases.v1)["new_pid"]  # meanwhile: the previous binary is v2
+    page.get_by_role("button", name="Roll back web").click()
+    expect(page.locator(".status_msg.error")).to_have_text(
+        f"web: not rolled back: its previous binary is {releases.v2}, not {releases.v1} as confirmed; "
+        "press Roll back again to confirm the roll back to it")
+    token = page.locator("#program-web input[name=token]").get_attribute("value")
+    unconfirmed = page.request.post(url(sv), form={"program": "web", "action": "rollback", "token": token})
+    assert f"web: not rolled back: its previous binary is {releases.v2}, not none" in unconfirmed.text()
+    assert serving("web") == ("v1", pid) and sv.info("web")["pid"] == pid
+
+
 def test_a_disallowed_path_shows_the_fault_and_the_old_process_keeps_serving(sv, page):
     pid = sv.wait_running("api")
     with Load(("127.0.0.1", PORTS["api"])) as load:
@@ -114,6 +162,7 @@ def test_a_disallowed_path_shows_the_fault_and_the_old_process_keeps_serving(sv,
         section.locator("input[name=path]").fill("/bin/sh")
         section.get_by_role("button", name="Reload").click()
         expect(page.locator(".status_msg")).to_contain_text("NOT_ALLOWED: api: cannot reload to /bin/sh")
+        expect(section.locator("input[name=path]")).to_have_value("/bin/sh")  # what was typed, to correct
         load.wait_for_requests(50)
     assert serving("api") == ("v1", pid) and sv.info("api")["pid"] == pid
     assert load.result.failed == 0, load.result
@@ -142,8 +191,33 @@ def test_reload_from_the_page_shows_progress_then_the_outcome_and_escapes_everyt
     expect(message).to_contain_text("api: reload to", timeout=5_000)  # the page follows it: settle is 0.5 s
     expect(message).to_contain_text(f"api: reloaded {releases.v1} \u2192 {releases.markup}", timeout=15_000)
     expect(page.locator("#program-api")).to_contain_text(f"httpapp {MARKUP} serving")  # its STATUS=, as text
-    assert page.locator("#injected").count() == 0
+    expect(page.locator("#program-api table.info")).to_contain_text(releases.markup)  # its path, as text
+    expect(page.locator("#program-api table.history")).to_contain_text(releases.markup)
+    expect(section.locator("input[name=path]")).to_have_value(releases.markup)  # as typed, "&amp;" and all
+    assert page.locator("#injected, #injected-path").count() == 0
     sv.rpc.littleboss.reload("api", releases.v1)
+
+
+def test_long_paths_wrap_inside_the_page_and_short_fields_stay_on_one_line(sv, releases, page):
+    long = make_release(releases.dir, "build-4712-" + "0123456789abcdef" * 8, "long")
+    sv.wait_running("api")
+    sv.rpc.littleboss.reload("api", long)
+    sv.rpc.littleboss.reload("api", releases.v1)
+    page.goto(url(sv))
+    section = page.locator("#program-api")
+    for table in section.locator("table").all():
+        assert table.evaluate("table => table.scrollWidth <= table.parentElement.clientWidth")
+    latest = section.locator("table.history tbody tr").first
+    expect(latest).to_contain_text(long)
+    for cell in ("td:nth-child(1)", "td:nth-child(2)", "td:nth-child(5)", "td:nth-child(6)"):  # time .. seconds
+        assert lines(latest.locator(cell)) == 1, latest.locator(cell).text_content()
+    assert not overflows(section.locator("input[name=path]"))  # the binary in use, whole
+    refused = f"/opt/{'elsewhere' * 30}/app"
+    section.locator("input[name=path]").fill(refused)
+    section.get_by_role("button", name="Reload").click()
+    expect(page.locator(".status_msg")).to_contain_text(f"api: cannot reload to {refused}")
+    assert not overflows(page.locator(".status_msg"))
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
 
 
 def test_with_credentials_the_page_and_its_actions_need_them(tmp_path, releases, browser):
