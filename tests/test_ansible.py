@@ -24,6 +24,11 @@ HOSTS = ("host1", "host2", "host3")
 PROGRAM = "web"
 USERNAME, PASSWORD = "deploy", "s3cret"  # host3's HTTP server asks for them
 MODULE = "supervisor_littleboss.fleet.littleboss"
+ROLLING_RELOAD, ROLLBACK = "supervisor_littleboss.fleet.rolling_reload", "supervisor_littleboss.fleet.rollback"
+INTERPRETER = '"{{ ansible_playbook_python }}"'  # the local connection's, as README.rst's inventory has it
+CHECK_TITLE = "Check health_url from the host"
+# an interpreter that runs the module as user nobody, who may not use the supervisords' sockets
+NOBODY_PYTHON = '#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 "$@"\n'
 # ansible-core ships no JSON stdout callback (ansible.posix has one): this one prints, as the last
 # line, {"results": {host: {first word of a task's name: its result, with "outcome": ok, failed
 # or skipped}}, "stats": {host: counts}}
@@ -98,7 +103,7 @@ class Fleet:
                 self.http_url = f"http://{http[1]}"
                 url = f"{self.http_url} littleboss_username={USERNAME} littleboss_password={PASSWORD}"
             inventory.append(f"{host} littleboss_server_url={url} health_url=http://127.0.0.1:{port}/")
-        inventory += ["[web:vars]", "ansible_connection=local", f"ansible_python_interpreter={sys.executable}"]
+        inventory += ["[web:vars]", "ansible_connection=local", f"ansible_python_interpreter={INTERPRETER}"]
         self.inventory = root / "inventory.ini"
         self.inventory.write_text("\n".join(inventory) + "\n")
         (root / "ansible.cfg").write_text("[defaults]\n")
@@ -133,8 +138,14 @@ class Fleet:
                 if self.info(host)["path"] != binary:
                     self.sv[host].rpc.littleboss.reload(PROGRAM, binary)
 
-    def run(self, *argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run(argv, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=300)
+    def run(self, *argv: str, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(argv, cwd=self.root, env={**self.env, **env}, capture_output=True, text=True,
+                              timeout=300)
+
+    def shown(self, playbook: str, *args: str) -> subprocess.CompletedProcess:
+        """Run ``ansible-playbook`` on the inventory with Ansible's own output, as a user sees it."""
+        return self.run(tool("ansible-playbook"), "-i", str(self.inventory), playbook, *args,
+                        ANSIBLE_STDOUT_CALLBACK="default")
 
     def playbook(self, playbook: str, *args: str, ok: bool = True) -> dict:
         """Run ``ansible-playbook`` on the inventory: what CALLBACK printed. ``ok``: whether it must succeed."""
@@ -148,7 +159,7 @@ class Fleet:
         return output
 
     def rolling_reload(self, *args: str, ok: bool = True) -> dict:
-        return self.playbook("supervisor_littleboss.fleet.rolling_reload", "-e", f"program={PROGRAM}", *args, ok=ok)
+        return self.playbook(ROLLING_RELOAD, "-e", f"program={PROGRAM}", *args, ok=ok)
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +200,7 @@ def test_rolling_reload_swaps_every_host_one_at_a_time_then_changes_nothing(flee
         reload, health = output["results"][host]["Reload"], output["results"][host]["Check"]
         assert reload["changed"] and (reload["old_path"], reload["new_path"]) == (fleet.v1, fleet.v2), reload
         assert reload["new_pid"] != reload["old_pid"] and reload["seconds"] > 0
-        assert health["status"] == 200, health
+        assert health["results"][0]["status"] == 200, health
         assert fleet.serving(host) == "v2" and fleet.info(host)["pid"] == reload["new_pid"]
         entry = fleet.info(host)["history"][-1]  # its time: the promotion
         assert entry["time"] - entry["seconds"] >= previous_end, "hosts reloaded at the same time"
@@ -216,7 +227,7 @@ def test_a_binary_that_fails_on_a_host_stops_the_rollout_there(fleet):
     assert first["changed"] and first["new_path"] == fleet.v3 and fleet.serving("host1") == "v3"
     assert failed["Reload"]["outcome"] == "failed" and failed["Reload"]["fault_code"] == 1420, failed["Reload"]
     assert failed["Reload"]["msg"].startswith(f"EXITED_BEFORE_READY: {PROGRAM}: reload to {fleet.v3} failed")
-    assert failed["Stop"]["msg"].startswith("host2: EXITED_BEFORE_READY")
+    assert failed["Stop"]["msg"].startswith(f"host2: {failed['Reload']['msg']}; the rollout stopped at this host")
     assert failed["Roll"]["outcome"] == "skipped"  # the new binary was never promoted: nothing to roll back
     assert (failed["Reload"]["old_path"], fleet.info("host2")["path"]) == (fleet.v1, fleet.v1)
     assert fleet.serving("host2") == "v1" and fleet.info("host2")["pid"] == failed["Reload"]["old_pid"]
@@ -228,26 +239,41 @@ def test_a_failed_health_check_rolls_that_host_back_and_stops_the_rollout(fleet)
     fleet.put(fleet.v1)
     before = {host: fleet.untouched(host) for host in HOSTS[1:]}
     nothing_there = f"http://127.0.0.1:{free_port()}/health"
-    output = fleet.rolling_reload("-e", f"path={fleet.v2}", "-e", f"health_url={nothing_there}",
-                                  "-e", "health_retries=1", "-e", "health_delay=0", ok=False)
-    host1 = output["results"]["host1"]
+
+    def check_fails(path: str) -> dict:
+        """Reload to ``path`` with a health check that fails at once: what each host did."""
+        return fleet.rolling_reload("-e", f"path={path}", "-e", f"health_url={nothing_there}",
+                                    "-e", "health_retries=1", "-e", "health_delay=0", ok=False)["results"]
+
+    def stopped(results: dict, outcome: str) -> str:
+        return (f"host1: the health check of {PROGRAM} at {nothing_there} failed: "
+                f"{results['Check']['results'][0]['msg']}; {outcome}; the rollout stopped at this host (the hosts "
+                "after it were not touched): fix the cause and run the same command again to carry on")
+
+    output = check_fails(fleet.v2)
+    host1 = output["host1"]
     assert host1["Reload"]["changed"] and host1["Check"]["outcome"] == "failed"
     assert host1["Roll"]["changed"] and host1["Roll"]["new_path"] == fleet.v1, host1["Roll"]
+    assert host1["Stop"]["msg"] == stopped(host1, f"rolled back to {fleet.v1}")
     assert fleet.serving("host1") == "v1" and fleet.info("host1")["history"][-1]["kind"] == "rollback"
-    assert list(output["results"]) == ["host1"]
+    assert list(output) == ["host1"]
     assert {host: fleet.untouched(host) for host in HOSTS[1:]} == before
+
+    unchanged = fleet.untouched("host1")
+    host1 = check_fails(fleet.v1)["host1"]  # it runs v1 already: nothing to roll back
+    assert host1["Roll"]["outcome"] == "skipped" and fleet.untouched("host1") == unchanged
+    assert host1["Stop"]["msg"] == stopped(host1, f"left on {fleet.v1}, which it ran before this run")
 
 
 def test_rollback_playbook_returns_every_host_to_its_previous_binary(fleet):
     fleet.put(fleet.v1, fleet.v2)
     with load_on(fleet):
-        output = fleet.playbook("supervisor_littleboss.fleet.rollback", "-e", f"program={PROGRAM}")
+        output = fleet.playbook(ROLLBACK, "-e", f"program={PROGRAM}")
     for host in HOSTS:
         result = output["results"][host]["Roll"]
         assert result["changed"] and (result["old_path"], result["new_path"]) == (fleet.v2, fleet.v1), result
         assert fleet.serving(host) == "v1"
-    again = fleet.playbook("supervisor_littleboss.fleet.rollback", "-e", f"program={PROGRAM}", "-e",
-                           f"path={fleet.v1}")  # with the binary to go back to: repeatable
+    again = fleet.playbook(ROLLBACK, "-e", f"program={PROGRAM}", "-e", f"path={fleet.v1}")  # repeatable
     assert {host: stats["changed"] for host, stats in again["stats"].items()} == dict.fromkeys(HOSTS, 0)
 
 
@@ -260,19 +286,28 @@ def test_bad_input_and_a_timeout_fail_the_task_with_a_clear_message(fleet):
         "credentials": {"name": PROGRAM, "path": fleet.v2, "server_url": fleet.http_url, "username": USERNAME,
                         "password": "wrong"},
         "not-previous": {"name": PROGRAM, "state": "rolled_back", "path": fleet.v3, "server_url": socket_url},
+        "denied": {"name": PROGRAM, "path": fleet.v2, "server_url": socket_url},
         "timeout": {"name": PROGRAM, "path": fleet.slow, "server_url": host2_url, "timeout": 1},
     }
+    task_vars = {"denied": {"ansible_python_interpreter": make_executable(fleet.root, "nobody", NOBODY_PYTHON)}}
     play = [{"hosts": "host1", "gather_facts": False, "tasks": [
-        {"name": name, MODULE: args, "ignore_errors": True} for name, args in tasks.items()]}]
+        {"name": name, MODULE: args, "vars": task_vars.get(name, {}), "ignore_errors": True}
+        for name, args in tasks.items()]}]
     (fleet.root / "bad.yml").write_text(json.dumps(play))  # JSON is YAML
     before = fleet.untouched("host1")
     results = fleet.playbook("bad.yml")["results"]["host1"]
     assert all(result["outcome"] == "failed" for result in results.values()), results
     assert results["unknown"]["msg"].startswith("UNKNOWN_PROGRAM: no program named 'nope'")
     assert results["unknown"]["fault_code"] == 1401
-    assert results["relative"]["msg"] == "path must be absolute: 'releases/v2/app'"
-    assert results["unreachable"]["msg"] == (f"cannot reach supervisord at unix://{fleet.root}/missing.sock: "
-                                             "[Errno 2] No such file or directory")
+    assert results["relative"]["msg"] == f"{PROGRAM}: path must be absolute (the binary's path on the host): " \
+                                         "'releases/v2/app'"
+    assert results["unreachable"]["msg"] == (
+        f"cannot reach supervisord at unix://{fleet.root}/missing.sock: [Errno 2] No such file or directory; is "
+        "supervisord running? If so, set server_url (littleboss_server_url in the playbooks' inventory) to its "
+        "[unix_http_server] file or [inet_http_server] port")
+    assert results["denied"]["msg"] == (f"cannot reach supervisord at {socket_url}: [Errno 13] Permission denied; "
+                                        "run the task as a user allowed to use it (become: true, or "
+                                        "ansible-playbook -b)")
     assert results["credentials"]["msg"] == (f"supervisord at {fleet.http_url} refused the credentials "
                                              "(HTTP 401 Unauthorized): check username and password")
     assert results["not-previous"]["msg"].startswith(f"{PROGRAM}: cannot roll back to {fleet.v3}: it runs")
@@ -282,6 +317,37 @@ def test_bad_input_and_a_timeout_fail_the_task_with_a_clear_message(fleet):
                                          f"littleboss:status {PROGRAM} shows it)")
     wait_for(lambda: fleet.info("host2")["phase"] == "idle", what="the reload on host2 to end")
     assert fleet.info("host2")["path"] == fleet.slow
+
+
+def test_the_health_check_shows_each_hosts_own_url(fleet):
+    fleet.put(fleet.v2)
+    result = fleet.shown(ROLLING_RELOAD, "-e", f"program={PROGRAM}", "-e", f"path={fleet.v2}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    titles = re.findall(r"^TASK \[(.*)\]", result.stdout, re.MULTILINE)
+    assert titles.count(CHECK_TITLE) == len(HOSTS) and "http" not in " ".join(titles), titles  # a title per host
+    for host in HOSTS:
+        assert f"ok: [{host}] => (item=http://127.0.0.1:{fleet.ports[host]}/)" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize(("playbook", "args", "message"), [
+    (ROLLING_RELOAD, ("-e", "path=/srv/web/app"),
+     f"program is required: the supervisord program to reload on each host, e.g. ansible-playbook -i inventory.ini "
+     f"{ROLLING_RELOAD} -e program=myblog -e path=/srv/myblog/releases/42/myblog"),
+    (ROLLBACK, (),
+     f"program is required: the supervisord program to roll back on each host, e.g. ansible-playbook -i "
+     f"inventory.ini {ROLLBACK} -e program=myblog -e path=/srv/myblog/releases/41/myblog"),
+    (ROLLING_RELOAD, ("-e", f"program={PROGRAM}", "-e", "health_retries=five"),
+     "health_retries and health_delay must be whole numbers (how many times to try health_url, and the seconds "
+     "between tries), e.g. -e health_retries=10 -e health_delay=2; got health_retries=five, health_delay=1"),
+], ids=["rolling_reload", "rollback", "health_retries"])
+def test_a_missing_or_bad_variable_stops_the_run_before_any_host_is_touched(fleet, playbook, args, message):
+    before = {host: fleet.untouched(host) for host in HOSTS}
+    result = fleet.shown(playbook, *args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    fatal = re.search(r"^fatal: \[host1\]: FAILED! => (.*)$", result.stdout, re.MULTILINE)
+    assert fatal and json.loads(fatal[1])["msg"] == message, result.stdout
+    assert "is undefined" not in result.stdout + result.stderr and "[host2]" not in result.stdout
+    assert {host: fleet.untouched(host) for host in HOSTS} == before
 
 
 def test_ansible_doc_shows_the_module(fleet):

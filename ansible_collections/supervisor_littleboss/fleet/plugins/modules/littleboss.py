@@ -217,6 +217,9 @@ RESULT_KEYS = ("old_pid", "new_pid", "old_path", "new_path", "seconds", "drain_s
                "slots_done", "slots_total", "slots")
 UNKNOWN_METHOD = 1  # supervisord's Faults.UNKNOWN_METHOD
 NO_PREVIOUS = 1405
+SET_SERVER_URL = ("set server_url (littleboss_server_url in the playbooks' inventory) to its [unix_http_server] file "
+                  "or [inet_http_server] port")
+BECOME = "run the task as a user allowed to use it (become: true, or ansible-playbook -b)"
 
 
 class TaskFailure(Exception):
@@ -231,7 +234,9 @@ class UnreachableError(TaskFailure):
     """supervisord did not answer at ``url`` (another default URL may)."""
 
     def __init__(self, url: str, error: OSError) -> None:
-        super().__init__(f"cannot reach supervisord at {url}: {error}")
+        self.denied = isinstance(error, PermissionError)
+        hint = BECOME if self.denied else f"is supervisord running? If so, {SET_SERVER_URL}"
+        super().__init__(f"cannot reach supervisord at {url}: {error}; {hint}")
         self.reason = f"{url} ({error})"
 
 
@@ -329,7 +334,7 @@ class Supervisord:
 def connect(params: dict) -> tuple[Supervisord, dict]:
     """The supervisord at ``server_url`` (or the first default URL that answers) and the program's info."""
     urls = [params["server_url"]] if params["server_url"] else list(DEFAULT_URLS)
-    unreachable = []
+    unreachable: list[UnreachableError] = []
     for url in urls:
         server = Supervisord(url, params["username"], params["password"], params["timeout"])
         try:
@@ -337,9 +342,10 @@ def connect(params: dict) -> tuple[Supervisord, dict]:
         except UnreachableError as exc:
             if len(urls) == 1:
                 raise
-            unreachable.append(exc.reason)
-    raise TaskFailure(f"cannot reach supervisord at any default server_url: {', '.join(unreachable)}; "
-                      "set server_url")
+            unreachable.append(exc)
+    hint = BECOME if any(exc.denied for exc in unreachable) else SET_SERVER_URL
+    raise TaskFailure(f"cannot reach supervisord at any default server_url: "
+                      f"{', '.join(exc.reason for exc in unreachable)}; {hint}")
 
 
 def plan(params: dict, info: dict) -> tuple[str, tuple, str] | None:
@@ -379,7 +385,8 @@ def run(module: AnsibleModule) -> dict:
     """The task's result; raises ``TaskFailure`` (with what ran before, once supervisord answered)."""
     params = module.params
     if params["path"] and not os.path.isabs(params["path"]):
-        raise TaskFailure(f"path must be absolute: {params['path']!r}")
+        raise TaskFailure(f"{params['name']}: path must be absolute (the binary's path on the host): "
+                          f"{params['path']!r}")
     server, info = connect(params)
     before = {"name": params["name"], "server_url": server.url, "old_pid": info["pid"], "old_path": info["path"]}
     try:
