@@ -2,7 +2,9 @@
 
 supervisord ignores keys it does not know, so every ``littleboss_*`` key is checked
 here; errors are ValueErrors that name the section, the key, the bad value and the
-accepted forms, raised from supervisord's own config path (startup and ``reread``).
+accepted forms, raised from supervisord's own config path (startup and ``reread``), so
+supervisord prints them as its own: ``Error: ...`` and exit status 2 at startup,
+``CANT_REREAD`` on ``reread``.
 """
 from __future__ import annotations
 
@@ -270,6 +272,65 @@ def _programs_in_heterogeneous_groups(options: ServerOptions, parser: UnhosedCon
     return members
 
 
+FACTORY_KEY = "supervisor.rpcinterface_factory"
+FACTORY_SPEC = "supervisor_littleboss.rpcinterface:make_littleboss_rpcinterface"
+RPCINTERFACE_SETTINGS = ("state_file",)
+
+
+def loads_littleboss(parser: UnhosedConfigParser) -> list[str]:
+    """The ``[rpcinterface:x]`` sections that load littleboss; none without an HTTP server
+    (supervisord calls no factory then, and littleboss_* keys are ignored)."""
+    if not (parser.has_section("unix_http_server") or parser.has_section("inet_http_server")):
+        return []
+    return [section for section in parser.sections()
+            if section.startswith("rpcinterface:") and parser.saneget(section, FACTORY_KEY, "") == FACTORY_SPEC]
+
+
+def check_before_install(options: ServerOptions, parser: UnhosedConfigParser, groups: list) -> None:
+    """Check a configuration that loads littleboss as supervisord parses it, before littleboss
+    is installed (at startup, and after ``supervisorctl reload``): a ValueError here is
+    printed once, as supervisord's own configuration errors are."""
+    if getattr(options, "littleboss", None) is not None:  # installed: its own parse reads the settings
+        return
+    sections = loads_littleboss(parser)
+    for section in sections:
+        unknown = sorted(set(parser.options(section)) - {FACTORY_KEY, *RPCINTERFACE_SETTINGS})
+        if unknown:
+            raise ValueError(f"[{section}] has unknown setting(s): {', '.join(unknown)}; "
+                             f"the only one is {', '.join(RPCINTERFACE_SETTINGS)}")
+    if sections:
+        apply_littleboss_settings(options, parser, groups)
+
+
+# --- a supervisord internal (belongs with the others in glue.py) -----------------------------
+
+def check_groups_when_parsed(check: Callable[[ServerOptions, UnhosedConfigParser, list], None]) -> None:
+    """``ServerOptions.process_groups_from_parser`` (class-wide, since 3.0): ``read_config``
+    imports the ``[rpcinterface:x]`` factories (``get_plugins``) before it calls this with
+    the parsed configuration, so a factory's module, once imported, can ``check(options,
+    parser, group configs)`` at that first parse. A ValueError raised there is what
+    supervisord's own parser raises: ``process_config_file`` prints it once (``Error: ...``,
+    exit 2), no traceback; unlike one from a factory, which ``make_http_servers`` logs with
+    its traceback and replaces by ``Could not make x rpc interface``. Patched once per process."""
+    original = ServerOptions.process_groups_from_parser
+    if getattr(original, "littleboss_check", None) is check:
+        return
+
+    def process_groups_from_parser(self: ServerOptions, parser: UnhosedConfigParser) -> list:
+        groups = original(self, parser)
+        check(self, parser, groups)
+        return groups
+
+    process_groups_from_parser.littleboss_check = check
+    ServerOptions.process_groups_from_parser = process_groups_from_parser
+
+
 def wrap_groups_from_parser(options: ServerOptions) -> None:
     """Make ``options`` build LittlebossGroupConfigs for littleboss programs (startup and reread)."""
     glue.wrap_groups_from_parser(options, lambda parser, groups: apply_littleboss_settings(options, parser, groups))
+
+
+# supervisord imports the [rpcinterface:littleboss] factory's module, which imports this one,
+# while it reads its configuration, before it parses the programs: from then on a bad littleboss
+# setting stops supervisord as a bad setting of its own does
+check_groups_when_parsed(check_before_install)

@@ -65,6 +65,8 @@ def check_binary(program: str, path: str, uid: int | None, allowed: tuple[str, .
 
     if not os.path.isabs(path):
         refuse(F.PATH_NOT_ABSOLUTE, "the path must be absolute")
+    if os.path.isdir(resolved):  # a release folder for the executable in it: say so, whatever the allow-list
+        refuse(F.NOT_A_FILE, _directory_rule(resolved, allowed))
     if not any(PurePosixPath(resolved).match(pattern) for pattern in allowed):
         refuse(F.NOT_ALLOWED, f"it matches none of the allowed paths ({' '.join(allowed)}); "
                               f"add a pattern to littleboss_allow in [program:{program}]")
@@ -93,6 +95,14 @@ def check_binary(program: str, path: str, uid: int | None, allowed: tuple[str, .
     except BaseException:
         os.close(fd)
         raise
+
+
+def _directory_rule(directory: str, allowed: tuple[str, ...]) -> str:
+    """The rule a directory breaks, with the executable meant if one allowed file is under it."""
+    under = {path for pattern in allowed for path in glob.glob(pattern)
+             if path.startswith(directory.rstrip("/") + "/") and os.path.isfile(path)}
+    example = f", e.g. {under.pop()}" if len(under) == 1 else ""
+    return f"it is a directory: give the executable in it{example}"
 
 
 def _open(path: str, refuse) -> int:

@@ -2,6 +2,7 @@
 through supervisord's own parser, then at a real supervisord's startup and `reread`."""
 from __future__ import annotations
 
+import io
 import textwrap
 
 import pytest
@@ -136,13 +137,31 @@ def test_a_program_section_name_with_spaces_is_the_program_as_supervisord_names_
     assert isinstance(group_configs(tmp_path, section)["web"], LittlebossGroupConfig)
 
 
-@pytest.mark.e2e
-def test_a_bad_setting_stops_supervisord_at_startup_with_the_message(supervisord: Supervisord):
-    supervisord.program("web", littleboss_sockets="http=tcp://127.0.0.1:80", littleboss_sokets="typo")
+def startup_error(supervisord: Supervisord) -> str:
+    """Start ``supervisord``, which must stop at once with exit status 2 and one clear error
+    (as for a bad setting of its own): its ``Error:`` line."""
     supervisord.start(wait=False)
     status, output = supervisord.exit_output()
-    assert status == 2
-    assert "Error: [program:web] has unknown setting 'littleboss_sokets'" in output
+    assert status == 2, output
+    errors = [line for line in output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and output.count("For help, use") == 1, output
+    assert "Traceback" not in output and "rpc interface" not in output, output
+    assert not supervisord.log.exists() or "Traceback" not in supervisord.log.read_text()
+    return errors[0]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("keys, message", [
+    ({"littleboss_sokets": "typo"}, "Error: [program:web] has unknown setting 'littleboss_sokets'"),
+    ({"littleboss_ready": "bogus"},
+     "Error: [program:web] littleboss_ready = 'bogus' is invalid (unknown mode 'bogus'); expected startsecs or notify"),
+    ({"littleboss_sockets": "http=tcp://127.0.0.1"},
+     "Error: [program:web] littleboss_sockets = 'http=tcp://127.0.0.1' is invalid: 'tcp://127.0.0.1' for 'http': "
+     f"not a socket URL. Expected name=URL, name=URL, ... with URL {FORMS}"),
+])
+def test_a_bad_setting_stops_supervisord_at_startup_with_one_clear_error(supervisord: Supervisord, keys, message):
+    supervisord.program("web", **{"littleboss_sockets": "http=tcp://127.0.0.1:80", **keys})
+    assert startup_error(supervisord).startswith(message)
 
 
 @pytest.mark.e2e
@@ -168,7 +187,28 @@ def test_unknown_rpcinterface_setting_stops_supervisord(supervisord: Supervisord
     text = supervisord.conf.read_text().replace(
         "make_littleboss_rpcinterface\n", "make_littleboss_rpcinterface\nstate_fiel = /tmp/x\n")
     supervisord.conf.write_text(text)
-    supervisord.start(wait=False)
-    status, output = supervisord.exit_output()
-    assert status == 2, output
-    assert "[rpcinterface:littleboss] has unknown setting(s): state_fiel" in output
+    assert startup_error(supervisord) == ("Error: [rpcinterface:littleboss] has unknown setting(s): state_fiel; "
+                                          "the only one is state_file")
+
+
+LOADS_LITTLEBOSS = ("[rpcinterface:littleboss]\nsupervisor.rpcinterface_factory = "
+                    "supervisor_littleboss.rpcinterface:make_littleboss_rpcinterface\n")
+
+
+@pytest.mark.parametrize("server", ["", "[unix_http_server]\nfile = %(here)s/supervisor.sock\n"])
+def test_the_first_parse_checks_littleboss_settings_when_littleboss_loads(tmp_path, server):
+    """As supervisord starts: its parser imports the factory's module, which checks the
+    settings where supervisord's own are checked; without an HTTP server littleboss never
+    loads, and supervisord ignores its settings (README: Requirements)."""
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text("[supervisord]\n" + server + LOADS_LITTLEBOSS + web(littleboss_sockets="bogus"))
+    options = ServerOptions()
+    options.stderr = io.StringIO()  # where supervisord prints its usage errors
+    if not server:
+        options.realize(["-c", str(conf)])
+        assert type(options.process_group_configs[0]) is not LittlebossGroupConfig
+        return
+    with pytest.raises(SystemExit) as exited:
+        options.realize(["-c", str(conf)])
+    assert exited.value.code == 2
+    assert options.stderr.getvalue().startswith("Error: [program:web] littleboss_sockets = 'bogus' is invalid")

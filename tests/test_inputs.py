@@ -2,6 +2,7 @@
 starts, and the program keeps serving."""
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -68,6 +69,16 @@ def test_a_process_that_is_not_in_the_group_is_bad_name(sv):
     assert sv.info("web")["pid"] == pid
     assert sv.rpc.littleboss.getProgramInfo("web:web")["pid"] == pid
 
+
+def test_a_release_directory_is_refused_as_one_naming_the_executable_in_it(sv):
+    """Whatever the allow-list says about the directory itself."""
+    pid, release = sv.info("web")["pid"], os.path.dirname(sv.v2)
+    message = f"web: cannot reload to {release}: it is a directory: give the executable in it, e.g. {sv.v2}"
+    fault = reload_fault(lambda: sv.rpc.littleboss.reload("web", release))
+    assert (fault.faultCode, fault.faultString) == (1412, f"NOT_A_FILE: {message}")
+    refused = sv.ctl("littleboss:reload", "web", release)
+    assert refused.returncode == 1 and message in refused.stdout + refused.stderr, refused
+    assert sv.info("web")["pid"] == pid
 
 def test_a_starting_program_is_reloaded_like_a_running_one(sv):
     assert sv.info("slow")["statename"] == "STARTING"  # startsecs = 60

@@ -82,3 +82,21 @@ def test_the_checked_binary_runs_even_if_the_path_is_replaced(tree: Path):
         assert subprocess.run([str(path)]).returncode == 1  # the path itself now runs `false`
     finally:
         binary.close()
+
+
+def test_a_directory_is_not_a_file_whatever_the_allow_list_and_the_executable_in_it_is_named(tree: Path):
+    make_executable(tree / "opt", "2", "#!/bin/sh\n", "myblog")
+    (tree / "opt" / "2" / "notes.txt").write_text("not allowed")
+    for allowed in ((f"{tree}/opt/*/myblog",), (f"{tree}/elsewhere/*",)):
+        fault = refusal(f"{tree}/opt/2/", allowed)
+        assert fault.code == 1412
+        hint = f", e.g. {tree}/opt/2/myblog" if allowed[0].endswith("myblog") else ""
+        assert fault.text == (f"NOT_A_FILE: web: cannot reload to {tree}/opt/2/ (which resolves to {tree}/opt/2): "
+                              f"it is a directory: give the executable in it{hint}")
+
+
+def test_a_directory_with_several_allowed_executables_names_none(tree: Path):
+    for name in ("a", "b"):
+        make_executable(tree / "opt", "3", "#!/bin/sh\n", name)
+    fault = refusal(f"{tree}/opt/3", (f"{tree}/opt/*/*",))
+    assert fault.text == f"NOT_A_FILE: web: cannot reload to {tree}/opt/3: it is a directory: give the executable in it"

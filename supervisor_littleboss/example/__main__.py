@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Copied the example to {target}. Start it, and ask it:\n\n"
           f"    supervisord -c {target / 'supervisord.conf'}\n"
           f"    curl http://127.0.0.1:8080/\n"
-          f"    supervisorctl -c {target / 'supervisord.conf'} littleboss:status")
+          f"    supervisorctl -c {target / 'supervisord.conf'} littleboss:status\n\n"
+          f"If curl waits instead of answering, myblog is not serving (supervisord holds its socket):\n"
+          f"littleboss:status says why, and myblog's output is in {target / 'run' / 'myblog.log'}.")
     return 0
 
 

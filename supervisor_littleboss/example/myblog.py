@@ -11,10 +11,21 @@ requests in flight and exits, while new connections wait for the next myblog.
 """
 import os
 import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
-from supervisor_littleboss.program import Littleboss
+try:
+    from supervisor_littleboss.program import Littleboss
+except ModuleNotFoundError:  # the python3 on PATH lacks this package: supervisord was started from a
+    # virtualenv's bin/ without activating it. Under supervisord, run again with the Python that runs it.
+    parent, me = (os.fsdecode(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0])
+                  for pid in (os.getppid(), "self"))
+    if "SUPERVISOR_ENABLED" in os.environ and parent != me:
+        os.execvp(parent, [parent, *sys.argv])
+    sys.exit(f"{sys.argv[0]}: {sys.executable} has no supervisor_littleboss: run it with the virtualenv's "
+             f"Python (activate the virtualenv, or run .venv/bin/python {sys.argv[0]})")
 
 VERSION = "1"
 draining = threading.Event()
