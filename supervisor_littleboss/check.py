@@ -10,6 +10,7 @@ nothing it forked is left behind.
 from __future__ import annotations
 
 import os
+import re
 import signal
 from collections.abc import Callable
 
@@ -17,6 +18,25 @@ from .orphans import kill_group
 from .outcome import last_lines
 
 TAIL_BYTES = 2048
+OUTPUT_MARK = b"littleboss check: "  # the start of each line a check prints, in the program's log
+
+
+def check_environment(program: str, process: str, pid: int, binary: str,
+                      sockets: list[tuple[str, str]]) -> dict[str, str]:
+    """supervisord's environment, and what reaches the candidate alone: its program and process
+    names, pid, binary and the program's socket addresses (``sockets``: (name, url) pairs), all
+    in LITTLEBOSS_SOCKETS and one by one."""
+    env = {**os.environ, "LITTLEBOSS_PROGRAM": program, "LITTLEBOSS_PROCESS": process,
+           "LITTLEBOSS_PID": str(pid), "LITTLEBOSS_BINARY": binary,
+           "LITTLEBOSS_SOCKETS": " ".join(f"{name}={url}" for name, url in sockets)}
+    for name, url in sockets:
+        env["LITTLEBOSS_SOCKET_" + re.sub(r"[^A-Z0-9]", "_", name.upper())] = url
+    return env
+
+
+def mark_output(lines: bytes) -> bytes:
+    """A check's output as the program's log shows it: each line marked as the check's."""
+    return b"".join(OUTPUT_MARK + line for line in lines.splitlines(keepends=True))
 
 
 class CheckRun:

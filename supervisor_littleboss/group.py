@@ -19,7 +19,6 @@ import copy
 import enum
 import functools
 import os
-import re
 import shlex
 import signal
 import socket
@@ -27,10 +26,12 @@ import time
 
 from supervisor.options import ProcessException, decode_wait_status, signame
 from supervisor.process import ProcessGroup, Subprocess
-from supervisor.states import STOPPED_STATES, ProcessStates, SupervisorStates
+from supervisor.states import STOPPED_STATES, ProcessStates, SupervisorStates, getProcessStateDescription
 
-from .check import CheckRun
+from .binaries import BinaryRecord
+from .check import CheckRun, check_environment, mark_output
 from .config import LittlebossGroupConfig, ReloadSettings
+from .contract import Kind
 from .faults import LittlebossRPCError
 from .glue import (
     ChildSetupSubprocess,
@@ -42,16 +43,14 @@ from .glue import (
     tap_output,
     write_program_log,
 )
-from .lifecycle import Rollout
+from .lifecycle import Launch, Program, Rollout, begin, refusal
 from .notify import NotifyReceiver
-from .orphans import ProcessRecord, kill_group, signal_group, still_alive, take_listener
+from .orphans import Orphans, ProcessRecord, kill_group
 from .outcome import last_lines
 from .sockets import REGISTRY, SocketSpec
-from .state import ProgramState
 from .validate import CheckedBinary, allowed_patterns, check_binary
 
 TAIL_BYTES = 2048
-ORPHAN_KILL_WAIT = 5  # seconds an orphan has to vanish after SIGKILL
 EXITED_ON_ITS_OWN = (ProcessStates.EXITED, ProcessStates.BACKOFF)  # not stopped by supervisord
 
 
@@ -230,19 +229,23 @@ class LittlebossProcessGroup(ProcessGroup):
 
     def __init__(self, config: LittlebossGroupConfig) -> None:
         self.config = config
-        self.program_state: ProgramState = self.plugin.state.program(config.name)
-        self._apply_configured_command()
-        self._check_swapped_in_binary()
+        state = self.plugin.state.program(config.name)
+        self.binaries = BinaryRecord(state, self.configured_command, self.configured_path, self.save_state)
+        warning = self.binaries.reconcile(self.refusal, time.time())
+        if warning:
+            self._warn(f"{self.name}: {warning}")
+        self.program = Program(self, self.binaries, self.log)
         self.slots = [pconfig.name for pconfig in config.process_configs]  # slot i: the i-th process
         self.processes = {
-            pconfig.name: LittlebossSubprocess(self._config_running(pconfig, self.program_state.path), self, slot)
+            pconfig.name: LittlebossSubprocess(self._config_running(pconfig, self.binaries.swapped_in), self, slot)
             for slot, pconfig in enumerate(config.process_configs)
         }
         self.extras: list[LittlebossSubprocess] = []
         self.rollout: Rollout | None = None
         self.listeners: list[socket.socket] = []
-        self.orphans: list[ProcessRecord] = []
-        self.orphans_deadline = 0.0
+        self.orphans = Orphans(config.name, state.processes, self._warn, self._forget)
+        state.processes = list(self.orphans.records)  # recorded until they are gone
+        self.save_state()
         self.bind_sockets(self._take_over_orphans())  # bind early; a failure is reported when a process spawns
 
     @property
@@ -275,6 +278,9 @@ class LittlebossProcessGroup(ProcessGroup):
     def serving(self, slot: int) -> LittlebossSubprocess:
         """The process that serves ``slot`` (what ``supervisorctl status`` shows)."""
         return self.processes[self.slots[slot]]
+
+    def statename(self, slot: int) -> str:
+        return getProcessStateDescription(self.serving(slot).get_state())
 
     def slot_path(self, slot: int) -> str:
         """The binary ``slot``'s process runs: the file its command's path resolved to when it
@@ -319,76 +325,47 @@ class LittlebossProcessGroup(ProcessGroup):
         self.listeners = listeners
         return None
 
-    # --- processes an earlier supervisord left running -----------------------
+    # --- processes an earlier supervisord left running, and the record that finds them ---
     def _take_over_orphans(self) -> dict[str, socket.socket]:
         """Processes of this program that outlived a supervisord killed (-9): take their
         listening sockets back (by URL), so that no connection is refused, and stop them as
-        replaced processes are stopped (stop signal, lameduck, SIGKILL). A socket that
-        cannot be taken back (supervisord not root) is bound once they have exited."""
-        state, logger = self.program_state, self.config.options.logger
-        self.orphans = still_alive(state.processes)
-        state.processes = list(self.orphans)  # recorded until they are gone
-        self.save_state()
-        if not self.orphans:
+        replaced processes are stopped. A socket that cannot be taken back (supervisord not
+        root) is bound once they have exited."""
+        orphans = self.orphans
+        if not orphans:
             return {}
-        taken = {}
-        for spec in self.sockets:
-            for record in self.orphans:
-                if spec.url not in taken and not REGISTRY.is_held(spec.url):
-                    sock = take_listener(record, *spec.address, log=logger.warn)
-                    if sock is not None:
-                        taken[spec.url] = sock
+        taken = orphans.take_sockets([(spec.url, *spec.address) for spec in self.sockets
+                                      if not REGISTRY.is_held(spec.url)])
         pconfig = self.config.process_configs[0]
         lameduck = self.lameduck(pconfig)
-        self.orphans_deadline = time.time() + lameduck
-        self._signal_orphans(pconfig.stopsignal)
-        logger.warn(
-            f"littleboss: {self.config.name}: pid(s) {', '.join(str(r.pid) for r in self.orphans)} of an earlier "
-            f"supervisord still run: took back {len(taken)} of {len(self.sockets)} socket(s) from them; stopping "
-            f"them ({signame(pconfig.stopsignal)}, SIGKILL after {lameduck:g}s)"
-        )
+        pids = ", ".join(str(r.pid) for r in orphans.records)
+        orphans.stop(pconfig.stopsignal, lameduck, time.time())
+        self._warn(f"{self.name}: pid(s) {pids} of an earlier supervisord still run: took back {len(taken)} of "
+                   f"{len(self.sockets)} socket(s) from them; stopping them ({signame(pconfig.stopsignal)}, "
+                   f"SIGKILL after {lameduck:g}s)")
         if any(spec.url not in taken and not REGISTRY.is_held(spec.url) for spec in self.sockets):
-            self._wait_for_orphans()  # they hold the address: it can be bound only once they are gone
+            orphans.wait(time.time, time.sleep)  # they hold the address: it can be bound only once they are gone
         return taken
 
-    def _signal_orphans(self, sig: int) -> None:
-        for record in self.orphans:
-            try:
-                signal_group(record, sig)
-            except OSError as exc:
-                self.config.options.logger.error(
-                    f"littleboss: {self.config.name}: cannot signal pid {record.pid}: {exc.strerror}")
+    def _warn(self, message: str) -> None:
+        self.config.options.logger.warn(f"littleboss: {message}")
 
-    def _stop_orphans(self, now: float) -> None:
-        """SIGKILL the orphans left once their lameduck is over; forget those gone."""
-        alive = still_alive(self.orphans)
-        if len(alive) < len(self.orphans):
-            state = self.program_state
-            state.processes = [r for r in state.processes if r in alive or r not in self.orphans]
-            self.save_state()
-        self.orphans = alive
-        if self.orphans and now > self.orphans_deadline:
-            self._signal_orphans(signal.SIGKILL)
-
-    def _wait_for_orphans(self) -> None:
-        """Block (supervisord is starting, nothing is served yet) until the orphans have exited."""
-        while self.orphans:
-            now = time.time()
-            self._stop_orphans(now)
-            if now > self.orphans_deadline + ORPHAN_KILL_WAIT:
-                break  # unkillable (a process in D state): binding reports the address in use
-            time.sleep(0.02)
+    def _forget(self, gone: list[ProcessRecord]) -> None:
+        state = self.binaries.state
+        state.processes = [r for r in state.processes if r not in gone]
+        self.save_state()
 
     def track(self, pid: int) -> None:
         """Record a process just spawned, so a supervisord that crashes can be followed by one
         that finds it."""
         record = ProcessRecord.of(pid)
         if record is not None:
-            self.program_state.processes.append(record)
+            self.binaries.state.processes.append(record)
             self.save_state()
 
     def untrack(self, pid: int) -> None:
-        self.program_state.processes = [r for r in self.program_state.processes if r.pid != pid]
+        state = self.binaries.state
+        state.processes = [r for r in state.processes if r.pid != pid]
         self.save_state()
 
     def before_remove(self) -> None:
@@ -403,7 +380,7 @@ class LittlebossProcessGroup(ProcessGroup):
             self.plugin.supervisord.reap()  # see exits in this pass, not the next (up to 1 s later)
         now = time.time()
         if self.orphans:
-            self._stop_orphans(now)
+            self.orphans.reap(now)
         if self.rollout:
             self.rollout.step(now)
             self.rollout = self.rollout.successor or self.rollout
@@ -434,7 +411,7 @@ class LittlebossProcessGroup(ProcessGroup):
 
     def stop_all(self) -> None:
         self.abort_rollout("supervisord is stopping the program")
-        self._signal_orphans(signal.SIGKILL)  # still draining: none may outlive the program
+        self.orphans.signal(signal.SIGKILL)  # still draining: none may outlive the program
         super().stop_all()
 
     def all_processes(self) -> list[LittlebossSubprocess]:
@@ -445,17 +422,26 @@ class LittlebossProcessGroup(ProcessGroup):
         """Candidates and replaced processes that have not been reaped yet."""
         return [p for p in self.extras if p.pid]
 
-    # --- reloads: what the lifecycle asks of the group ---------------------------
-    def begin_rollout(self, binary: CheckedBinary, kind: str, slots: list[int]) -> Rollout:
-        """Replace the processes of ``slots`` by ones running ``binary`` (closed when the rollout ends)."""
-        self.rollout = Rollout(self, kind, binary.path, binary, slots)
-        self.plugin.ticker.keep_ticking()
-        self.rollout.start()
-        return self.rollout
+    # --- reloads: the lifecycle does them; what it asks of the group -----------------
+    def reload_refusal(self) -> str | None:
+        """Why no reload can start now (one under way; a process neither running nor stopped)."""
+        rollout = self.rollout
+        if rollout and rollout.active:
+            return (f"{self.name}: a {rollout.kind.value} to {rollout.new_path} is in progress "
+                    f"(phase {rollout.shown_phase}); wait for it to finish")
+        return refusal(self)
+
+    def begin_reload(self, binary: CheckedBinary, kind: Kind) -> Rollout | Launch:
+        """Give the program ``binary`` (closed once every slot has spawned from it)."""
+        reload = begin(self.program, kind, binary, time.time())
+        if isinstance(reload, Rollout):
+            self.rollout = reload
+            self.plugin.ticker.keep_ticking()
+        return reload
 
     def abort_rollout(self, why: str) -> None:
         if self.rollout:
-            self.rollout.abort(why)
+            self.rollout.abort(why, time.time())
 
     def start_candidate(self, slot: int, path: str, binary: CheckedBinary | None) -> LittlebossSubprocess:
         """Spawn a candidate for ``slot`` running ``binary`` (else ``path``), beside its process."""
@@ -466,28 +452,28 @@ class LittlebossProcessGroup(ProcessGroup):
         candidate.spawn()
         return candidate
 
+    def start_slot(self, slot: int, binary: CheckedBinary | None) -> str | None:
+        """Spawn ``slot``'s process (not running) on ``binary``, else on its command's binary;
+        None, or why it could not spawn."""
+        process = self.serving(slot)
+        process.binary, process.backoff = binary, 0
+        process.spawn()
+        return None if process.pid else process.spawnerr or "it did not start"
+
     def start_check(self, slot: int, candidate: LittlebossSubprocess, now: float) -> CheckRun:
         """Run ``littleboss_check`` against ``slot``'s candidate; its output goes to the program's
         log, each line marked as the check's."""
         settings = self.settings
-        run = CheckRun(list(settings.check), self._check_environment(slot, candidate), settings.check_timeout, now,
+        env = check_environment(self.name, self.slot_name(slot), candidate.pid, candidate.running_path or "",
+                                [(spec.name, spec.url) for spec in self.sockets])
+        run = CheckRun(list(settings.check), env, settings.check_timeout, now,
                        functools.partial(self._log_check_output, slot))
         if run.pid:
             reap_with(self.config.options, run.pid, run)
         return run
 
-    def _check_environment(self, slot: int, candidate: LittlebossSubprocess) -> dict[str, str]:
-        """supervisord's environment, and what reaches the candidate alone: its pid, binary and
-        the program's socket addresses (all in LITTLEBOSS_SOCKETS, and one by one)."""
-        env = {**os.environ, "LITTLEBOSS_PROGRAM": self.name, "LITTLEBOSS_PROCESS": self.slot_name(slot),
-               "LITTLEBOSS_PID": str(candidate.pid), "LITTLEBOSS_BINARY": candidate.running_path or "",
-               "LITTLEBOSS_SOCKETS": " ".join(f"{spec.name}={spec.url}" for spec in self.sockets)}
-        for spec in self.sockets:
-            env["LITTLEBOSS_SOCKET_" + re.sub(r"[^A-Z0-9]", "_", spec.name.upper())] = spec.url
-        return env
-
     def _log_check_output(self, slot: int, lines: bytes) -> None:
-        marked = b"".join(b"littleboss check: " + line for line in lines.splitlines(keepends=True))
+        marked = mark_output(lines)
         if not write_program_log(self.serving(slot), marked):
             self.log(marked.decode(errors="replace").rstrip())
 
@@ -532,30 +518,6 @@ class LittlebossProcessGroup(ProcessGroup):
             if self.slot_path(slot) != path:
                 self.serving(slot).config = self._config_running(pconfig, path)
 
-    def restart_exited(self) -> list[int]:
-        """Start again, on their command's binary, the slots whose process exited on its own."""
-        slots = [slot for slot in range(self.slot_count()) if self.serving(slot).state in EXITED_ON_ITS_OWN]
-        for slot in slots:
-            self.serving(slot).spawn()
-        return slots
-
-    def commit(self, kind: str, old_path: str, new_path: str, seconds: float) -> str | None:
-        """Persist a completed rollout to ``new_path``; return the previous binary it replaced."""
-        state = self.program_state
-        before = state.previous
-        state.record(kind=kind, **{"from": old_path, "to": new_path}, outcome="succeeded", seconds=round(seconds, 3))
-        if new_path != old_path:  # a re-exec is no release: rollback still goes back one release
-            state.previous = old_path
-        self._run_binary(new_path)
-        state.command = self.configured_command
-        self.save_state()
-        return before
-
-    def record(self, kind: str, old_path: str, new_path: str, outcome: str, seconds: float) -> None:
-        self.program_state.record(kind=kind, **{"from": old_path, "to": new_path}, outcome=outcome,
-                                  seconds=round(seconds, 3))
-        self.save_state()
-
     def supervisord_running(self) -> bool:
         return self.config.options.mood >= SupervisorStates.RUNNING
 
@@ -566,55 +528,12 @@ class LittlebossProcessGroup(ProcessGroup):
     def save_state(self) -> None:
         self.plugin.save_state()
 
-    def _run_binary(self, path: str) -> None:
-        """Record ``path`` as the binary in use (None in the state: the configured one)."""
-        self.program_state.path = None if path == self.configured_path() else path
-
     def process_exited(self, process: LittlebossSubprocess) -> None:
         """Called from a process's finish(): a slot's process that exited on its own."""
         if process.role is Role.SERVING and self.rollout and process.state in EXITED_ON_ITS_OWN:
             self.rollout.serving_exited(process.slot, process.last_exit)
 
-    def use_binary(self, path: str, kind: str, previous: str | None, outcome: str) -> str:
-        """Make ``path`` the binary every slot's next spawn runs, with ``previous`` the one
-        rollback returns to, recorded as ``kind`` with ``outcome``; return the binary it
-        replaces."""
-        replaced = self.current_path()
-        self.run_slots_on(path)
-        state = self.program_state
-        self._run_binary(path)
-        state.previous, state.command = previous, self.configured_command
-        state.record(kind=kind, **{"from": replaced, "to": path}, outcome=outcome)
-        self.save_state()
-        return replaced
-
-    # --- the swapped-in binary ---------------------------------------------
-    def _apply_configured_command(self) -> None:
-        """If the operator changed ``command`` since a binary was swapped in, the configuration wins."""
-        state, configured = self.program_state, self.configured_command
-        if state.path and state.command != configured:
-            state.record(kind="config", **{"from": state.path, "to": configured},
-                         outcome="the configured command changed; the swapped-in binary is no longer used")
-            state.path = state.previous = None
-            self.save_state()
-
-    def _check_swapped_in_binary(self) -> None:
-        """A swapped-in binary that would be refused now (gone, no longer executable, writable
-        by others, outside littleboss_allow: the state file is not trusted blindly) is not
-        started: the previous binary is, if it passes, else the configured command."""
-        state = self.program_state
-        refusal = self.refusal(state.path) if state.path else None
-        if refusal is None:
-            return
-        gone = state.path
-        target = state.previous if state.previous and self.refusal(state.previous) is None else self.configured_path()
-        self._run_binary(target)
-        state.previous = None
-        outcome = f"the swapped-in binary cannot run ({refusal}); starting {target} instead"
-        state.record(kind="refused", **{"from": gone, "to": target}, outcome=outcome)
-        self.config.options.logger.warn(f"littleboss: {self.config.name}: {outcome}")
-        self.save_state()
-
+    # --- which binaries may run --------------------------------------------------
     def allowed(self) -> tuple[str, ...]:
         """The patterns a new binary's resolved path must match."""
         return allowed_patterns(self.configured_path(), self.settings.allow)
@@ -634,9 +553,6 @@ class LittlebossProcessGroup(ProcessGroup):
         running = copy.copy(pconfig)
         running.command = with_executable(pconfig.command, path)
         return running
-
-
-LittlebossGroupConfig.group_class = LittlebossProcessGroup
 
 
 def executable_path(process: Subprocess) -> str:

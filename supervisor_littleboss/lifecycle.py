@@ -1,56 +1,69 @@
-"""The whole life of a reload: one swap per slot, driven by a rollout, watched to the end.
+"""The whole life of a reload: every way a program gets a new binary.
 
 A program has N slots (its processes ``x:x_0`` ... ``x:x_{N-1}``; N = numprocs). One
-slot's **swap**:
+slot's **swap** (``SwapPhase``):
 
-    starting -> [checking ->] settling -> draining -> done
-        \\            \\             \\
-         `------------`-------------`--> failed(code, reason)
+    waiting -> starting -> [checking ->] settling -> draining -> done
+                   \\            \\             \\
+                    `------------`-------------`--> failed(code, reason)
 
 ``starting``: a candidate with the new binary runs beside the slot's process on the same
 sockets until it answers that it is ready (``startsecs`` up, or ``READY=1`` from its main
 pid). ``checking``, with ``littleboss_check``: the command runs every
 ``littleboss_check_interval`` until it passes. ``settling``: it must stay up
-``littleboss_settle`` more seconds. Then it is
-promoted into the slot and the process it replaces drains (``draining``, with the
-lameduck) until it exits (``done``). A failure before promotion discards the candidate and
-leaves the slot's process untouched.
+``littleboss_settle`` more seconds. Then it is promoted into the slot and the process it
+replaces drains (``draining``, with the lameduck) until it exits (``done``). A failure
+before promotion discards the candidate and leaves the slot's process untouched.
 
-The **rollout** runs the swaps of every slot in order, at most ``littleboss_surge`` of them
-before promotion at once, so that at no moment do fewer than N processes accept. Its own
-states:
+The **rollout** (``RolloutPhase``) runs the swaps of every slot in order, at most
+``littleboss_surge`` of them before promotion at once, so that at no moment do fewer than
+N processes accept:
 
-    running -> draining -> done -> (watched until littleboss_fallback_window ends)
-        \\                              \\
-         `--> rolling back --> failed     `--> rolled back (a ``fallback`` rollout follows)
+    running -> draining -> done
+        \\          \\        \\
+         \\          `--------`--> rolled back (an exit in the fallback window)
+          `--> rolling back --> failed  (and running --> failed)
 
 A failed swap stops the rollout: candidates not yet promoted are discarded, and the
-slots already switched are swapped back to the old binary the same way (zero downtime),
-so the program ends on one binary. The durable record (state file, history, events)
-changes once per rollout: when its last slot is promoted, or when it failed. A new
-process that exits on its own while the rollout runs fails it the same way; one that
-exits within the fallback window after the rollout rolls the whole program back to the
-previous binary: its dead slots restart on it at once, the living ones are swapped back.
+slots already switched are swapped back to the old binary by a ``revert`` rollout (zero
+downtime), so the program ends on one binary. The binary record (``binaries.py``) changes
+once per rollout: when its last slot is promoted, or when it failed. A new process that
+exits on its own while the rollout runs fails it the same way. After the last promotion a
+``FallbackWatch`` watches the program through ``littleboss_fallback_window``: a new process
+that exits on its own in it rolls the whole program back to the previous binary (its dead
+slots restart on it at once, the living ones are swapped back by a ``fallback`` rollout).
 
-Everything moves in ``step()``, called from the group's ``transition()`` in supervisord's
-main loop, and in ``abort()`` and ``serving_exited()``. The lifecycle talks to the group
-only through the ``Slots`` interface below and asks candidates only the ``Candidate``
-questions: it never reads a process's internals.
+A program that is not running is not swapped: ``Launch`` starts the slots that failed
+(EXITED, BACKOFF, FATAL) on the new binary, or, when every slot was stopped on purpose,
+records it for the next start. ``begin()`` chooses; both answer the same result shape.
+
+Everything moves in ``step(now)``, called from the group's ``transition()`` in supervisord's
+main loop, and in ``abort()`` and ``serving_exited()``; the time is always passed in. Every
+phase change goes through an edge table. The lifecycle talks to the program only through
+``Program``: the group's ``Slots``, the binary ``Record`` and a log; it asks processes only
+the ``Candidate`` questions, and never reads their internals.
 """
 from __future__ import annotations
 
-import enum
 import itertools
-import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from supervisor import events
 
 from .config import ReloadSettings
+from .contract import Kind, RolloutPhase, SwapPhase
 from .events import ReloadFailedEvent, ReloadRolledBackEvent, ReloadStartedEvent, ReloadSucceededEvent
 from .faults import LittlebossFaults as F
 from .faults import LittlebossRPCError
+from .outcome import plural, slot_part, step_line
 from .validate import CheckedBinary
+
+# supervisord's state names (``statename``) as the lifecycle reads them
+SWAPPABLE = ("RUNNING", "STARTING")  # a reload replaces the process (a STARTING one too)
+EXITED_ON_ITS_OWN = ("EXITED", "BACKOFF")  # not stopped by supervisord
+STARTABLE = ("STOPPED", "EXITED", "BACKOFF", "FATAL")  # not running: a reload starts it, or records
 
 
 class Candidate(Protocol):
@@ -73,13 +86,14 @@ class Check(Protocol):
 
 
 class Slots(Protocol):
-    """What the lifecycle asks of a program's group."""
+    """What the lifecycle asks of a program's group (``group.LittlebossProcessGroup``)."""
 
     name: str
     settings: ReloadSettings
 
     def slot_count(self) -> int: ...
     def slot_name(self, slot: int) -> str: ...  # its process name, e.g. web_2
+    def statename(self, slot: int) -> str: ...  # supervisord's state of the slot's process
     def serving(self, slot: int) -> Candidate: ...
     def slot_path(self, slot: int) -> str: ...  # the binary the slot's process runs
     def start_candidate(self, slot: int, path: str, binary: CheckedBinary | None) -> Candidate: ...
@@ -87,36 +101,65 @@ class Slots(Protocol):
     def promote(self, slot: int, candidate: Candidate) -> Candidate: ...  # returns the replaced process
     def discard(self, candidate: Candidate) -> None: ...
     def run_slots_on(self, path: str) -> None: ...  # the binary every slot's next spawn runs
-    def restart_exited(self) -> list[int]: ...  # respawn slots that exited on their own; their numbers
-    # persist a completed rollout; returns the previous binary it replaced (a fallback's previous)
-    def commit(self, kind: str, old_path: str, new_path: str, seconds: float) -> str | None: ...
-    def record(self, kind: str, old_path: str, new_path: str, outcome: str, seconds: float) -> None: ...
-    def use_binary(self, path: str, kind: str, previous: str | None, outcome: str) -> str: ...
+    def start_slot(self, slot: int, binary: CheckedBinary | None) -> str | None: ...  # why it did not spawn
     def supervisord_running(self) -> bool: ...
-    def log(self, message: str, error: bool = False) -> None: ...
 
 
-class Phase(enum.Enum):
-    WAITING = "waiting"  # a slot whose swap has not started
-    STARTING = "starting"
-    CHECKING = "checking"  # ready; littleboss_check has not passed yet
-    SETTLING = "settling"
-    RUNNING = "running"  # a rollout with swaps under way
-    DRAINING = "draining"
-    DONE = "done"
-    ROLLING_BACK = "rolling back"  # a failed rollout swapping its switched slots back
-    FAILED = "failed"
-    ROLLED_BACK = "rolled back"  # a new process exited within the fallback window
+class Record(Protocol):
+    """The program's binary record (``binaries.BinaryRecord``)."""
+
+    @property
+    def previous(self) -> str | None: ...
+    def commit(self, kind: Kind, old_path: str, new_path: str, seconds: float, now: float) -> str | None: ...
+    def failed(self, kind: Kind, old_path: str, new_path: str, outcome: str, seconds: float, now: float) -> None: ...
+    def use(self, path: str, kind: Kind, replaced: str, previous: str | None, outcome: str, now: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class Program:
+    """Everything the lifecycle works with: the group's slots, the binary record, and a log
+    (``log(message, error)``, a line in supervisord's log naming the program)."""
+
+    slots: Slots
+    record: Record
+    log: Callable[[str, bool], None]
+
+    @property
+    def name(self) -> str:
+        return self.slots.name
+
+
+def _move(machine: Swap | Rollout | Launch, phase, edges: dict) -> None:
+    """Change ``machine``'s phase along an edge of ``edges``: any other change is a bug."""
+    if phase not in edges[machine.phase]:
+        raise RuntimeError(f"littleboss: {type(machine).__name__} cannot go from {machine.phase.value} "
+                           f"to {phase.value}")
+    machine.phase = phase
+
+
+S = SwapPhase
+SWAP_EDGES = {
+    S.WAITING: {S.STARTING, S.FAILED}, S.STARTING: {S.CHECKING, S.SETTLING, S.FAILED},
+    S.CHECKING: {S.SETTLING, S.FAILED}, S.SETTLING: {S.DRAINING, S.FAILED}, S.DRAINING: {S.DONE},
+    S.DONE: set(), S.FAILED: set(),
+}
+R = RolloutPhase
+ROLLOUT_EDGES = {
+    R.RUNNING: {R.DRAINING, R.ROLLING_BACK, R.FAILED}, R.ROLLING_BACK: {R.FAILED},
+    R.DRAINING: {R.DONE, R.ROLLED_BACK}, R.DONE: {R.ROLLED_BACK}, R.FAILED: set(), R.ROLLED_BACK: set(),
+}
+LAUNCH_EDGES = {R.STARTED: {R.FAILED}, R.RECORDED: set(), R.FAILED: set()}
+IDS = itertools.count(1)  # every reload's id, of rollouts and launches alike
 
 
 class Swap:
     """Replace the process of one slot by a candidate running ``path``."""
 
-    def __init__(self, group: Slots, slot: int, path: str) -> None:
-        self.group, self.slot, self.path = group, slot, path
-        self.settings = group.settings
-        self.phase = Phase.WAITING
-        self.old_pid = group.serving(slot).pid
+    def __init__(self, program: Program, slot: int, path: str) -> None:
+        self.program, self.group, self.slot, self.path = program, program.slots, slot, path
+        self.settings = self.group.settings
+        self.phase = SwapPhase.WAITING
+        self.old_pid = self.group.serving(slot).pid
         self.old: Candidate | None = None  # the process it replaced, once promoted
         self.candidate: Candidate | None = None
         self.started_at = self.ready_at = self.promoted_at = self.next_check = self.check_started = 0.0
@@ -125,65 +168,76 @@ class Swap:
         self.code, self.reason = 0, ""
 
     @property
-    def label(self) -> str:
-        count = self.group.slot_count()
-        return "" if count == 1 else f"{self.group.slot_name(self.slot)} (slot {self.slot + 1} of {count}) "
+    def part(self) -> str:
+        """The slot, when the program has several: ``web_2 (slot 3 of 4)``."""
+        return slot_part(self.group.slot_name(self.slot), self.slot, self.group.slot_count())
 
     @property
     def why(self) -> str:
         """Its failure, naming the slot when the program has several: ``web_2 (slot 3 of 4) exited ...``."""
-        label = self.label
-        return f"{label}{self.reason[3:]}" if label and self.reason.startswith("it ") else f"{label}{self.reason}"
+        part, reason = self.part, self.reason
+        if not part:
+            return reason
+        return f"{part} {reason[3:]}" if reason.startswith("it ") else f"{part} {reason}"
 
     @property
     def in_flight(self) -> bool:
-        return self.phase in (Phase.STARTING, Phase.CHECKING, Phase.SETTLING)
+        return self.phase.in_flight
 
     @property
     def promoted(self) -> bool:
-        return self.phase in (Phase.DRAINING, Phase.DONE)
+        return self.phase.promoted
 
     @property
     def gone(self) -> bool:
         """Nothing of it runs that should not: the candidate (failed) or the old process (promoted)."""
         if self.promoted:
             return not self.old.pid
-        return self.phase is Phase.FAILED and not (self.candidate and self.candidate.pid)
+        return self.phase is SwapPhase.FAILED and not (self.candidate and self.candidate.pid)
+
+    def _to(self, phase: SwapPhase) -> None:
+        _move(self, phase, SWAP_EDGES)
+
+    def _say(self, step: str) -> None:
+        part = self.part
+        self.program.log(f"{part}: {step}" if part else step, False)
 
     def start(self, binary: CheckedBinary | None, now: float) -> None:
-        self.phase, self.started_at = Phase.STARTING, now
+        self._to(SwapPhase.STARTING)
+        self.started_at = now
         self.candidate = self.group.start_candidate(self.slot, self.path, binary)
         if not self.candidate.pid:
             self.fail(F.SPAWN_FAILED, f"could not spawn it: {self.candidate.exit_report()}")
         else:
-            self.group.log(f"{self.label}candidate pid {self.candidate.pid} started")
+            self._say(step_line("started", self.candidate.pid))
 
     def step(self, now: float) -> None:
         candidate, settings = self.candidate, self.settings
-        if self.phase is Phase.STARTING:
+        if self.phase is SwapPhase.STARTING:
             if not candidate.pid:
                 self.fail(F.EXITED_BEFORE_READY, f"it exited before it was ready ({candidate.exit_report()})")
             elif candidate.is_ready(now):
-                self.phase = Phase.CHECKING if settings.check else Phase.SETTLING
+                self._to(SwapPhase.CHECKING if settings.check else SwapPhase.SETTLING)
                 self.ready_at = self.next_check = now
-                self.group.log(f"{self.label}candidate pid {candidate.pid} is ready")
+                self._say(step_line("ready", candidate.pid))
             elif now - self.started_at > settings.ready_timeout:
                 self.fail(F.READY_TIMEOUT, f"it was not ready within {settings.ready_timeout:g}s "
                                            f"(littleboss_ready = {settings.ready})")
-        if self.phase is Phase.CHECKING:
+        if self.phase is SwapPhase.CHECKING:
             self._check(now)
-        if self.phase is Phase.SETTLING:
+        if self.phase is SwapPhase.SETTLING:
             if not candidate.pid:
                 self.fail(F.SETTLE_FAILED, f"it exited {now - self.ready_at:.1f}s after it was ready, "
                                            f"within littleboss_settle ({candidate.exit_report()})")
             elif now - self.ready_at >= settings.settle:
-                self.phase, self.promoted_at = Phase.DRAINING, now
+                self._to(SwapPhase.DRAINING)
+                self.promoted_at = now
                 self.old = self.group.promote(self.slot, candidate)
                 self.old_pid = self.old.last_pid if self.old.pid else self.old_pid
-                self.group.log(f"{self.label}promoted pid {candidate.pid}; old pid {self.old_pid} is draining")
-        if self.phase is Phase.DRAINING and not self.old.pid:
-            self.phase = Phase.DONE
-            self.group.log(f"{self.label}old pid {self.old_pid} has exited")
+                self._say(step_line("promoted", candidate.pid, self.old_pid))
+        if self.phase is SwapPhase.DRAINING and not self.old.pid:
+            self._to(SwapPhase.DONE)
+            self._say(f"old pid {self.old_pid} has exited")
 
     def _check(self, now: float) -> None:
         """Run the check every interval until it passes; the ready timeout bounds it all."""
@@ -199,23 +253,24 @@ class Swap:
             self.check = None
             passed, self.checked = outcome
             if passed:
-                self.phase, self.ready_at = Phase.SETTLING, now
-                self.group.log(f"{self.label}candidate pid {candidate.pid} passed its check")
+                self._to(SwapPhase.SETTLING)
+                self.ready_at = now
+                self._say(f"candidate pid {candidate.pid} passed its check")
                 return
-            self.group.log(f"{self.label}check of candidate pid {candidate.pid} failed: {self.checked}")
+            self._say(f"check of candidate pid {candidate.pid} failed: {self.checked}")
         if now - self.started_at > settings.ready_timeout:
             self.fail(F.CHECK_FAILED, f"its check did not pass within {settings.ready_timeout:g}s "
                                       f"(littleboss_ready_timeout); last run: {self.checked or 'none finished'}")
 
     def due_in(self, now: float) -> float | None:
         """Seconds until it moves on by time alone (None: only an event moves it)."""
-        if self.phase is Phase.CHECKING:
+        if self.phase is SwapPhase.CHECKING:
             due = self.started_at + self.settings.ready_timeout
             run_ends = self.check_started + self.settings.check_timeout
             return min(due, self.next_check if self.check is None else run_ends) - now
-        if self.phase is Phase.SETTLING:
+        if self.phase is SwapPhase.SETTLING:
             return self.ready_at + self.settings.settle - now
-        if self.phase is Phase.STARTING:
+        if self.phase is SwapPhase.STARTING:
             due = self.started_at + self.settings.ready_timeout
             ready = self.candidate.ready_due()
             return (due if ready is None else min(due, ready)) - now
@@ -223,7 +278,8 @@ class Swap:
 
     def fail(self, code: int, reason: str) -> None:
         """Stop before promotion: the candidate (if any) is discarded, the slot's process stays."""
-        self.phase, self.code, self.reason = Phase.FAILED, code, reason
+        self._to(SwapPhase.FAILED)
+        self.code, self.reason = code, reason
         if self.check is not None:
             self.check.stop()
             self.check = None
@@ -237,48 +293,83 @@ class Swap:
                 "check": self.checked, "error": self.reason}
 
 
+class FallbackWatch:
+    """After a completed rollout to ``failed_path``: until ``until``, a new process that exits
+    on its own rolls the whole program back to ``previous`` (with ``restore``, the binary
+    that was previous before the rollout, previous again)."""
+
+    def __init__(self, program: Program, failed_path: str, previous: str, restore: str | None, until: float) -> None:
+        self.program, self.failed_path, self.previous, self.restore = program, failed_path, previous, restore
+        self.until = until
+
+    def covers(self, now: float) -> bool:
+        return now <= self.until
+
+    def fall_back(self, slot: int, how: str, now: float) -> Rollout | None:
+        """Start ``previous`` again: the dead slots at once; returns the ``fallback`` rollout
+        that swaps the living ones back, if any."""
+        program, group, failed, previous = self.program, self.program.slots, self.failed_path, self.previous
+        who = group.slot_name(slot) + ": " if group.slot_count() > 1 else ""
+        program.log(f"{who}{failed} exited ({how}) within littleboss_fallback_window of its promotion; "
+                    f"starting {previous} again", True)
+        program.record.use(previous, Kind.FALLBACK, group.slot_path(0), self.restore,
+                           f"rolled back automatically: {failed} exited ({how})", now)
+        group.run_slots_on(previous)
+        restarted = restart_exited(group)
+        events.notify(ReloadRolledBackEvent(program.name, **{"from": failed, "to": previous},
+                                            slots=group.slot_count()))
+        living = [slot for slot in range(group.slot_count())
+                  if slot not in restarted and group.serving(slot).pid and group.slot_path(slot) == failed]
+        if not living:
+            return None
+        fallback = Rollout(program, Kind.FALLBACK, previous, now, slots=living)
+        fallback.start(now)
+        return fallback
+
+
+def restart_exited(group: Slots) -> list[int]:
+    """Start again, on their command's binary, the slots whose process exited on its own."""
+    slots = [slot for slot in range(group.slot_count()) if group.statename(slot) in EXITED_ON_ITS_OWN]
+    for slot in slots:
+        group.start_slot(slot, None)
+    return slots
+
+
 class Rollout:
     """Replace the processes of ``slots`` (default: every slot) by ones running ``new_path``.
 
-    ``kind``: ``reload`` and ``rollback`` are asked for; a ``fallback`` follows a new binary
-    that exited in the fallback window; a ``revert`` swaps a failed rollout's switched slots
-    back. Only reloads and rollbacks are recorded, announced, swapped back and watched.
+    Reloads and rollbacks (``kind.asked_for``) are recorded, announced by events, swapped
+    back when they fail and watched after they complete; a ``revert`` (swapping a failed
+    rollout's switched slots back) and a ``fallback`` only run their swaps.
     """
 
-    ids = itertools.count(1)
-
-    def __init__(self, group: Slots, kind: str, new_path: str, binary: CheckedBinary | None = None,
-                 slots: list[int] | None = None) -> None:
-        self.id = next(self.ids)
-        self.group, self.kind, self.new_path, self.binary = group, kind, new_path, binary
-        self.settings = group.settings
-        slots = list(range(group.slot_count())) if slots is None else slots
-        self.old_path = group.slot_path(slots[0])
-        self.swaps = [Swap(group, slot, new_path) for slot in slots]
-        self.phase = Phase.RUNNING
-        self.started_at = time.time()
+    def __init__(self, program: Program, kind: Kind, new_path: str, now: float,
+                 binary: CheckedBinary | None = None, slots: list[int] | None = None) -> None:
+        self.id = next(IDS)
+        self.program, self.group, self.kind, self.new_path, self.binary = program, program.slots, kind, new_path, binary
+        self.settings = self.group.settings
+        slots = list(range(self.group.slot_count())) if slots is None else slots
+        self.old_path = self.group.slot_path(slots[0])
+        self.swaps = [Swap(program, slot, new_path) for slot in slots]
+        self.phase = RolloutPhase.RUNNING
+        self.started_at = now
         self.finished_at: float | None = None  # every slot promoted, or failed
         self.drained_at: float | None = None  # every replaced process exited
         self.code, self.reason = 0, ""  # why it failed
         self.failure: LittlebossRPCError | None = None
         self.revert: Rollout | None = None
         self.exits: list[tuple[int, str]] = []  # (slot, how) of processes that exited on their own
-        self.watch_until = 0.0  # end of the fallback window
-        self.restore: str | None = None  # the previous binary before this rollout: a fallback's previous
+        self.watch: FallbackWatch | None = None  # after it completed, through the fallback window
         self.successor: Rollout | None = None  # the fallback rollout that follows it
 
     @property
     def name(self) -> str:
-        return self.group.name
-
-    @property
-    def announced(self) -> bool:
-        return self.kind in ("reload", "rollback")
+        return self.program.name
 
     @property
     def active(self) -> bool:
         """Until every slot is promoted, or the rollout failed and its slots are back."""
-        return self.phase in (Phase.RUNNING, Phase.ROLLING_BACK)
+        return self.phase.active
 
     @property
     def finished(self) -> bool:
@@ -290,97 +381,104 @@ class Rollout:
     @property
     def shown_phase(self) -> str:
         """Its phase as operators read it: a running rollout shows its first slot under way."""
-        if self.phase is Phase.RUNNING:
-            return next((swap.phase.value for swap in self.swaps if swap.in_flight), Phase.STARTING.value)
+        if self.phase is RolloutPhase.RUNNING:
+            return next((swap.phase.value for swap in self.swaps if swap.in_flight), SwapPhase.STARTING.value)
         return self.phase.value
 
+    def _to(self, phase: RolloutPhase) -> None:
+        _move(self, phase, ROLLOUT_EDGES)
+
     # --- moving on ----------------------------------------------------------------
-    def start(self) -> None:
-        if self.announced:
+    def start(self, now: float) -> None:
+        if self.kind.asked_for:
             count = len(self.swaps)
-            self.group.log(f"{self.kind} started: {self.old_path} -> {self.new_path}"
-                           + (f" ({count} processes)" if count > 1 else ""))
+            self.program.log(f"{self.kind.value} started: {self.old_path} -> {self.new_path}"
+                             + (f" ({count} processes)" if count > 1 else ""), False)
             events.notify(ReloadStartedEvent(self.name, **{"from": self.old_path, "to": self.new_path},
                                              slots=count))
-        self.step(time.time())
+        self.step(now)
 
     def step(self, now: float) -> None:
         while self.exits:
             self._exited(*self.exits.pop(0), now)
         for swap in self.swaps:
-            if swap.phase is Phase.DRAINING:
+            if swap.phase is SwapPhase.DRAINING:
                 swap.step(now)
         if self.revert is not None:
             self.revert.step(now)
-            if self.phase is Phase.ROLLING_BACK and not self.revert.active:
-                self._failed()
-        if self.phase is Phase.RUNNING:
+            if self.phase is RolloutPhase.ROLLING_BACK and not self.revert.active:
+                self._failed(now)
+        if self.phase is RolloutPhase.RUNNING:
             self._run(now)
-        if self.phase is Phase.DRAINING and all(swap.gone for swap in self.swaps):
-            self.phase, self.drained_at = Phase.DONE, now
-        if self.watch_until and now > self.watch_until:
-            self.watch_until = 0.0
+        if self.phase is RolloutPhase.DRAINING and all(swap.gone for swap in self.swaps):
+            self._to(RolloutPhase.DONE)
+            self.drained_at = now
+        if self.watch is not None and not self.watch.covers(now):
+            self.watch = None
 
     def _run(self, now: float) -> None:
         for swap in self.swaps:
             if swap.in_flight:
                 swap.step(now)
-            if swap.phase is Phase.FAILED:
-                return self._fail(swap.code, swap.why)
+            if swap.phase is SwapPhase.FAILED:
+                return self._fail(swap.code, swap.why, now)
         for swap in self.swaps:  # start the next slots, as many as the surge allows
-            if swap.phase is Phase.WAITING and sum(s.in_flight for s in self.swaps) < self.settings.surge:
+            if swap.phase is SwapPhase.WAITING and sum(s.in_flight for s in self.swaps) < self.settings.surge:
                 swap.start(self.binary, now)
-                if swap.phase is Phase.FAILED:
-                    return self._fail(swap.code, swap.why)
+                if swap.phase is SwapPhase.FAILED:
+                    return self._fail(swap.code, swap.why, now)
         if all(swap.promoted for swap in self.swaps):
             self._complete(now)
 
     def _complete(self, now: float) -> None:
-        self.phase, self.finished_at = Phase.DRAINING, now
+        self._to(RolloutPhase.DRAINING)
+        self.finished_at = now
         self._close_binary()
-        if not self.announced:
+        if not self.kind.asked_for:
             return
         self.group.run_slots_on(self.new_path)  # a slot left out (stopped) starts on it too
-        self.restore = self.group.commit(self.kind, self.old_path, self.new_path, self.seconds)
+        restore = self.program.record.commit(self.kind, self.old_path, self.new_path, self.seconds(now), now)
         window = self.settings.fallback_window
         if window and self.new_path != self.old_path:
-            self.watch_until = now + window
+            self.watch = FallbackWatch(self.program, self.new_path, self.old_path, restore, now + window)
         events.notify(ReloadSucceededEvent(self.name, **self._event_values()))
 
-    def _fail(self, code: int, reason: str) -> None:
+    def _fail(self, code: int, reason: str, now: float) -> None:
         """A swap failed: discard the other candidates, swap the switched slots back."""
         self.code, self.reason = code, reason
         self._stop_swaps("stopped: another process failed")
-        if not self.announced:  # a revert or fallback: what runs stays; the failure is told
-            return self._failed()
+        if not self.kind.asked_for:  # a revert or fallback: what runs stays; the failure is told
+            return self._failed(now)
         self.group.run_slots_on(self.old_path)  # any respawn, from now on, runs the old binary
-        restarted = self.group.restart_exited()
+        restarted = restart_exited(self.group)
         switched = [swap.slot for swap in self.swaps if swap.promoted and swap.slot not in restarted]
         if not switched or not self.group.supervisord_running():
-            return self._failed()
-        self.phase = Phase.ROLLING_BACK
-        self.group.log(f"{self.kind} failed: {reason}; swapping {len(switched)} switched process(es) back "
-                       f"to {self.old_path}", error=True)
-        self.revert = Rollout(self.group, "revert", self.old_path, slots=switched)
-        self.revert.start()
+            return self._failed(now)
+        self._to(RolloutPhase.ROLLING_BACK)
+        self.program.log(f"{self.kind.value} failed: {reason}; swapping {plural(len(switched), 'switched process')}"
+                         f" back to {self.old_path}", True)
+        self.revert = Rollout(self.program, Kind.REVERT, self.old_path, now, slots=switched)
+        self.revert.start(now)
         if not self.revert.active:
-            self._failed()
+            self._failed(now)
 
-    def _failed(self) -> None:
-        self.phase, self.finished_at = Phase.FAILED, time.time()
+    def _failed(self, now: float) -> None:
+        self._to(RolloutPhase.FAILED)
+        self.finished_at = now
         aftermath = self._aftermath()
         self.failure = LittlebossRPCError(
-            self.code, f"{self.name}: {self.kind} to {self.new_path} failed: {self.reason}; {aftermath}")
-        if not self.announced:
+            self.code, f"{self.name}: {self.kind.value} to {self.new_path} failed: {self.reason}; {aftermath}")
+        if not self.kind.asked_for:
             return
-        self.group.log(f"{self.kind} failed: {self.reason}; {aftermath}", error=True)
+        self.program.log(f"{self.kind.value} failed: {self.reason}; {aftermath}", True)
         outcome = f"failed: {self.reason}" + (f"; {aftermath}" if self.revert is not None else "")
-        self.group.record(self.kind, self.old_path, self.new_path, outcome, self.seconds)
+        self.program.record.failed(self.kind, self.old_path, self.new_path, outcome, self.seconds(now), now)
         events.notify(ReloadFailedEvent(self.name, reason=self.reason, **self._event_values()))
 
     def _aftermath(self) -> str:
         """What runs after a failure."""
-        count, group = self.group.slot_count(), self.group
+        group = self.group
+        count = group.slot_count()
         if self.code == F.ABORTED:
             return f"pid {self.swaps[0].old_pid} is stopped with the program" if count == 1 else \
                 "its processes are stopped with the program"
@@ -392,26 +490,26 @@ class Rollout:
             back = [group.slot_name(s.slot) for s in self.revert.swaps if s.promoted]
             stuck = [s for s in self.revert.swaps if not s.promoted]
             if back:
-                said.append(f"the {len(back)} switched process{'es' if len(back) > 1 else ''} "
-                            f"({', '.join(back)}) {'were' if len(back) > 1 else 'was'} rolled back to {self.old_path}")
+                said.append(f"the {plural(len(back), 'switched process')} ({', '.join(back)}) "
+                            f"{'were' if len(back) > 1 else 'was'} rolled back to {self.old_path}")
             said += [f"{group.slot_name(s.slot)} could not be rolled back ({s.reason}): it runs "
                      f"{self.new_path}" for s in stuck]
         pids = ", ".join(str(group.serving(slot).pid) for slot in range(count) if group.serving(slot).pid)
         said.append(f"pids {pids} serve" + ("" if stuck else f" {self.old_path}"))
         return "; ".join(said)
 
-    def abort(self, why: str) -> None:
+    def abort(self, why: str, now: float) -> None:
         """Stop the rollout before it completes (stop, restart, update, shutdown): candidates
         are discarded and no slot is swapped back (the program is being stopped)."""
         if not self.active:
             return
         if self.revert is not None:
-            self.revert.abort(why)
+            self.revert.abort(why, now)
         self._stop_swaps(f"aborted: {why}")
-        if self.announced:
+        if self.kind.asked_for:
             self.group.run_slots_on(self.old_path)  # its next start runs the binary it ran before
         self.code, self.reason = F.ABORTED, f"aborted: {why}"
-        self._failed()
+        self._failed(now)
 
     def serving_exited(self, slot: int, how: str) -> None:
         """A slot's process exited on its own (not stopped by supervisord); acted on in step()."""
@@ -419,30 +517,14 @@ class Rollout:
 
     def _exited(self, slot: int, how: str, now: float) -> None:
         swap = next((swap for swap in self.swaps if swap.slot == slot), None)
-        if self.phase is Phase.RUNNING and swap is not None and swap.promoted and self.announced:
-            self._fail(F.EXITED_AFTER_PROMOTION, f"{swap.label}{self.new_path} exited after its promotion ({how})")
-        elif self.watch_until and now <= self.watch_until:
-            self._fall_back(slot, how)
-
-    def _fall_back(self, slot: int, how: str) -> None:
-        """A new process exited within the fallback window: the whole program goes back."""
-        self.watch_until = 0.0
-        if not self.group.supervisord_running():
-            return
-        group, failed, previous = self.group, self.new_path, self.old_path
-        who = group.slot_name(slot) + ": " if group.slot_count() > 1 else ""
-        group.log(f"{who}{failed} exited ({how}) within littleboss_fallback_window of its promotion; "
-                  f"starting {previous} again", error=True)
-        group.use_binary(previous, "fallback", self.restore, f"rolled back automatically: {failed} exited ({how})")
-        restarted = group.restart_exited()
-        events.notify(ReloadRolledBackEvent(self.name, **{"from": failed, "to": previous},
-                                            slots=group.slot_count()))
-        self.phase = Phase.ROLLED_BACK
-        living = [slot for slot in range(group.slot_count())
-                  if slot not in restarted and group.serving(slot).pid and group.slot_path(slot) == failed]
-        if living:
-            self.successor = Rollout(group, "fallback", previous, slots=living)
-            self.successor.start()
+        if self.phase is RolloutPhase.RUNNING and swap is not None and swap.promoted and self.kind.asked_for:
+            self._fail(F.EXITED_AFTER_PROMOTION, f"{swap.part + ' ' if swap.part else ''}{self.new_path} exited "
+                                                 f"after its promotion ({how})", now)
+        elif self.watch is not None and self.watch.covers(now):
+            watch, self.watch = self.watch, None
+            if self.group.supervisord_running():
+                self.successor = watch.fall_back(slot, how, now)
+                self._to(RolloutPhase.ROLLED_BACK)
 
     def due_in(self, now: float) -> float | None:
         """Seconds until the rollout moves on by time alone (None: only an event moves it)."""
@@ -457,8 +539,8 @@ class Rollout:
         for swap in self.swaps:
             if swap.in_flight:
                 swap.fail(F.ABORTED, reason)
-            elif swap.phase is Phase.WAITING:
-                swap.phase = Phase.FAILED
+            elif swap.phase is SwapPhase.WAITING:
+                swap._to(SwapPhase.FAILED)
         self._close_binary()
 
     def _close_binary(self) -> None:
@@ -466,43 +548,150 @@ class Rollout:
             self.binary.close()
 
     # --- what it tells ------------------------------------------------------------
-    @property
-    def seconds(self) -> float:
-        return (self.finished_at or time.time()) - self.started_at
+    def seconds(self, now: float) -> float:
+        """From its start to its last promotion, or its failure (or now, while it runs)."""
+        return (self.finished_at or now) - self.started_at
 
     def _event_values(self) -> dict:
         first = self.swaps[0]
         return {"from": self.old_path, "to": self.new_path, "old_pid": first.old_pid,
                 "new_pid": first.candidate.last_pid if first.candidate else 0, "slots": len(self.swaps)}
 
-    def result(self) -> dict:
+    def result(self, now: float) -> dict:
         """What ``littleboss.reload`` returns: ``seconds`` to the last promotion, ``drain_seconds``
         for the replaced processes to exit; a struct per slot."""
         first = self.swaps[0]
-        complete = self.phase in (Phase.DRAINING, Phase.DONE, Phase.ROLLED_BACK)
-        drained = (self.drained_at or time.time()) - self.finished_at if complete else 0
-        return {
-            "id": self.id, "name": self.name, "kind": self.kind, "phase": self.shown_phase,
-            "old_pid": first.old_pid, "new_pid": first.candidate.last_pid if first.candidate else 0,
-            "old_path": self.old_path, "new_path": self.new_path, "seconds": round(self.seconds, 3),
-            "drain_seconds": round(drained, 3), "slots_done": sum(swap.promoted for swap in self.swaps),
-            "slots_total": len(self.swaps), "slots": [swap.info() for swap in self.swaps],
-        }
+        complete = self.phase in (RolloutPhase.DRAINING, RolloutPhase.DONE, RolloutPhase.ROLLED_BACK)
+        drained = (self.drained_at or now) - self.finished_at if complete else 0
+        return reload_result(
+            self, self.shown_phase, first.old_pid, first.candidate.last_pid if first.candidate else 0,
+            self.old_path, self.seconds(now), drained, sum(swap.promoted for swap in self.swaps), len(self.swaps),
+            [swap.info() for swap in self.swaps], "")
 
-    def info(self) -> dict:
+    def info(self, now: float) -> dict:
         """Progress, for ``getProgramInfo`` (``ready_to_promotion``: READY=1 to the promotion of
         the first slot, notify mode)."""
         first = self.swaps[0]
         ready_since = first.candidate.ready_since() if first.candidate and first.promoted else None
         return {
             "ready_to_promotion": round(first.promoted_at - ready_since, 4) if ready_since else 0,
-            **self.result(),
+            **self.result(now),
             "error": self.failure.text if self.failure else "",
             "fault_code": self.failure.code if self.failure else 0,
-            "watched_until": self.watch_until,
+            "watched_until": self.watch.until if self.watch is not None else 0.0,
         }
 
     def candidates(self) -> list[Candidate]:
         """The candidates before promotion, of the rollout or of its revert."""
         swaps = [*self.swaps, *(self.revert.swaps if self.revert else [])]
         return [swap.candidate for swap in swaps if swap.in_flight]
+
+
+def reload_result(reload: Rollout | Launch, phase: str, old_pid: int, new_pid: int, old_path: str, seconds: float,
+           drain_seconds: float, slots_done: int, slots_total: int, slots: list[dict], message: str) -> dict:
+    """The one shape of every reload's result (rollouts and launches alike)."""
+    return {
+        "id": reload.id, "name": reload.name, "kind": reload.kind.value, "phase": phase, "old_pid": old_pid,
+        "new_pid": new_pid, "old_path": old_path, "new_path": reload.new_path, "seconds": round(seconds, 3),
+        "drain_seconds": round(drain_seconds, 3), "slots_done": slots_done, "slots_total": slots_total,
+        "slots": slots, "message": message,
+    }
+
+
+class Launch:
+    """A reload of a program that is not running: a way out for one that failed (the slots
+    EXITED, BACKOFF or FATAL start on ``binary``: ``started``); one stopped on purpose (every
+    slot STOPPED) only records ``binary`` for its next start (``recorded``).
+
+    ``start()`` raises SPAWN_FAILED if a slot cannot even spawn; ``finished`` turns true once
+    no slot is STARTING any more, with ``failure`` set if one did not reach RUNNING."""
+
+    def __init__(self, program: Program, kind: Kind, binary: CheckedBinary, statenames: list[str]) -> None:
+        self.id = next(IDS)
+        self.program, self.group, self.kind, self.binary = program, program.slots, kind, binary
+        self.new_path = binary.path
+        self.failed_slots = [slot for slot, name in enumerate(statenames) if name != "STOPPED"]
+        self.statename = statenames[self.failed_slots[0]] if self.failed_slots else "STOPPED"
+        self.phase = RolloutPhase.STARTED if self.failed_slots else RolloutPhase.RECORDED
+        self.old_path, self.message = self.group.slot_path(0), ""
+        self.failure: LittlebossRPCError | None = None
+
+    @property
+    def name(self) -> str:
+        return self.program.name
+
+    def start(self, now: float) -> None:
+        """Record the binary, and start the slots that failed on it; the binary is closed after."""
+        name, path, record = self.name, self.new_path, self.program.record
+        self.group.run_slots_on(path)
+        try:
+            if self.phase is RolloutPhase.RECORDED:  # it ran well: it is what rollback returns to
+                previous = self.old_path if self.old_path != path else record.previous
+                record.use(path, self.kind, self.old_path, previous, "recorded for the next start (it was STOPPED)",
+                           now)
+                self.message = (f"{name}: is STOPPED: nothing was started; {path} is the binary "
+                                f"`supervisorctl start {name}` runs")
+                return
+            previous = record.previous if record.previous != path else None  # a failed binary is no rollback target
+            record.use(path, self.kind, self.old_path, previous, f"started (it was {self.statename})", now)
+            for slot in self.failed_slots:
+                error = self.group.start_slot(slot, self.binary)
+                if error is not None:
+                    _move(self, RolloutPhase.FAILED, LAUNCH_EDGES)
+                    raise LittlebossRPCError(F.SPAWN_FAILED, f"{name}: could not start {path}: {error}")
+            pids = ", ".join(str(self.group.serving(slot).pid) for slot in self.failed_slots)
+            self.message = f"{name}: was {self.statename}; started {path} (pid {pids})"
+        finally:
+            self.binary.close()  # its processes were spawned from it (or failed to be)
+
+    @property
+    def finished(self) -> bool:
+        if self.phase is not RolloutPhase.STARTED:
+            return True
+        names = [self.group.statename(slot) for slot in self.failed_slots]
+        if "STARTING" in names:
+            return False
+        for slot, statename in zip(self.failed_slots, names, strict=True):
+            if statename != "RUNNING":
+                self.failure = LittlebossRPCError(
+                    F.EXITED_BEFORE_READY, f"{self.name}: {self.new_path} did not start: "
+                    f"{self.group.slot_name(slot)} is {statename} ({self.group.serving(slot).exit_report()})")
+                break
+        return True
+
+    def result(self, now: float) -> dict:
+        slots = [{"slot": slot, "process": self.group.slot_name(slot), "phase": self.phase.value, "old_pid": 0,
+                  "candidate_pid": self.group.serving(slot).last_pid, "check": "", "error": ""}
+                 for slot in self.failed_slots if self.phase is RolloutPhase.STARTED]
+        return reload_result(self, self.phase.value, 0, slots[0]["candidate_pid"] if slots else 0, self.old_path, 0, 0,
+                      len(slots), len(slots), slots, self.message)
+
+    def info(self, now: float) -> dict:
+        return {"ready_to_promotion": 0, **self.result(now), "error": self.failure.text if self.failure else "",
+                "fault_code": self.failure.code if self.failure else 0, "watched_until": 0.0}
+
+
+def refusal(group: Slots) -> str | None:
+    """Why the program cannot be reloaded now (a process neither running nor stopped), or None."""
+    for slot in range(group.slot_count()):
+        statename = group.statename(slot)
+        if statename not in (*SWAPPABLE, *STARTABLE):
+            process = "" if group.slot_count() == 1 else f"{group.name}:{group.slot_name(slot)} "
+            return f"{group.name}: {process}is {statename}; try again once it is RUNNING or stopped"
+    return None
+
+
+def begin(program: Program, kind: Kind, binary: CheckedBinary, now: float) -> Rollout | Launch:
+    """Give ``program`` the checked ``binary``: a rollout over its running slots (a slot stopped
+    on purpose stays stopped and starts on it later), or, when none runs, a launch. The
+    binary is closed once every slot has spawned from it."""
+    group = program.slots
+    statenames = [group.statename(slot) for slot in range(group.slot_count())]
+    if all(name in STARTABLE for name in statenames):
+        launch = Launch(program, kind, binary, statenames)
+        launch.start(now)
+        return launch
+    slots = [slot for slot, name in enumerate(statenames) if name != "STOPPED"]
+    rollout = Rollout(program, kind, binary.path, now, binary, slots)
+    rollout.start(now)
+    return rollout

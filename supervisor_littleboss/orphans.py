@@ -282,3 +282,63 @@ def _reason(exc: OSError | ValueError) -> str:
     if exc.errno in (errno.ESRCH, errno.ENOENT):
         return "the process is gone"
     return str(exc)
+
+
+ORPHAN_KILL_WAIT = 5  # seconds an orphan has to vanish after SIGKILL
+
+
+class Orphans:
+    """The processes of one program that an earlier supervisord, killed (-9), left running:
+    their listening sockets are taken back, then they are stopped as replaced processes are
+    (stop signal, lameduck, SIGKILL). ``forget`` is told of each one gone."""
+
+    def __init__(self, program: str, records: list[ProcessRecord], log: Callable[[str], Any],
+                 forget: Callable[[list[ProcessRecord]], None]) -> None:
+        self.program, self.log, self.forget = program, log, forget
+        self.records = still_alive(records)
+        self.deadline = 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self.records)
+
+    def take_sockets(self, wanted: list[tuple[str, int, Any]]) -> dict[str, socket.socket]:
+        """Their listening sockets, by URL, for each ``(url, family, address)`` wanted."""
+        taken: dict[str, socket.socket] = {}
+        for url, family, address in wanted:
+            for record in self.records:
+                if url not in taken:
+                    sock = take_listener(record, family, address, log=self.log)
+                    if sock is not None:
+                        taken[url] = sock
+        return taken
+
+    def stop(self, stopsignal: int, lameduck: float, now: float) -> None:
+        """Send them ``stopsignal``; SIGKILL once ``lameduck`` seconds have passed (``reap``)."""
+        self.deadline = now + lameduck
+        self.signal(stopsignal)
+
+    def signal(self, sig: int) -> None:
+        for record in self.records:
+            try:
+                signal_group(record, sig)
+            except OSError as exc:
+                self.log(f"{self.program}: cannot signal pid {record.pid}: {exc.strerror}")
+
+    def reap(self, now: float) -> None:
+        """Forget those gone; SIGKILL those left once their lameduck is over."""
+        alive = still_alive(self.records)
+        if len(alive) < len(self.records):
+            self.forget([record for record in self.records if record not in alive])
+        self.records = alive
+        if self.records and now > self.deadline:
+            self.signal(signal.SIGKILL)
+
+    def wait(self, clock: Callable[[], float], pause: Callable[[float], None]) -> None:
+        """Until they have exited (supervisord is starting: nothing is served yet), or cannot
+        be killed (a process in D state: binding then reports the address in use)."""
+        while self.records:
+            now = clock()
+            self.reap(now)
+            if now > self.deadline + ORPHAN_KILL_WAIT:
+                break
+            pause(0.02)

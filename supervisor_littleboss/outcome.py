@@ -3,6 +3,8 @@ web page. Everything here works on the structs ``littleboss.reload`` and
 ``getProgramInfo`` return."""
 from __future__ import annotations
 
+from .contract import Kind
+
 
 def last_lines(output: bytes, count: int) -> str:
     """The last ``count`` lines of ``output``, joined by `` | ``, control characters (which
@@ -11,7 +13,8 @@ def last_lines(output: bytes, count: int) -> str:
     return " | ".join("".join(c if c.isprintable() else "?" for c in line) for line in lines)
 
 
-DONE = {"reload": "reloaded", "rollback": "rolled back", "fallback": "rolled back automatically"}
+DONE = {Kind.RELOAD.value: "reloaded", Kind.ROLLBACK.value: "rolled back",
+        Kind.FALLBACK.value: "rolled back automatically"}
 
 
 def done_line(name: str, reload: dict) -> str:
@@ -28,6 +31,29 @@ def done_line(name: str, reload: dict) -> str:
             f"({pids}) in {reload['seconds']:.2f}s")
 
 
+def slot_part(process: str, slot: int, count: int) -> str:
+    """``web_2 (slot 3 of 4)`` for a slot of a program of several processes; empty for one."""
+    return "" if count == 1 else f"{process} (slot {slot + 1} of {count})"
+
+
 def slot_label(name: str, slots: list[dict], slot: dict) -> str:
     """``web`` for a one-process program, ``web: web_2 (slot 3 of 4)`` for a slot of several."""
-    return name if len(slots) == 1 else f"{name}: {slot['process']} (slot {slot['slot'] + 1} of {len(slots)})"
+    part = slot_part(slot["process"], slot["slot"], len(slots))
+    return f"{name}: {part}" if part else name
+
+
+STEPS = {  # what a slot's swap says as it moves on (the log, supervisorctl)
+    "started": "candidate pid {pid} started",
+    "ready": "candidate pid {pid} is ready",
+    "promoted": "promoted pid {pid}; old pid {old_pid} is draining",
+}
+
+
+def step_line(step: str, pid: int, old_pid: int = 0) -> str:
+    """``candidate pid 456 is ready``: a step of a slot's swap (one of ``STEPS``)."""
+    return STEPS[step].format(pid=pid, old_pid=old_pid)
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 switched process``, ``2 switched processes``."""
+    return f"{count} {noun}" + ("" if count == 1 else "es" if noun.endswith("s") else "s")

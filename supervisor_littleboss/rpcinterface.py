@@ -1,27 +1,25 @@
 """The ``littleboss`` XML-RPC namespace, enabled by ``[rpcinterface:littleboss]``."""
 from __future__ import annotations
 
+import time
+
 from supervisor.http import NOT_DONE_YET
 from supervisor.options import split_namespec
-from supervisor.states import ProcessStates, SupervisorStates, getProcessStateDescription
+from supervisor.states import SupervisorStates, getProcessStateDescription
 from supervisor.xmlrpc import Faults, RPCError
 
 from . import events  # noqa: F401 - registers the LITTLEBOSS_RELOAD_* event types on import
+from .contract import IDLE, Kind
 from .faults import LittlebossFaults as F
 from .faults import LittlebossRPCError
 from .glue import LISTEN_FDS_START, add_web_view, deferred
 from .group import LittlebossProcessGroup, LittlebossSubprocess, Role
-from .hooks import Plugin, install
-from .lifecycle import Rollout
-from .validate import CheckedBinary, check_binary
+from .lifecycle import Launch, Rollout
+from .plugin import Plugin, install
+from .validate import check_binary
 from .web import PAGE, littleboss_view
 
 API_VERSION = "1.0"
-# a reload replaces the process: a STARTING one too (the candidate is held to the reload's own
-# readiness rules, and a deploy right after a start need not wait for startsecs)
-SWAPPABLE_STATES = (ProcessStates.RUNNING, ProcessStates.STARTING)
-# a reload starts the process (a way out of a failure), or records the binary its next start runs
-STARTABLE_STATES = (ProcessStates.STOPPED, ProcessStates.EXITED, ProcessStates.BACKOFF, ProcessStates.FATAL)
 
 
 def process_info(process: LittlebossSubprocess) -> dict:
@@ -39,7 +37,7 @@ def program_info(group: LittlebossProcessGroup) -> dict:
     processes = sorted(group.processes.values(), key=lambda p: p.config.name)
     infos = [process_info(p) for p in processes]
     first = infos[0]
-    rollout = group.rollout
+    rollout, now = group.rollout, time.time()
     active = rollout is not None and rollout.active
     candidates = rollout.candidates() if active else []
     return {
@@ -48,7 +46,7 @@ def program_info(group: LittlebossProcessGroup) -> dict:
         "statename": first["statename"],
         "pid": first["pid"],
         "path": group.current_path(),
-        "previous_path": group.program_state.previous or "",
+        "previous_path": group.binaries.previous or "",
         "command": processes[0].config.command,
         "sockets": [
             {"name": spec.name, "url": spec.url, "fd": fd}
@@ -56,12 +54,12 @@ def program_info(group: LittlebossProcessGroup) -> dict:
         ],
         "processes": infos,
         "notify_status": processes[0].notify.status if processes[0].notify else "",
-        "phase": rollout.shown_phase if active else "idle",
+        "phase": rollout.shown_phase if active else IDLE,
         "candidate_pid": candidates[0].pid if candidates else 0,
         "candidate_pids": [candidate.pid for candidate in candidates],
         "draining_pids": [p.pid for p in group.extras if p.role is Role.DRAINING and p.pid],
-        "last_reload": rollout.info() if rollout else {},
-        "history": list(group.program_state.history),
+        "last_reload": rollout.info(now) if rollout else {},
+        "history": group.binaries.history,
     }
 
 
@@ -173,7 +171,7 @@ class LittlebossNamespaceRPCInterface:
         self._update("reload")
         group = self._group(name)
         path, wait = argument(path, str, "path"), argument(wait, bool, "wait")
-        return self._begin(group, path or group.command_path(), "reload", wait)
+        return self._begin(group, path or group.command_path(), Kind.RELOAD, wait)
 
     def rollback(self, name: str, wait: bool = True):
         """Reload a program back to its previous executable (before the last successful reload).
@@ -185,96 +183,32 @@ class LittlebossNamespaceRPCInterface:
         self._update("rollback")
         group = self._group(name)
         wait = argument(wait, bool, "wait")
-        previous = group.program_state.previous
+        previous = group.binaries.previous
         if not previous:
             raise LittlebossRPCError(F.NO_PREVIOUS, f"{group.config.name}: no previous binary to roll back to")
-        return self._begin(group, previous, "rollback", wait)
+        return self._begin(group, previous, Kind.ROLLBACK, wait)
 
-    def _begin(self, group: LittlebossProcessGroup, path: str, kind: str, wait: bool):
-        name = group.config.name
-        rollout = group.rollout
-        if rollout and rollout.active:
-            raise LittlebossRPCError(
-                F.RELOAD_IN_PROGRESS,
-                f"{name}: a {rollout.kind} to {rollout.new_path} is in progress "
-                f"(phase {rollout.shown_phase}); wait for it to finish",
-            )
-        states = [group.serving(slot).get_state() for slot in range(group.slot_count())]
-        for slot, state in enumerate(states):
-            if state not in (*SWAPPABLE_STATES, *STARTABLE_STATES):
-                process = "" if len(states) == 1 else f"{name}:{group.slot_name(slot)} "
-                raise LittlebossRPCError(
-                    F.NOT_RUNNING, f"{name}: {process}is {getProcessStateDescription(state)}; try again once "
-                                   "it is RUNNING or stopped")
-        binary = check_binary(name, path, group.serving(0).config.uid, group.allowed())
-        if all(state in STARTABLE_STATES for state in states):
-            try:
-                return self._start_stopped(group, binary, kind, states, wait)
-            finally:
-                binary.close()  # its processes were spawned from it (or failed to be)
-        # a process stopped on purpose stays stopped: its next start runs the new binary
-        slots = [slot for slot, state in enumerate(states) if state != ProcessStates.STOPPED]
-        rollout = group.begin_rollout(binary, kind, slots)  # it closes the binary once every slot has spawned
+    def _begin(self, group: LittlebossProcessGroup, path: str, kind: Kind, wait: bool):
+        refusal = group.reload_refusal()
+        if refusal is not None:
+            in_progress = group.rollout is not None and group.rollout.active
+            raise LittlebossRPCError(F.RELOAD_IN_PROGRESS if in_progress else F.NOT_RUNNING, refusal)
+        binary = check_binary(group.name, path, group.serving(0).config.uid, group.allowed())
+        reload = group.begin_reload(binary, kind)
         if not wait:
-            return rollout.info()
-        return self._wait_for(rollout)
+            return reload.info(time.time())
+        return self._wait_for(reload)
 
-    def _start_stopped(self, group: LittlebossProcessGroup, binary: CheckedBinary, kind: str, states: list[int],
-                       wait: bool):
-        """A program that is not running: a way out for one that failed (EXITED, BACKOFF,
-        FATAL: start those processes on ``binary``); one stopped on purpose (every process
-        STOPPED) only records ``binary`` for its next start."""
-        name = group.config.name
-        failed = [slot for slot, state in enumerate(states) if state != ProcessStates.STOPPED]
-        statename = getProcessStateDescription(states[failed[0]] if failed else ProcessStates.STOPPED)
-        result = {"name": name, "kind": kind, "old_pid": 0, "new_pid": 0, "new_path": binary.path,
-                  "seconds": 0, "drain_seconds": 0}
-        previous, current = group.program_state.previous, group.current_path()
-        if not failed:  # it ran well: it is what rollback returns to
-            previous = current if current != binary.path else previous
-            result["old_path"] = group.use_binary(binary.path, kind, previous,
-                                                  "recorded for the next start (it was STOPPED)")
-            message = (f"{name}: is STOPPED: nothing was started; {binary.path} is the binary "
-                       f"`supervisorctl start {name}` runs")
-            return {**result, "phase": "recorded", "message": message}
-        previous = previous if previous != binary.path else None  # a binary that failed is no rollback target
-        result["old_path"] = group.use_binary(binary.path, kind, previous, f"started (it was {statename})")
-        processes = [group.serving(slot) for slot in failed]
-        for process in processes:
-            process.binary, process.backoff = binary, 0
-            process.spawn()
-            if not process.pid:
-                raise LittlebossRPCError(F.SPAWN_FAILED, f"{name}: could not start {binary.path}: "
-                                                         f"{process.spawnerr}")
-        pids = ", ".join(str(process.pid) for process in processes)
-        result.update(new_pid=processes[0].pid, phase="started",
-                      message=f"{name}: was {statename}; started {binary.path} (pid {pids})")
-        if not wait:
-            return result
-
-        def running():
-            states = [process.get_state() for process in processes]
-            if ProcessStates.STARTING in states:
-                return NOT_DONE_YET
-            for process, state in zip(processes, states, strict=True):
-                if state != ProcessStates.RUNNING:
-                    raise LittlebossRPCError(F.EXITED_BEFORE_READY, f"{name}: {binary.path} did not start: "
-                                             f"{process.config.name} is {getProcessStateDescription(state)} "
-                                             f"({process.exit_report()})")
-            return result
-
-        return deferred(running, self)
-
-    def _wait_for(self, rollout: Rollout):
-        """A deferred result (supervisord keeps serving); the rollout itself runs in the main loop."""
+    def _wait_for(self, reload: Rollout | Launch):
+        """A deferred result (supervisord keeps serving); the reload itself runs in the main loop."""
         def finished():
             # answer once the losers are gone: after a success no old process answers,
             # after a failure no candidate does
-            if not rollout.finished:
+            if not reload.finished:
                 return NOT_DONE_YET
-            if rollout.failure:
-                raise rollout.failure
-            return rollout.result()
+            if reload.failure:
+                raise reload.failure
+            return reload.result(time.time())
 
         return deferred(finished, self)
 
@@ -283,15 +217,14 @@ def make_littleboss_rpcinterface(supervisord, **config) -> LittlebossNamespaceRP
     """Factory for ``[rpcinterface:littleboss]``: installs the plugin (idempotent) and serves it.
 
     Settings: ``state_file``, where swapped-in binaries and reload history are kept
-    (default: supervisord-littleboss.json beside supervisord's pidfile).
+    (default: supervisord-littleboss.json beside supervisord's pidfile); an unknown one is a
+    configuration error, found when the configuration was parsed (check_before_install).
     """
-    state_file = config.pop("state_file", None)
-    if config:
-        supervisord.options.usage(f"[rpcinterface:littleboss] has unknown setting(s): {', '.join(sorted(config))}")
     try:
-        plugin = install(supervisord, state_file)
+        plugin = install(supervisord, config.get("state_file"))
     except OSError as exc:  # supervisord would report it as "Cannot open an HTTP server"
-        raise ValueError(f"littleboss cannot start: {exc}") from exc  # supervisord: "Error: ...", exit 2
+        # supervisord logs this with its traceback, then stops: "Error: Could not make littleboss rpc interface"
+        raise ValueError(f"littleboss cannot start: {exc}") from exc
     interface = LittlebossNamespaceRPCInterface(plugin)
     add_web_view(PAGE, littleboss_view(interface))  # /littleboss.html in supervisord's web UI
     return interface

@@ -1,4 +1,4 @@
-"""The durable record of swapped-in binaries and reload history.
+"""The durable record of swapped-in binaries and reload history (``binaries.py`` changes it).
 
 One JSON file (``state_file`` in ``[rpcinterface:littleboss]``), replaced atomically
 on every change (temporary file, fsync, rename, fsync of the directory), so a
@@ -52,8 +52,8 @@ def _number(value: object, where: str, high: float = math.inf) -> float:
     raise _invalid(where, f"a number from 0 to {high:.0f}" if math.isfinite(high) else "a finite number, 0 or more")
 
 
-def history_entry(value: object, where: str) -> dict:
-    """A checked copy of a history entry as ``ProgramState.record`` callers write it."""
+def _history_entry(value: object, where: str) -> dict:
+    """A checked copy of a history entry (as ``contract.history_entry`` makes them)."""
     entry = _object(value, where, ("time", *ENTRY_STRINGS, "seconds"))
     missing = [key for key in ("time", *ENTRY_STRINGS) if key not in entry]
     if missing:
@@ -83,7 +83,7 @@ class ProgramState:
     path: str | None = None  # the swapped-in executable; None: the configured one
     previous: str | None = None  # the executable before the last successful reload
     command: str | None = None  # the configured command when ``path`` was swapped in
-    history: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)  # the newest HISTORY_LIMIT entries, oldest first
     processes: list[ProcessRecord] = field(default_factory=list)  # running now, to find after a crash
 
     @classmethod
@@ -103,14 +103,8 @@ class ProgramState:
         if not isinstance(processes, list):
             raise _invalid(f"{where}.processes", "a list")
         return cls(data.get("path"), data.get("previous"), data.get("command"),
-                   [history_entry(entry, f"{where}.history[{i}]") for i, entry in enumerate(history)],
+                   [_history_entry(entry, f"{where}.history[{i}]") for i, entry in enumerate(history)],
                    [_process(entry, f"{where}.processes[{i}]") for i, entry in enumerate(processes)])
-
-    def record(self, **entry) -> dict:
-        """Append a history entry (with the time), keeping the newest HISTORY_LIMIT."""
-        entry = {"time": round(time.time(), 3), **entry}
-        self.history = [*self.history, entry][-HISTORY_LIMIT:]
-        return entry
 
 
 def _no_constant(name: str) -> None:

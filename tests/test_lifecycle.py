@@ -1,20 +1,29 @@
-"""Unit tests of the reload lifecycle (swaps and rollouts) against a fake group, and of its ticker.
+"""Unit tests of the reload lifecycle (swaps, rollouts, the fallback watch, launches of a
+program that is not running) against a fake group, and of its ticker.
 
 The fake group keeps what the lifecycle may change: each slot's process, the candidates,
-the binary each slot's next spawn runs, and what was committed or recorded. Its
-``accepting()`` counts the processes that accept on the sockets: the slots' processes and
-the candidates that are ready (a draining or discarded process no longer accepts).
+the binary each slot's next spawn runs, and (as the binary record) what was committed or
+recorded. Its ``accepting()`` counts the processes that accept on the sockets: the slots'
+processes and the candidates that are ready (a draining or discarded process no longer
+accepts). The fake and the real group are held to the lifecycle's protocols by a test.
 """
 from __future__ import annotations
 
+import inspect
 import itertools
 import os
 from dataclasses import dataclass, field
 
 import pytest
 
+from supervisor_littleboss import lifecycle
+from supervisor_littleboss.binaries import BinaryRecord
 from supervisor_littleboss.config import ReloadSettings
-from supervisor_littleboss.lifecycle import Phase, Rollout
+from supervisor_littleboss.contract import Kind, RolloutPhase, SwapPhase
+from supervisor_littleboss.faults import LittlebossFaults as F
+from supervisor_littleboss.faults import LittlebossRPCError
+from supervisor_littleboss.group import LittlebossProcessGroup
+from supervisor_littleboss.lifecycle import Launch, Program, Record, Rollout, Slots
 from supervisor_littleboss.ticker import INTERVAL, Ticker
 
 T0 = 1000.0
@@ -67,6 +76,11 @@ class FakeGroup:
         self.starting = {}  # pid -> Process made ready by test steps
         self.mood_running = True
         self.lowest_accepting = slots
+        self.states: dict[int, str] = {}  # a slot's supervisord state, where not RUNNING/EXITED by its pid
+        self.start_fails: set[int] = set()  # slots whose start_slot fails
+        self.logged: list[str] = []
+        self.checks: list[FakeCheck] = []  # the check runs started, each ending as check_outcomes says
+        self.check_outcomes: list = []
 
     def slot_count(self) -> int:
         return len(self.slots)
@@ -98,33 +112,46 @@ class FakeGroup:
     def run_slots_on(self, path: str) -> None:
         self.next_path = [path] * len(self.slots)
 
-    def restart_exited(self) -> list[int]:
-        dead = [slot for slot, process in enumerate(self.slots) if not process.pid]
-        for slot in dead:
-            self.slots[slot] = Process(self.next_path[slot])
-        return dead
+    def start_check(self, slot: int, candidate: Process, now: float) -> FakeCheck:
+        self.checks.append(FakeCheck(self.check_outcomes))
+        return self.checks[-1]
 
-    def commit(self, kind, old_path, new_path, seconds):
-        self.committed.append((kind, old_path, new_path))
-        return "/srv/v0/app"
+    def statename(self, slot: int) -> str:
+        return self.states.get(slot) or ("RUNNING" if self.slots[slot].pid else "EXITED")
 
-    def record(self, kind, old_path, new_path, outcome, seconds):
-        self.recorded.append((kind, outcome))
-
-    def use_binary(self, path, kind, previous, outcome):
-        self.used.append((path, kind, previous, outcome))
-        self.run_slots_on(path)
-        return self.slots[0].path
+    def start_slot(self, slot: int, binary) -> str | None:
+        if slot in self.start_fails:
+            return "spawn error: no such file"
+        self.slots[slot] = Process(self.next_path[slot])
+        self.states.pop(slot, None)
+        return None
 
     def supervisord_running(self) -> bool:
         return self.mood_running
 
-    def log(self, message: str, error: bool = False) -> None:
-        pass
+    # --- the binary record ---------------------------------------------------------
+    previous = "/srv/v0/app"
+
+    def commit(self, kind, old_path, new_path, seconds, now):
+        self.committed.append((kind, old_path, new_path))
+        return "/srv/v0/app"
+
+    def failed(self, kind, old_path, new_path, outcome, seconds, now):
+        self.recorded.append((kind, outcome))
+
+    def use(self, path, kind, replaced, previous, outcome, now):
+        self.used.append((path, kind, previous, outcome))
+
+    def log(self, message: str, error: bool) -> None:
+        self.logged.append(message)
 
     def accepting(self, rollout: Rollout) -> int:
-        ready = [s.candidate for s in rollout.swaps if s.phase is Phase.SETTLING]
+        ready = [s.candidate for s in rollout.swaps if s.phase is SwapPhase.SETTLING]
         return sum(1 for p in self.slots if p.pid) + len(ready)
+
+    @property
+    def program(self) -> Program:
+        return Program(self, self, self.log)
 
 
 @pytest.fixture(autouse=True)
@@ -134,16 +161,15 @@ def quiet_events(mocker):
 
 def begin(group: FakeGroup, kind: str = "reload", path: str = NEW) -> Rollout:
     group.now = T0
-    rollout = Rollout(group, kind, path)
-    rollout.started_at = T0
-    rollout.step(T0)
+    rollout = Rollout(group.program, Kind(kind), path, T0)
+    rollout.start(T0)
     return rollout
 
 
 def run(group: FakeGroup, rollout: Rollout, until: float, tick: float = 0.25, drain: bool = True) -> float:
     """Step the rollout every ``tick`` until ``until``; replaced processes exit at once if ``drain``."""
     now = T0
-    while now < until and (not rollout.finished or rollout.phase is Phase.DRAINING):
+    while now < until and (not rollout.finished or rollout.phase is RolloutPhase.DRAINING):
         now += tick
         group.now = now
         rollout.step(now)
@@ -162,7 +188,7 @@ def test_startsecs_readiness_promotes_when_startsecs_have_passed():
     rollout.step(T0 + 0.5)
     assert rollout.shown_phase == "starting" and not group.committed
     rollout.step(T0 + 1)
-    assert rollout.phase is Phase.DRAINING  # ready and promoted in the same step
+    assert rollout.phase is RolloutPhase.DRAINING  # ready and promoted in the same step
     assert group.slots[0] is group.candidates[0]
     assert group.committed == [("reload", OLD, NEW)]
 
@@ -176,7 +202,7 @@ def test_notify_readiness_waits_for_ready_from_the_main_pid():
     assert rollout.shown_phase == "starting"
     candidate.notify_ready = True
     rollout.step(T0 + 5.01)
-    assert rollout.phase is Phase.DRAINING
+    assert rollout.phase is RolloutPhase.DRAINING
 
 
 def test_settle_then_promote():
@@ -187,7 +213,7 @@ def test_settle_then_promote():
     rollout.step(T0 + 2.9)
     assert rollout.shown_phase == "settling"
     rollout.step(T0 + 3)
-    assert rollout.phase is Phase.DRAINING
+    assert rollout.phase is RolloutPhase.DRAINING
 
 
 @pytest.mark.parametrize("settle, exit_at, code", [(0, T0 + 0.5, 1420), (2, T0 + 2, 1422)])
@@ -197,7 +223,7 @@ def test_a_candidate_that_exits_before_promotion_fails_the_reload(settle, exit_a
     rollout.step(T0 + 1 if settle else T0 + 0.1)
     group.candidates[0].pid = 0
     rollout.step(exit_at)
-    assert rollout.phase is Phase.FAILED and rollout.failure.code == code
+    assert rollout.phase is RolloutPhase.FAILED and rollout.failure.code == code
     assert "exit status 3" in rollout.failure.text
     assert f"pid {group.slots[0].pid} keeps serving {OLD}" in rollout.failure.text
     assert group.discarded == group.candidates and not group.committed
@@ -217,13 +243,13 @@ def test_ready_timeout():
 def test_abort_only_before_promotion():
     group = FakeGroup()
     rollout = begin(group)
-    rollout.abort("the program is being stopped")
+    rollout.abort("the program is being stopped", T0 + 2)
     assert rollout.failure.code == 1423 and "aborted: the program is being stopped" in rollout.failure.text
     assert group.recorded == [("reload", "failed: aborted: the program is being stopped")]
     promoted = begin(FakeGroup())
     promoted.step(T0 + 1)
-    promoted.abort("too late")
-    assert promoted.phase is Phase.DRAINING and promoted.failure is None
+    promoted.abort("too late", T0 + 2)
+    assert promoted.phase is RolloutPhase.DRAINING and promoted.failure is None
 
 
 def test_a_spawn_failure_fails_at_once():
@@ -239,11 +265,11 @@ def test_draining_ends_when_the_old_process_exits():
     old = group.slots[0]
     rollout.step(T0 + 1)
     rollout.step(T0 + 1.1)
-    assert rollout.phase is Phase.DRAINING and not rollout.finished
+    assert rollout.phase is RolloutPhase.DRAINING and not rollout.finished
     old.pid = 0
     rollout.step(T0 + 1.2)
-    assert rollout.phase is Phase.DONE and rollout.finished
-    assert rollout.result()["drain_seconds"] == pytest.approx(0.2)
+    assert rollout.phase is RolloutPhase.DONE and rollout.finished
+    assert rollout.result(T0 + 30)["drain_seconds"] == pytest.approx(0.2)
 
 
 def test_due_in_names_the_next_deadline_of_each_phase():
@@ -257,18 +283,18 @@ def test_due_in_names_the_next_deadline_of_each_phase():
     notify.step(T0 + 10)
     assert notify.shown_phase == "settling" and notify.due_in(T0 + 11.5) == pytest.approx(0.5)
     notify.step(T0 + 12)
-    assert notify.phase is Phase.DRAINING and notify.due_in(T0 + 12) is None
+    assert notify.phase is RolloutPhase.DRAINING and notify.due_in(T0 + 12) is None
 
 
 def test_an_exit_within_the_fallback_window_starts_the_previous_binary():
     group = FakeGroup(fallback_window=30)
     rollout = begin(group)
     run(group, rollout, T0 + 5)
-    assert rollout.phase is Phase.DONE and rollout.watch_until == pytest.approx(T0 + 31)
+    assert rollout.phase is RolloutPhase.DONE and rollout.watch.until == pytest.approx(T0 + 31)
     group.slots[0].pid = 0
     rollout.serving_exited(0, "exit status 1")
     rollout.step(T0 + 10)
-    assert rollout.phase is Phase.ROLLED_BACK and rollout.successor is None  # the only process restarted
+    assert rollout.phase is RolloutPhase.ROLLED_BACK and rollout.successor is None  # the only process restarted
     assert group.used == [(OLD, "fallback", "/srv/v0/app", f"rolled back automatically: {NEW} exited "
                                                             "(exit status 1)")]
     assert group.slots[0].path == OLD and group.slots[0].pid
@@ -281,7 +307,7 @@ def test_an_exit_after_the_fallback_window_is_left_to_supervisord():
     rollout.step(T0 + 40)
     rollout.serving_exited(0, "exit status 1")
     rollout.step(T0 + 41)
-    assert rollout.phase is Phase.DONE and not group.used
+    assert rollout.phase is RolloutPhase.DONE and not group.used
 
 
 # --- several slots ---------------------------------------------------------------
@@ -291,14 +317,14 @@ def test_a_rollout_replaces_every_slot_never_more_than_surge_at_once_nor_fewer_t
     rollout = begin(group)
     most = 0
     now = T0
-    while rollout.phase is not Phase.DONE and now < T0 + 20:
+    while rollout.phase is not RolloutPhase.DONE and now < T0 + 20:
         most = max(most, sum(swap.in_flight for swap in rollout.swaps))
         now = run(group, rollout, now + 0.25)
-    assert rollout.phase is Phase.DONE and most == surge
+    assert rollout.phase is RolloutPhase.DONE and most == surge
     assert [p.path for p in group.slots] == [NEW] * 4 and group.slots == group.candidates
     assert group.lowest_accepting == 4
     assert group.committed == [("reload", OLD, NEW)]  # once, when the last slot is promoted
-    result = rollout.result()
+    result = rollout.result(T0 + 30)
     assert (result["slots_done"], result["slots_total"]) == (4, 4)
     assert [slot["phase"] for slot in result["slots"]] == ["done"] * 4
 
@@ -306,9 +332,9 @@ def test_a_rollout_replaces_every_slot_never_more_than_surge_at_once_nor_fewer_t
 def test_slots_start_in_order_each_after_the_one_before_is_promoted():
     group = FakeGroup(slots=3)
     rollout = begin(group)
-    assert [s.phase for s in rollout.swaps] == [Phase.STARTING, Phase.WAITING, Phase.WAITING]
+    assert [s.phase for s in rollout.swaps] == [SwapPhase.STARTING, SwapPhase.WAITING, SwapPhase.WAITING]
     rollout.step(T0 + 1)  # slot 0 promoted, slot 1 started in the same step
-    assert [s.phase for s in rollout.swaps] == [Phase.DRAINING, Phase.STARTING, Phase.WAITING]
+    assert [s.phase for s in rollout.swaps] == [SwapPhase.DRAINING, SwapPhase.STARTING, SwapPhase.WAITING]
     assert group.committed == []
 
 
@@ -318,7 +344,7 @@ def test_a_failure_on_slot_3_of_4_swaps_the_switched_slots_back():
     group.spawn_fails = {2}
     rollout = begin(group)
     run(group, rollout, T0 + 20)
-    assert rollout.phase is Phase.FAILED and rollout.failure.code == 1424
+    assert rollout.phase is RolloutPhase.FAILED and rollout.failure.code == 1424
     text = rollout.failure.text
     assert text.startswith(f"SPAWN_FAILED: web: reload to {NEW} failed: web_2 (slot 3 of 4) could not spawn it")
     assert "the 2 switched processes (web_0, web_1) were rolled back to /srv/v1/app" in text
@@ -345,7 +371,7 @@ def test_abort_mid_rollout_discards_candidates_and_leaves_the_old_binary_for_the
     group = FakeGroup(slots=4)
     rollout = begin(group)
     run(group, rollout, T0 + 1.1)
-    rollout.abort("the program is being stopped")
+    rollout.abort("the program is being stopped", T0 + 2)
     assert rollout.failure.code == 1423 and rollout.revert is None
     assert group.next_path == [OLD] * 4 and group.discarded == [group.candidates[1]]
     assert "its processes are stopped with the program" in rollout.failure.text
@@ -355,16 +381,16 @@ def test_a_fallback_restarts_the_dead_slot_and_swaps_the_living_ones_back():
     group = FakeGroup(slots=3, fallback_window=30)
     rollout = begin(group)
     run(group, rollout, T0 + 10)
-    assert rollout.phase is Phase.DONE
+    assert rollout.phase is RolloutPhase.DONE
     group.slots[1].pid = 0
     rollout.serving_exited(1, "exit status 1")
     rollout.step(T0 + 11)
     fallback = rollout.successor
-    assert rollout.phase is Phase.ROLLED_BACK and fallback.kind == "fallback"
+    assert rollout.phase is RolloutPhase.ROLLED_BACK and fallback.kind == "fallback"
     assert [swap.slot for swap in fallback.swaps] == [0, 2]
     group.now = T0 + 11
     run(group, fallback, T0 + 30)
-    assert fallback.phase is Phase.DONE and [p.path for p in group.slots] == [OLD] * 3
+    assert fallback.phase is RolloutPhase.DONE and [p.path for p in group.slots] == [OLD] * 3
     assert [u[1] for u in group.used] == ["fallback"] and group.committed == [("reload", OLD, NEW)]
 
 
@@ -412,13 +438,7 @@ class FakeCheck:
 
 def checked_group(outcomes: list, **settings) -> FakeGroup:
     group = FakeGroup(check=("/bin/check",), check_interval=1, **settings)
-    group.checks = []
-
-    def start_check(slot, candidate, now):
-        group.checks.append(FakeCheck(outcomes))
-        return group.checks[-1]
-
-    group.start_check = start_check
+    group.check_outcomes = outcomes
     return group
 
 
@@ -431,7 +451,7 @@ def test_a_check_that_fails_twice_then_passes_holds_promotion_until_it_passes():
     assert len(group.checks) == 1 and rollout.swaps[0].info()["check"] == "exit status 1"
     rollout.step(T0 + 2)
     rollout.step(T0 + 3)  # the third run passes; settle 0: promoted at once
-    assert len(group.checks) == 3 and rollout.phase is Phase.DRAINING
+    assert len(group.checks) == 3 and rollout.phase is RolloutPhase.DRAINING
 
 
 def test_a_check_that_never_passes_fails_the_reload_with_its_last_result():
@@ -448,5 +468,100 @@ def test_a_running_check_is_stopped_with_its_candidate():
     group = checked_group([None])  # a run that never ends by itself
     rollout = begin(group)
     rollout.step(T0 + 1)
-    rollout.abort("the program is being stopped")
+    rollout.abort("the program is being stopped", T0 + 2)
     assert group.checks[0].stopped and rollout.failure.code == 1423
+
+
+# --- the protocols -----------------------------------------------------------------
+def members(protocol: type) -> dict[str, inspect.Signature | None]:
+    """A protocol's members: each method's signature, None for an attribute or a property."""
+    names = [*vars(protocol).get("__annotations__", {}),
+             *(name for name in vars(protocol) if not name.startswith("_"))]
+    return {name: inspect.signature(value) if inspect.isfunction(value := vars(protocol).get(name)) else None
+            for name in names}
+
+
+def parameters(function) -> list[str]:
+    return [name for name in inspect.signature(function).parameters if name != "self"]
+
+
+@pytest.mark.parametrize(("implementation", "protocol"), [
+    (LittlebossProcessGroup, Slots), (FakeGroup, Slots), (BinaryRecord, Record), (FakeGroup, Record)])
+def test_the_group_the_record_and_the_fake_have_every_member_of_the_protocols(implementation, protocol):
+    for name, signature in members(protocol).items():
+        assert hasattr(implementation, name) or name in implementation.__init__.__code__.co_names, name
+        if signature is not None:
+            assert parameters(getattr(implementation, name)) == parameters(getattr(protocol, name)), name
+
+
+def test_a_phase_changes_only_along_the_edge_table():
+    rollout = begin(FakeGroup())
+    with pytest.raises(RuntimeError, match="Swap cannot go from starting to done"):
+        rollout.swaps[0]._to(SwapPhase.DONE)
+    with pytest.raises(RuntimeError, match="Rollout cannot go from running to done"):
+        rollout._to(RolloutPhase.DONE)
+
+
+# --- a program that is not running ---------------------------------------------------
+class Binary:
+    path, closed = NEW, False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def launch(group: FakeGroup, *states: str, kind: Kind = Kind.RELOAD) -> Launch:
+    group.states = dict(enumerate(states))
+    for slot, state in enumerate(states):
+        if state != "RUNNING":
+            group.slots[slot].pid = 0
+    binary = Binary()
+    started = lifecycle.begin(group.program, kind, binary, T0)
+    assert isinstance(started, Launch) and binary.closed
+    return started
+
+
+def test_a_stopped_program_only_records_the_binary_for_its_next_start():
+    group = FakeGroup(slots=2)
+    started = launch(group, "STOPPED", "STOPPED")
+    assert started.finished and started.failure is None and group.next_path == [NEW, NEW]
+    assert group.used == [(NEW, Kind.RELOAD, OLD, "recorded for the next start (it was STOPPED)")]
+    result = started.result(T0)
+    assert (result["phase"], result["slots_total"], result["new_path"]) == ("recorded", 0, NEW)
+    assert result["message"] == f"web: is STOPPED: nothing was started; {NEW} is the binary " \
+                                "`supervisorctl start web` runs"
+
+
+def test_a_failed_program_is_started_on_the_new_binary_and_followed_until_it_runs():
+    group = FakeGroup(slots=2)
+    started = launch(group, "FATAL", "STOPPED")
+    assert group.slots[0].path == NEW and group.slots[0].pid and not group.slots[1].pid  # a stopped slot stays
+    assert group.used == [(NEW, Kind.RELOAD, "/srv/v0/app", "started (it was FATAL)")]
+    group.states[0] = "STARTING"
+    assert not started.finished
+    group.states[0] = "RUNNING"
+    assert started.finished and started.failure is None
+    result = started.result(T0)
+    assert (result["phase"], result["new_pid"], result["slots_done"]) == ("started", group.slots[0].pid, 1)
+    assert set(result) == set(begin(FakeGroup()).result(T0))  # one shape for every reload
+
+
+def test_a_started_program_that_does_not_reach_running_fails_the_launch():
+    group = FakeGroup()
+    started = launch(group, "EXITED")
+    group.states[0] = "BACKOFF"
+    assert started.finished and started.failure.code == F.EXITED_BEFORE_READY
+    assert started.failure.text == f"EXITED_BEFORE_READY: web: {NEW} did not start: web_0 is BACKOFF (exit status 3)"
+
+
+def test_a_launch_whose_process_cannot_spawn_is_refused_at_once():
+    group = FakeGroup()
+    group.start_fails = {0}
+    with pytest.raises(LittlebossRPCError, match=f"SPAWN_FAILED: web: could not start {NEW}: spawn error"):
+        launch(group, "FATAL")
+
+
+def test_a_rollback_of_a_stopped_program_keeps_the_binary_it_leaves_as_previous():
+    group = FakeGroup()
+    launch(group, "STOPPED", kind=Kind.ROLLBACK)
+    assert group.used == [(NEW, Kind.ROLLBACK, OLD, "recorded for the next start (it was STOPPED)")]

@@ -12,8 +12,9 @@ import pytest
 from harness import Supervisord, free_port, http_get, make_release, wait_for
 
 from supervisor_littleboss import state as state_module
-from supervisor_littleboss.hooks import Plugin
+from supervisor_littleboss.contract import Kind, history_entry
 from supervisor_littleboss.orphans import ProcessRecord
+from supervisor_littleboss.plugin import Plugin
 from supervisor_littleboss.state import ProgramState, StateStore, parse
 
 ENTRY = {"time": 1700000000.5, "kind": "reload", "from": "/r/v1/app", "to": "/r/v2/app",
@@ -174,8 +175,8 @@ def test_a_valid_state_round_trips(path: Path):
     store = StateStore(str(path), Logger())
     web = store.program("web")
     web.path, web.previous, web.command = "/r/v2/app", "/r/v1/app", "/r/v1/app --port 1"
-    web.record(kind="reload", **{"from": "/r/v1/app", "to": "/r/v2/app"}, outcome="succeeded", seconds=1.234)
-    web.record(kind="config", **{"from": "/r/v2/app", "to": "/r/v1b/app"}, outcome="the command changed")
+    web.history = [history_entry(Kind.RELOAD, "/r/v1/app", "/r/v2/app", "succeeded", 1700000000.5, 1.234),
+                   history_entry(Kind.CONFIG, "/r/v2/app", "/r/v1b/app", "the command changed", 1700000001.25)]
     web.processes = [ProcessRecord(1234, 56789), ProcessRecord(1240, 56790)]
     store.program("plain")
     store.save()
@@ -236,7 +237,8 @@ def test_supervisord_starts_with_the_configured_binary_despite_a_damaged_state_f
     supervisord.start()
     supervisord.wait_running("web")
     assert http_get(("127.0.0.1", port)).split()[0] == b"v1"
-    assert supervisord.ctl("littleboss:status", "--history", "web", check=True).stdout == ""
+    assert supervisord.ctl("littleboss:status", "--history", "web", check=True).stdout.splitlines()[1:] == [
+        "  no reloads yet"]
 
     def errors() -> list[str]:
         return [line for line in supervisord.log.read_text().splitlines() if " ERRO " in line]
@@ -252,6 +254,6 @@ def test_supervisord_starts_with_the_configured_binary_despite_a_damaged_state_f
     supervisord.hup()  # a new plugin loads the fresh file: the swapped-in binary, no new error
     supervisord.wait_running("web")
     assert http_get(("127.0.0.1", port)).split()[0] == b"v2"
-    [line] = supervisord.ctl("littleboss:status", "--history", "web", check=True).stdout.splitlines()
+    [_, line] = supervisord.ctl("littleboss:status", "--history", "web", check=True).stdout.splitlines()
     assert f"reload   {v1} \u2192 {v2}  succeeded" in line
     assert errors() == [error] and asides(path) == [aside]

@@ -1,4 +1,9 @@
-"""Installs littleboss into a running supervisord, once per supervisord run.
+"""Installs littleboss into a running supervisord, once per supervisord run: the wiring.
+
+``install()`` is where every connection between littleboss and supervisord is made: the
+group class littleboss programs run with, the wrap of supervisord's config parsing, the
+fds spared on SIGHUP, the groups replaced by ours (the web page is added by the RPC
+interface's factory, which serves it).
 
 supervisord calls the RPC interface factory once per HTTP server section and again,
 with a new ``Supervisor`` and ``ServerOptions``, after every SIGHUP. At that moment
@@ -8,16 +13,13 @@ groups can still be replaced by ours.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from .config import LittlebossGroupConfig, ProcessConfigs, wrap_groups_from_parser
 from .glue import reparse_and_replace_groups, spare_fds_on_sighup
+from .group import LittlebossProcessGroup
 from .sockets import REGISTRY
 from .state import StateStore
 from .ticker import Ticker
-
-if TYPE_CHECKING:
-    from .group import LittlebossProcessGroup
 
 STATE_FILE_NAME = "supervisord-littleboss.json"
 
@@ -79,6 +81,7 @@ def install(supervisord, state_file: str | None = None) -> Plugin:
     plugin = getattr(options, "littleboss", None)
     if plugin is not None:
         return plugin
+    LittlebossGroupConfig.group_class = LittlebossProcessGroup  # what littleboss programs run as
     spare_fds_on_sighup(REGISTRY.fds)  # before the next factory call: it runs on SIGHUP
     plugin = options.littleboss = Plugin(supervisord, state_file)
     wrap_groups_from_parser(options)
