@@ -302,35 +302,43 @@ def check_before_install(options: ServerOptions, parser: UnhosedConfigParser, gr
         apply_littleboss_settings(options, parser, groups)
 
 
-# --- a supervisord internal (belongs with the others in glue.py) -----------------------------
-
-def check_groups_when_parsed(check: Callable[[ServerOptions, UnhosedConfigParser, list], None]) -> None:
-    """``ServerOptions.process_groups_from_parser`` (class-wide, since 3.0): ``read_config``
-    imports the ``[rpcinterface:x]`` factories (``get_plugins``) before it calls this with
-    the parsed configuration, so a factory's module, once imported, can ``check(options,
-    parser, group configs)`` at that first parse. A ValueError raised there is what
-    supervisord's own parser raises: ``process_config_file`` prints it once (``Error: ...``,
-    exit 2), no traceback; unlike one from a factory, which ``make_http_servers`` logs with
-    its traceback and replaces by ``Could not make x rpc interface``. Patched once per process."""
-    original = ServerOptions.process_groups_from_parser
-    if getattr(original, "littleboss_check", None) is check:
-        return
-
-    def process_groups_from_parser(self: ServerOptions, parser: UnhosedConfigParser) -> list:
-        groups = original(self, parser)
-        check(self, parser, groups)
-        return groups
-
-    process_groups_from_parser.littleboss_check = check
-    ServerOptions.process_groups_from_parser = process_groups_from_parser
-
-
 def wrap_groups_from_parser(options: ServerOptions) -> None:
     """Make ``options`` build LittlebossGroupConfigs for littleboss programs (startup and reread)."""
     glue.wrap_groups_from_parser(options, lambda parser, groups: apply_littleboss_settings(options, parser, groups))
 
 
-# supervisord imports the [rpcinterface:littleboss] factory's module, which imports this one,
-# while it reads its configuration, before it parses the programs: from then on a bad littleboss
-# setting stops supervisord as a bad setting of its own does
-check_groups_when_parsed(check_before_install)
+# --- without littleboss's RPC interface -------------------------------------------------
+def interface_missing(serverurl: str, configfile: str | None) -> str:
+    """What to do when supervisord answers UNKNOWN_METHOD to ``littleboss.*``: it has not
+    loaded littleboss's RPC interface. ``configfile`` (supervisorctl's) tells which case
+    it is, and which programs run without their sockets meanwhile."""
+    configured = _configured(configfile) if configfile else None
+    text = f"supervisord at {serverurl} has not loaded the littleboss interface"
+    if configured and configured[0]:
+        text += (f": {configfile} has [rpcinterface:littleboss], but supervisord was started before it was "
+                 "added, or from another configuration file; supervisorctl reload makes it read its "
+                 "configuration file again (and restarts every program)")
+    else:
+        where = f" ({configfile})" if configured is not None else ""
+        section = ("[rpcinterface:littleboss]", f"{FACTORY_KEY} = {FACTORY_SPEC}")
+        text += (": add\n" + "".join(f"  {line}\n" for line in section)
+                 + f"to supervisord's configuration file{where} and run supervisorctl reload (it restarts "
+                   "every program; reread and update do not load the interface)")
+    programs = configured[1] if configured else []
+    if programs:
+        text += (".\nUntil then these run as plain programs, their littleboss_* settings ignored and no "
+                 f"socket held for them: {', '.join(programs)}")
+    return text + "."
+
+
+def _configured(configfile: str) -> tuple[bool, list[str]] | None:
+    """Whether ``configfile``, read as supervisord reads it, loads littleboss's interface,
+    and its programs with ``littleboss_*`` settings; None if supervisord could not read it."""
+    try:
+        parser, factories = glue.read_server_config(configfile)
+    except (ValueError, OSError):
+        return None
+    loads = any(f"{factory.__module__}:{factory.__name__}" == FACTORY_SPEC for _, factory, _ in factories)
+    programs = [section.partition(":")[2] for section in parser.sections() if section.startswith("program:")
+                and any(key.startswith(PREFIX) for key in parser.options(section))]
+    return loads, programs

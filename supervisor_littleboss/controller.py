@@ -9,20 +9,18 @@ failed, 2 bad usage.
 """
 from __future__ import annotations
 
-import os
 import shlex
 import time
 import xmlrpc.client
-from collections.abc import Callable
 
-from supervisor.options import ServerOptions, UnhosedConfigParser
 from supervisor.supervisorctl import ControllerPluginBase, LSBInitExitStatuses
 from supervisor.xmlrpc import Faults
 
-from .config import PREFIX
+from .config import interface_missing
+from .contract import RolloutPhase
 from .faults import LittlebossFaults, exit_status
-from .glue import one_shot_words, wrap_completer, wrap_groups_from_parser
-from .outcome import done_line, slot_label
+from .glue import one_shot_words, wrap_completer, wrap_help
+from .outcome import check_line, done_line, slot_label, step_line, steps_reached
 
 SUBCOMMANDS = {  # usage lines (supervisorctl's help layout: usage, tab, what it does)
     "reload": ["reload <name> [path]\tSwap in <path> (default: the current executable) with zero downtime"],
@@ -36,8 +34,6 @@ EXIT_STATUSES = {
     "status": "Exit status: 0 shown; 1 an unknown or not a littleboss program; 2 bad usage.",
 }
 EXIT_STATUSES["rollback"] = EXIT_STATUSES["reload"]
-INTERFACE_FACTORY = "supervisor_littleboss.rpcinterface:make_littleboss_rpcinterface"
-INTERFACE_SECTION = f"[rpcinterface:littleboss]\nsupervisor.rpcinterface_factory = {INTERFACE_FACTORY}"
 POLL_SECONDS = 0.1
 
 
@@ -51,7 +47,7 @@ class LittlebossControllerPlugin(ControllerPluginBase):
     def __init__(self, controller, **config) -> None:
         super().__init__(controller)
         wrap_completer(controller, "littleboss", self._complete)
-        _wrap_help(controller, self._help)
+        wrap_help(controller, self._help)
 
     @property
     def rpc(self):
@@ -149,9 +145,9 @@ class LittlebossControllerPlugin(ControllerPluginBase):
     def _follow(self, name: str, started: dict) -> None:
         """Print a reload's progress until it ends; Ctrl-C stops waiting, not the reload."""
         said, ours = set(), started
-        if started["phase"] in ("recorded", "started"):  # the program was not running
+        if started["phase"] in (RolloutPhase.RECORDED.value, RolloutPhase.STARTED.value):  # it was not running
             self._say(started["message"])
-            return self._wait_running(name) if started["phase"] == "started" else None
+            return self._wait_running(name) if started["phase"] == RolloutPhase.STARTED.value else None
         try:
             if started["slots_total"] == 1:
                 self._say(f"{name}: {started['kind']} started: candidate pid {started['new_pid']} running "
@@ -169,11 +165,11 @@ class LittlebossControllerPlugin(ControllerPluginBase):
                                          f"see littleboss:status --history {name}")
                     return
                 ours = last
-                if last["phase"] == "failed":
+                if last["phase"] == RolloutPhase.FAILED.value:
                     self._fail(last["fault_code"], f"ERROR: {last['error']}")
                     return
                 self._progress(name, last, said)
-                if last["phase"] == "done":
+                if last["phase"] == RolloutPhase.DONE.value:
                     self._say(done_line(name, last))
                     return
                 time.sleep(POLL_SECONDS)
@@ -199,28 +195,21 @@ class LittlebossControllerPlugin(ControllerPluginBase):
 
     def _progress(self, name: str, last: dict, said: set) -> None:
         """A line per step of each slot (started, ready, promoted), once."""
-        steps = {"starting": ["started"], "checking": ["started", "ready"], "settling": ["started", "ready"],
-                 "draining": ["started", "ready", "promoted"], "done": ["started", "ready", "promoted"]}
         slots = last["slots"]
         for slot in slots:
             label, pid = slot_label(name, slots, slot), slot["candidate_pid"]
-            for step in steps.get(slot["phase"], []):
+            for step in steps_reached(slot["phase"]):
                 if (slot["slot"], step) in said or (step == "started" and len(slots) == 1):
                     continue
                 said.add((slot["slot"], step))
-                if step == "started":
-                    self._say(f"{label}: candidate pid {pid} started")
-                elif step == "ready":
-                    self._say(f"{label}: candidate pid {pid} is ready")
-                else:
-                    self._say(f"{label}: promoted pid {pid}; old pid {slot['old_pid']} draining")
+                self._say(f"{label}: {step_line(step, pid, slot['old_pid'])}")
             check = slot.get("check", "")
             if check and (slot["slot"], "check", check) not in said:  # each new outcome of its check, once
                 said.add((slot["slot"], "check", check))
-                passed = slot["phase"] in ("settling", "draining", "done")
-                self._say(f"{label}: check of candidate pid {pid} {'passed' if passed else 'failed'} ({check})")
-        if last["phase"] == "rolling back" and "rolling back" not in said:
-            said.add("rolling back")
+                self._say(f"{label}: {check_line(slot)}")
+        rolling_back = RolloutPhase.ROLLING_BACK.value
+        if last["phase"] == rolling_back and rolling_back not in said:
+            said.add(rolling_back)
             self._say(f"{name}: a process failed; swapping the switched processes back to {last['old_path']}")
 
     def _status(self, args: list[str]) -> None:
@@ -265,8 +254,9 @@ def status_line(info: dict, supervisor) -> str:
         phase += f" (candidate pid {info['candidate_pid']})"
     if info["draining_pids"]:
         phase += f", draining pid {', '.join(map(str, info['draining_pids']))}"
+    status = f"  status {info['notify_status']}" if info["notify_status"] else ""  # its last STATUS=
     return (f"{info['name']:<32} {info['statename']:<9} {description}  binary {info['path']}  "
-            f"previous {info['previous_path'] or '-'}  sockets {sockets}  reload {phase}")
+            f"previous {info['previous_path'] or '-'}  sockets {sockets}  reload {phase}{status}")
 
 
 def history_line(entry: dict | None) -> str:
@@ -276,73 +266,6 @@ def history_line(entry: dict | None) -> str:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["time"]))
     seconds = f"  {entry['seconds']:.2f}s" if "seconds" in entry else ""
     return f"{when}  {entry['kind']:<8} {entry['from']} \u2192 {entry['to']}  {entry['outcome']}{seconds}"
-
-
-# --- without littleboss's RPC interface -------------------------------------------------
-def interface_missing(serverurl: str, configfile: str | None) -> str:
-    """What to do when supervisord answers UNKNOWN_METHOD to ``littleboss.*``: it has not
-    loaded littleboss's RPC interface. ``configfile`` (supervisorctl's) tells which case
-    it is, and which programs run without their sockets meanwhile."""
-    configured = _configured(configfile) if configfile else None
-    text = f"supervisord at {serverurl} has not loaded the littleboss interface"
-    if configured and configured[0]:
-        text += (f": {configfile} has [rpcinterface:littleboss], but supervisord was started before it was "
-                 "added, or from another configuration file; supervisorctl reload makes it read its "
-                 "configuration file again (and restarts every program)")
-    else:
-        where = f" ({configfile})" if configured is not None else ""
-        text += (": add\n" + "".join(f"  {line}\n" for line in INTERFACE_SECTION.splitlines())
-                 + f"to supervisord's configuration file{where} and run supervisorctl reload (it restarts "
-                   "every program; reread and update do not load the interface)")
-    programs = configured[1] if configured else []
-    if programs:
-        text += (".\nUntil then these run as plain programs, their littleboss_* settings ignored and no "
-                 f"socket held for them: {', '.join(programs)}")
-    return text + "."
-
-
-def _configured(configfile: str) -> tuple[bool, list[str]] | None:
-    """Whether ``configfile``, read as supervisord reads it, loads littleboss's interface,
-    and its programs with ``littleboss_*`` settings; None if supervisord could not read it."""
-    try:
-        parser, factories = _read_server_config(configfile)
-    except (ValueError, OSError):
-        return None
-    loads = any(f"{factory.__module__}:{factory.__name__}" == INTERFACE_FACTORY for _, factory, _ in factories)
-    programs = [section.partition(":")[2] for section in parser.sections() if section.startswith("program:")
-                and any(key.startswith(PREFIX) for key in parser.options(section))]
-    return loads, programs
-
-
-# TO MOVE TO glue.py (a supervisord internal, touched here for now)
-def _read_server_config(path: str) -> tuple[UnhosedConfigParser, list]:
-    """``ServerOptions.read_config`` (since 3.0): supervisord's own parse of a configuration
-    file (``[include]``, ``%(here)s``, ``%(ENV_X)s``), ``here`` set as ``process_config_file``
-    sets it. Returns the parser (taken through ``wrap_groups_from_parser``) and the
-    ``[rpcinterface:x]`` factories as (name, factory, settings). ValueError if supervisord
-    would refuse the file."""
-    options = ServerOptions()
-    options.here = os.path.dirname(os.path.abspath(path))
-    parsers = []
-    wrap_groups_from_parser(options, lambda parser, groups: parsers.append(parser) or groups)
-    section = options.read_config(path)
-    return parsers[0], section.rpcinterface_factories
-
-
-# TO MOVE TO glue.py (a supervisord internal, touched here for now)
-def _wrap_help(controller, plugin_help: Callable[[str], bool]) -> None:
-    """``Controller.do_help`` (since 3.0; per instance): supervisorctl hands ``help TOPIC``
-    to every plugin's ``do_help``, and each one without help on the topic prints ``*** No
-    help on TOPIC``, the default plugin first, so help on a plugin's command would start
-    with that line. ``plugin_help(topic)`` prints the help on the topics it knows and returns
-    True; every other topic goes to supervisorctl's own ``do_help``."""
-    original = controller.do_help
-
-    def do_help(arg):
-        if not plugin_help(arg):
-            original(arg)
-
-    controller.do_help = do_help
 
 
 def make_littleboss_controllerplugin(controller, **config) -> LittlebossControllerPlugin:

@@ -7,6 +7,16 @@ supervisor versions it holds for (all checked against 4.2.2 and 4.3.0, the versi
 suite runs on). A supervisor upgrade is an audit of this file, helped by
 ``tests/test_supervisor_internals.py``, which asserts that every name used here still
 exists with the expected shape. Nothing here knows littleboss's own classes.
+
+Outside this file littleboss uses only what a supervisord plugin is given to use, as
+supervisord's own ``rpcinterface.py`` and plugins such as supervisor_twiddler do: the
+``Supervisor``'s ``process_groups`` and its options' ``mood``, ``logger`` and
+``process_group_configs`` (``rpcinterface.py``, ``plugin.py``, ``group.py``);
+``ProcessGroup``/``Subprocess`` overrides and the state they keep for subclasses
+(``dispatchers``, ``pid``, ``state``, ``laststart``, ``delay``, ``backoff``,
+``change_state``, ``record_spawnerr``, ``give_up``: ``group.py``); the socket config
+classes of ``supervisor.datatypes`` (``sockets.py``); ``MeldView`` (``web.py``);
+``ControllerPluginBase`` (``controller.py``); ``events`` and ``RPCError``.
 """
 from __future__ import annotations
 
@@ -16,7 +26,7 @@ import socket
 from collections.abc import Callable, Iterable
 
 from supervisor.dispatchers import POutputDispatcher
-from supervisor.options import ServerOptions
+from supervisor.options import ServerOptions, UnhosedConfigParser
 from supervisor.process import Subprocess
 from supervisor.socket_manager import SocketManager
 
@@ -64,6 +74,48 @@ def wrap_groups_from_parser(options: ServerOptions, transform: Callable[[object,
         return transform(parser, original(parser))
 
     options.process_groups_from_parser = process_groups_from_parser
+
+
+def check_groups_when_parsed(check: Callable[[ServerOptions, UnhosedConfigParser, list], None]) -> None:
+    """``ServerOptions.process_groups_from_parser`` (class-wide, since 3.0): ``read_config``
+    imports the ``[rpcinterface:x]`` factories (``get_plugins``) before it calls this with
+    the parsed configuration, so a factory's module, once imported, can ``check(options,
+    parser, group configs)`` at that first parse. A ValueError raised there is what
+    supervisord's own parser raises: ``process_config_file`` prints it once (``Error: ...``,
+    exit 2), no traceback; unlike one from a factory, which ``make_http_servers`` logs with
+    its traceback and replaces by ``Could not make x rpc interface``. Patched once per process."""
+    original = ServerOptions.process_groups_from_parser
+    if getattr(original, "littleboss_check", None) is check:
+        return
+
+    def process_groups_from_parser(self: ServerOptions, parser: UnhosedConfigParser) -> list:
+        groups = original(self, parser)
+        check(self, parser, groups)
+        return groups
+
+    process_groups_from_parser.littleboss_check = check
+    ServerOptions.process_groups_from_parser = process_groups_from_parser
+
+
+def read_server_config(path: str) -> tuple[UnhosedConfigParser, list]:
+    """``ServerOptions.read_config`` (since 3.0): supervisord's own parse of a configuration
+    file (``[include]``, ``%(here)s``, ``%(ENV_X)s``), ``here`` set as ``process_config_file``
+    sets it. Returns the parser (taken through ``wrap_groups_from_parser``) and the
+    ``[rpcinterface:x]`` factories as (name, factory, settings). ValueError if supervisord
+    would refuse the file."""
+    options = ServerOptions()
+    options.here = os.path.dirname(os.path.abspath(path))
+    parsers = []
+    wrap_groups_from_parser(options, lambda parser, groups: parsers.append(parser) or groups)
+    section = options.read_config(path)
+    return parsers[0], section.rpcinterface_factories
+
+
+def reap_now(supervisord) -> None:
+    """``Supervisor.reap`` (since 3.0): reap the children that exited, now (the main loop
+    does it once per pass, after the groups' ``transition``): a reload sees an exit in this
+    pass, not up to 1 s later."""
+    supervisord.reap()
 
 
 def reparse_and_replace_groups(supervisord, replace: Callable[[object, object], object | None]) -> None:
@@ -285,6 +337,21 @@ def wrap_completer(controller, command: str, complete: Callable[[str, str], list
         return matches[state] if state < len(matches) else None
 
     controller.complete = complete_with_plugin
+
+
+def wrap_help(controller, plugin_help: Callable[[str], bool]) -> None:
+    """``Controller.do_help`` (since 3.0; per instance): supervisorctl hands ``help TOPIC``
+    to every plugin's ``do_help``, and each one without help on the topic prints ``*** No
+    help on TOPIC``, the default plugin first, so help on a plugin's command would start
+    with that line. ``plugin_help(topic)`` prints the help on the topics it knows and returns
+    True; every other topic goes to supervisorctl's own ``do_help``."""
+    original = controller.do_help
+
+    def do_help(arg):
+        if not plugin_help(arg):
+            original(arg)
+
+    controller.do_help = do_help
 
 
 def one_shot_words(controller) -> list[str]:

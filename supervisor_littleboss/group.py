@@ -12,6 +12,10 @@ processes than slots: one
 draining ones are the group's ``extras``: their output reaches the program's log,
 supervisord waits for them on stop, update and shutdown, and event listeners are
 not told about their state changes.
+
+The group is supervisord's face of a program: its processes and their roles,
+``transition()``, and the ``Slots`` adapter ``lifecycle.py`` drives reloads through. Which
+binary runs is the binary record's business (``binaries.py``), reloads the lifecycle's.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ import signal
 import socket
 import time
 
-from supervisor.options import ProcessException, decode_wait_status, signame
+from supervisor.options import ProcessException, decode_wait_status
 from supervisor.process import ProcessGroup, Subprocess
 from supervisor.states import STOPPED_STATES, ProcessStates, SupervisorStates, getProcessStateDescription
 
@@ -37,6 +41,7 @@ from .glue import (
     ChildSetupSubprocess,
     close_loggers,
     output_dispatchers,
+    reap_now,
     reap_with,
     share_loggers,
     silence_events,
@@ -303,27 +308,13 @@ class LittlebossProcessGroup(ProcessGroup):
 
     # --- sockets ---------------------------------------------------------
     def bind_sockets(self, adopted: dict[str, socket.socket] | None = None) -> str | None:
-        """Take every socket from the registry (binding what is not held yet, or holding the
-        ``adopted`` socket for its URL).
-
-        Returns None, or the reason a socket cannot be bound, naming program and address.
-        """
-        logger = self.config.options.logger
-        listeners = []
-        new = [spec.url for spec in self.sockets if not REGISTRY.is_held(spec.url)]
-        for spec in self.sockets:
-            try:
-                listeners.append(REGISTRY.acquire(spec, self.config.littleboss.socket_options, logger,
-                                                  (adopted or {}).get(spec.url)))
-            except (OSError, ValueError) as exc:
-                reason = f"littleboss: program {self.config.name!r} cannot listen on {spec.name}={spec.url}: {exc}"
-                logger.error(reason)
-                for url in new:  # all or nothing: no client may wait on a program that cannot start
-                    if REGISTRY.is_held(url):
-                        REGISTRY.close(url, logger)
-                return reason
-        self.listeners = listeners
-        return None
+        """Take every socket from the registry, all or nothing (binding what is not held yet,
+        or holding the ``adopted`` socket for its URL); None, or why one cannot be bound."""
+        listeners, reason = REGISTRY.acquire_all(self.name, self.sockets, self.config.littleboss.socket_options,
+                                                 self.config.options.logger, adopted or {})
+        if reason is None:
+            self.listeners = listeners
+        return reason
 
     # --- processes an earlier supervisord left running, and the record that finds them ---
     def _take_over_orphans(self) -> dict[str, socket.socket]:
@@ -331,20 +322,14 @@ class LittlebossProcessGroup(ProcessGroup):
         listening sockets back (by URL), so that no connection is refused, and stop them as
         replaced processes are stopped. A socket that cannot be taken back (supervisord not
         root) is bound once they have exited."""
-        orphans = self.orphans
-        if not orphans:
+        if not self.orphans:
             return {}
-        taken = orphans.take_sockets([(spec.url, *spec.address) for spec in self.sockets
-                                      if not REGISTRY.is_held(spec.url)])
         pconfig = self.config.process_configs[0]
-        lameduck = self.lameduck(pconfig)
-        pids = ", ".join(str(r.pid) for r in orphans.records)
-        orphans.stop(pconfig.stopsignal, lameduck, time.time())
-        self._warn(f"{self.name}: pid(s) {pids} of an earlier supervisord still run: took back {len(taken)} of "
-                   f"{len(self.sockets)} socket(s) from them; stopping them ({signame(pconfig.stopsignal)}, "
-                   f"SIGKILL after {lameduck:g}s)")
-        if any(spec.url not in taken and not REGISTRY.is_held(spec.url) for spec in self.sockets):
-            orphans.wait(time.time, time.sleep)  # they hold the address: it can be bound only once they are gone
+        free = [(spec.url, *spec.address) for spec in self.sockets if not REGISTRY.is_held(spec.url)]
+        taken = self.orphans.take_over(free, pconfig.stopsignal, self.lameduck(pconfig), time.time(),
+                                       len(self.sockets))
+        if any(url not in taken for url, *_ in free):
+            self.orphans.wait(time.time, time.sleep)  # they hold the address: it can be bound only once they are gone
         return taken
 
     def _warn(self, message: str) -> None:
@@ -377,7 +362,7 @@ class LittlebossProcessGroup(ProcessGroup):
     def transition(self) -> None:
         if self.busy():
             self.plugin.ticker.keep_ticking()
-            self.plugin.supervisord.reap()  # see exits in this pass, not the next (up to 1 s later)
+            reap_now(self.plugin.supervisord)
         now = time.time()
         if self.orphans:
             self.orphans.reap(now)

@@ -312,6 +312,18 @@ class Orphans:
                         taken[url] = sock
         return taken
 
+    def take_over(self, wanted: list[tuple[str, int, Any]], stopsignal: int, lameduck: float, now: float,
+                  total: int) -> dict[str, socket.socket]:
+        """Take their listening sockets back (``take_sockets``), then stop them (``stop``); the
+        log says so (``total``: how many sockets the program has)."""
+        taken = self.take_sockets(wanted)
+        pids = ", ".join(str(record.pid) for record in self.records)
+        self.stop(stopsignal, lameduck, now)
+        self.log(f"{self.program}: pid(s) {pids} of an earlier supervisord still run: took back {len(taken)} of "
+                 f"{total} socket(s) from them; stopping them ({signal.Signals(stopsignal).name}, SIGKILL after "
+                 f"{lameduck:g}s)")
+        return taken
+
     def stop(self, stopsignal: int, lameduck: float, now: float) -> None:
         """Send them ``stopsignal``; SIGKILL once ``lameduck`` seconds have passed (``reap``)."""
         self.deadline = now + lameduck

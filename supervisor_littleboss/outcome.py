@@ -3,7 +3,7 @@ web page. Everything here works on the structs ``littleboss.reload`` and
 ``getProgramInfo`` return."""
 from __future__ import annotations
 
-from .contract import Kind
+from .contract import Kind, SwapPhase
 
 
 def last_lines(output: bytes, count: int) -> str:
@@ -47,6 +47,24 @@ STEPS = {  # what a slot's swap says as it moves on (the log, supervisorctl)
     "ready": "candidate pid {pid} is ready",
     "promoted": "promoted pid {pid}; old pid {old_pid} is draining",
 }
+
+
+REACHED = {  # the steps a slot's swap has taken by each phase
+    SwapPhase.STARTING.value: ("started",), SwapPhase.CHECKING.value: ("started", "ready"),
+    SwapPhase.SETTLING.value: ("started", "ready"), SwapPhase.DRAINING.value: ("started", "ready", "promoted"),
+    SwapPhase.DONE.value: ("started", "ready", "promoted"),
+}
+
+
+def steps_reached(phase: str) -> tuple[str, ...]:
+    """The steps (of ``STEPS``) a slot's swap in ``phase`` has taken."""
+    return REACHED.get(phase, ())
+
+
+def check_line(slot: dict) -> str:
+    """``check of candidate pid 456 passed (exit status 0)``: the last outcome of a slot's check."""
+    passed = slot["phase"] in (SwapPhase.SETTLING.value, *(p.value for p in SwapPhase if p.promoted))
+    return f"check of candidate pid {slot['candidate_pid']} {'passed' if passed else 'failed'} ({slot['check']})"
 
 
 def step_line(step: str, pid: int, old_pid: int = 0) -> str:

@@ -204,7 +204,7 @@ class Littleboss:
         """Act on supervisord for this service; print one line; return the exit status."""
         from supervisor.xmlrpc import Faults  # only needed to talk to supervisord
 
-        from .controller import interface_missing
+        from .config import interface_missing
         from .faults import EXIT_FAILED, EXIT_REFUSED, exit_status
         from .outcome import done_line
 

@@ -9,10 +9,11 @@ from supervisor.states import SupervisorStates, getProcessStateDescription
 from supervisor.xmlrpc import Faults, RPCError
 
 from . import events  # noqa: F401 - registers the LITTLEBOSS_RELOAD_* event types on import
+from .config import check_before_install
 from .contract import IDLE, Kind
 from .faults import LittlebossFaults as F
 from .faults import LittlebossRPCError
-from .glue import LISTEN_FDS_START, add_web_view, deferred
+from .glue import LISTEN_FDS_START, add_web_view, check_groups_when_parsed, deferred, link_status_page
 from .group import LittlebossProcessGroup, LittlebossSubprocess, Role
 from .lifecycle import Launch, Rollout
 from .plugin import Plugin, install
@@ -20,6 +21,11 @@ from .validate import check_binary
 from .web import PAGE, littleboss_view
 
 API_VERSION = "1.0"
+
+# supervisord imports this module (the [rpcinterface:littleboss] factory's) while it reads its
+# configuration, before it parses the programs: from then on a bad littleboss setting stops
+# supervisord as a bad setting of its own does (one "Error:" line, exit 2)
+check_groups_when_parsed(check_before_install)
 
 
 def process_info(process: LittlebossSubprocess) -> dict:
@@ -226,5 +232,6 @@ def make_littleboss_rpcinterface(supervisord, **config) -> LittlebossNamespaceRP
         # supervisord logs this with its traceback, then stops: "Error: Could not make littleboss rpc interface"
         raise ValueError(f"littleboss cannot start: {exc}") from exc
     interface = LittlebossNamespaceRPCInterface(plugin)
-    add_web_view(PAGE, littleboss_view(interface))  # /littleboss.html in supervisord's web UI
+    add_web_view(PAGE, littleboss_view(interface))  # /littleboss.html in supervisord's web UI,
+    link_status_page(PAGE, "Littleboss")  # linked from its status page (once, however often this runs)
     return interface

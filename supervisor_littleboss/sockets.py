@@ -339,6 +339,26 @@ class SocketRegistry:
             held.reconfigure(opts)
         return held.proxy
 
+    def acquire_all(self, program: str, specs: tuple[SocketSpec, ...], opts: SocketOptions, logger,
+                    adopted: dict[str, socket.socket]) -> tuple[list[socket.socket], str | None]:
+        """Every socket of ``program`` (``adopted``: a socket to hold for its URL), all or
+        nothing: (the sockets, None), or ([], the reason one cannot be bound, naming program
+        and address), with the sockets it bound for this call closed again, so that no client
+        waits on a program that cannot start."""
+        new = [spec.url for spec in specs if not self.is_held(spec.url)]
+        sockets = []
+        for spec in specs:
+            try:
+                sockets.append(self.acquire(spec, opts, logger, adopted.get(spec.url)))
+            except (OSError, ValueError) as exc:
+                reason = f"littleboss: program {program!r} cannot listen on {spec.name}={spec.url}: {exc}"
+                logger.error(reason)
+                for url in new:
+                    if self.is_held(url):
+                        self.close(url, logger)
+                return [], reason
+        return sockets, None
+
     def is_held(self, url: str) -> bool:
         return url in self._held
 

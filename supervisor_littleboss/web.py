@@ -19,7 +19,7 @@ import html
 import os
 import secrets
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import quote, urlencode
 
 from supervisor.options import VERSION
@@ -27,16 +27,22 @@ from supervisor.web import MeldView
 from supervisor.xmlrpc import RPCError
 
 from . import __version__
-from .glue import link_status_page
+from .contract import DECIDING_PHASES, IDLE, RolloutPhase
 from .outcome import done_line
-
-if TYPE_CHECKING:
-    from .rpcinterface import LittlebossNamespaceRPCInterface
 
 PAGE = "littleboss.html"
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates", PAGE)
 TOKEN = secrets.token_urlsafe(24)  # this supervisord run's: a new process makes a new one
-RUNNING_PHASES = ("starting", "settling", "rolling back")  # the reload still decides
+NOT_RUNNING_PHASES = (RolloutPhase.RECORDED.value, RolloutPhase.STARTED.value)  # a reload's answer: nothing to follow
+
+
+class Littleboss(Protocol):
+    """The ``littleboss`` XML-RPC namespace as the page calls it (``rpcinterface.py`` serves it)."""
+
+    def getProgramInfo(self, name: str) -> dict: ...
+    def getAllProgramInfo(self) -> list: ...
+    def reload(self, name: str, path: str = "", wait: bool = True): ...
+    def rollback(self, name: str, wait: bool = True): ...
 
 
 class LittlebossView(MeldView):
@@ -44,7 +50,7 @@ class LittlebossView(MeldView):
 
     delay = 0.05
 
-    def __init__(self, context, rpc: LittlebossNamespaceRPCInterface) -> None:
+    def __init__(self, context, rpc: Littleboss) -> None:
         super().__init__(context)
         self.rpc = rpc
 
@@ -68,7 +74,7 @@ class LittlebossView(MeldView):
         return self._page(rpc, message, error, watching, confirm, typed_path(form))
 
     @staticmethod
-    def _act(rpc: LittlebossNamespaceRPCInterface, form: dict) -> dict:
+    def _act(rpc: Littleboss, form: dict) -> dict:
         """Start the action; the query string of the page that follows it (with the path typed)."""
         name, path = form.get("program", ""), form.get("path", "").strip()
         typed = {"program": name, "path": path} if path else {}
@@ -78,12 +84,12 @@ class LittlebossView(MeldView):
             return {"message": exc.text, "error": "1", **typed}
         except Refused as exc:
             return {"message": str(exc), "error": "1", **typed}
-        if "id" not in started:  # the program was not running: nothing to follow
+        if started["phase"] in NOT_RUNNING_PHASES:  # the program was not running: nothing to follow
             return {"message": started["message"], **typed}
         return {"program": name, "watch": started["id"], **typed}
 
     @staticmethod
-    def _to_confirm(rpc: LittlebossNamespaceRPCInterface, name: str) -> tuple[dict | None, str]:
+    def _to_confirm(rpc: Littleboss, name: str) -> tuple[dict | None, str]:
         """(the program whose roll back to confirm, or None and why not)."""
         try:
             info = rpc.getProgramInfo(name)
@@ -94,7 +100,7 @@ class LittlebossView(MeldView):
         return info, ""
 
     @staticmethod
-    def _watch(rpc: LittlebossNamespaceRPCInterface, name: str, reload_id: int) -> tuple[str, bool, bool]:
+    def _watch(rpc: Littleboss, name: str, reload_id: int) -> tuple[str, bool, bool]:
         """(message, error, still running) about reload ``reload_id`` of ``name``."""
         try:
             last = rpc.getProgramInfo(name)["last_reload"]
@@ -102,14 +108,14 @@ class LittlebossView(MeldView):
             return exc.text, True, False
         if last.get("id") != reload_id:
             return f"{name}: another reload replaced this one; see its history below", True, False
-        if last["phase"] == "failed":
+        if last["phase"] == RolloutPhase.FAILED.value:
             return last["error"], True, False
-        if last["phase"] in RUNNING_PHASES or last["slots_done"] < last["slots_total"]:
+        if last["phase"] in DECIDING_PHASES or last["slots_done"] < last["slots_total"]:
             return (f"{name}: {last['kind']} to {last['new_path']}: {last['phase']} "
                     f"({last['slots_done']} of {last['slots_total']} processes switched)"), False, True
-        return done_line(name, last), False, last["phase"] == "draining"
+        return done_line(name, last), False, last["phase"] == RolloutPhase.DRAINING.value
 
-    def _page(self, rpc: LittlebossNamespaceRPCInterface, message: str, error: bool = False,
+    def _page(self, rpc: Littleboss, message: str, error: bool = False,
               watching: bool = False, confirm: dict | None = None, typed: dict[str, str] | None = None) -> str:
         root = self.clone()
         if not watching:
@@ -137,7 +143,7 @@ class Refused(Exception):
     """An action the page refuses before asking littleboss; the message says why."""
 
 
-def start_action(rpc: LittlebossNamespaceRPCInterface, action: str, name: str, path: str, confirmed: str) -> dict:
+def start_action(rpc: Littleboss, action: str, name: str, path: str, confirmed: str) -> dict:
     """Start a reload to ``path``, or the roll back to ``confirmed`` (the previous binary the
     confirmation named: if it changed since, nothing starts)."""
     if action == "reload":
@@ -220,7 +226,7 @@ def fill_reload(section, info: dict) -> None:
     """The reload under way, with a line per slot of a program with several processes."""
     last = info["last_reload"]
     section.findmeld("phase").content(info["phase"])
-    slots = last.get("slots", []) if info["phase"] != "idle" and len(last.get("slots", [])) > 1 else []
+    slots = last.get("slots", []) if info["phase"] != IDLE and len(last.get("slots", [])) > 1 else []
     if not slots:
         section.findmeld("slots").deparent()
         return
@@ -229,8 +235,6 @@ def fill_reload(section, info: dict) -> None:
                      f"candidate pid {slot['candidate_pid'] or '-'})")
 
 
-def littleboss_view(rpc: LittlebossNamespaceRPCInterface) -> dict:
-    """The page's entry in supervisord's web views, answering through ``rpc``; supervisord's
-    status page gets a link to it (once, however often this is called)."""
-    link_status_page(PAGE, "Littleboss")
+def littleboss_view(rpc: Littleboss) -> dict:
+    """The page's entry in supervisord's web views, answering through ``rpc``."""
     return {"template": TEMPLATE, "view": functools.partial(LittlebossView, rpc=rpc)}

@@ -56,7 +56,7 @@ def test_reload_prints_progress_and_a_final_line_and_exits_0(sv, spelling):
     lines = result.stdout.splitlines()
     assert lines[0] == f"web: reload started: candidate pid {new_pid} running {target}"
     assert lines[1] == f"web: candidate pid {new_pid} is ready"
-    assert lines[2] == f"web: promoted pid {new_pid}; old pid {old_pid} draining"
+    assert lines[2] == f"web: promoted pid {new_pid}; old pid {old_pid} is draining"
     assert lines[3].startswith(f"web: reloaded {current} \u2192 {target} (pid {old_pid} \u2192 {new_pid}) in ")
     assert load.result.failed == 0, load.result
 

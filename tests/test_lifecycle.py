@@ -24,7 +24,9 @@ from supervisor_littleboss.faults import LittlebossFaults as F
 from supervisor_littleboss.faults import LittlebossRPCError
 from supervisor_littleboss.group import LittlebossProcessGroup
 from supervisor_littleboss.lifecycle import Launch, Program, Record, Rollout, Slots
+from supervisor_littleboss.rpcinterface import LittlebossNamespaceRPCInterface
 from supervisor_littleboss.ticker import INTERVAL, Ticker
+from supervisor_littleboss.web import Littleboss
 
 T0 = 1000.0
 OLD, NEW = "/srv/v1/app", "/srv/v2/app"
@@ -486,8 +488,10 @@ def parameters(function) -> list[str]:
 
 
 @pytest.mark.parametrize(("implementation", "protocol"), [
-    (LittlebossProcessGroup, Slots), (FakeGroup, Slots), (BinaryRecord, Record), (FakeGroup, Record)])
-def test_the_group_the_record_and_the_fake_have_every_member_of_the_protocols(implementation, protocol):
+    (LittlebossProcessGroup, Slots), (FakeGroup, Slots), (BinaryRecord, Record), (FakeGroup, Record),
+    (LittlebossNamespaceRPCInterface, Littleboss)])
+def test_every_implementation_has_every_member_of_its_protocol(implementation, protocol):
+    """The group, the binary record and the fake for the lifecycle; the XML-RPC namespace for the page."""
     for name, signature in members(protocol).items():
         assert hasattr(implementation, name) or name in implementation.__init__.__code__.co_names, name
         if signature is not None:

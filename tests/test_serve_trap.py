@@ -75,6 +75,9 @@ def test_an_app_found_through_current_keeps_serving_release_1_and_the_launcher_s
     assert http_get(address) == f"v1 {result['new_pid']}\n".encode()  # release 2's launcher, release 1's code
     assert status(supervisord) == (f"serving on 127.0.0.1:{port}, app {v1}/asgiapp.py, "
                                    f"NOT from this launcher's release {v2}")
+    [line] = supervisord.ctl("littleboss:status", "app", check=True).stdout.splitlines()  # what an operator reads
+    assert line.endswith(f"  status serving on 127.0.0.1:{port}, app {v1}/asgiapp.py, "
+                         f"NOT from this launcher's release {v2}"), line
     log = (supervisord.root / "app.log").read_text()
     assert log.count("WARNING") == 1 and (
         f"app: the application was imported from {v1}/asgiapp.py, which is not in this launcher's release "

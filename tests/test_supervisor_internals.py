@@ -74,7 +74,7 @@ def server_options(tmp_path: Path) -> options.ServerOptions:
 
 
 def test_options_ServerOptions_hooks_and_attributes(server_options):
-    """hooks.py spares held sockets in cleanup_fds (a class patch), re-reads the config with
+    """plugin.py spares held sockets in cleanup_fds (a class patch), re-reads the config with
     process_config and wraps process_groups_from_parser on the instance; group.py's child
     side uses dup2/close_fd/write and execve (which must accept an fd: fexecve)."""
     cls = options.ServerOptions
@@ -93,6 +93,25 @@ def test_options_ServerOptions_hooks_and_attributes(server_options):
     assert_attributes(server_options, "minfds", "pidfile", "here", "mood", "process_group_configs")
     assert server_options.mood == states.SupervisorStates.RUNNING
     assert [config.name for config in server_options.process_group_configs] == ["web"]
+
+
+def test_options_read_config_imports_factories_before_it_parses_programs(tmp_path):
+    """glue.check_groups_when_parsed: read_config imports the [rpcinterface:x] factories
+    (get_plugins) before it parses the programs (process_groups_from_parser), and
+    process_config_file turns a ValueError into usage() (one "Error:" line, exit 2);
+    glue.read_server_config reads the factories from the section read_config returns."""
+    cls = options.ServerOptions
+    assert_params(cls, "read_config", "self, fp")
+    names = cls.read_config.__code__.co_names
+    assert names.index("get_plugins") < names.index("process_groups_from_parser"), "read_config's order changed"
+    assert_uses(options.Options.process_config_file, "read_config", "usage")
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text("[supervisord]\n\n[rpcinterface:supervisor]\n"
+                    "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n")
+    opts = cls()
+    opts.here = str(tmp_path)
+    [(name, factory, config)] = opts.read_config(str(conf)).rpcinterface_factories
+    assert (name, factory.__name__, config) == ("supervisor", "make_main_rpcinterface", {})
 
 
 def test_options_UnhosedConfigParser_saneget(tmp_path):
@@ -256,6 +275,7 @@ def test_supervisorctl_plugin_base_and_controller():
     assert_uses(supervisorctl.ControllerPluginBase.__init__, "ctl")
     cls = supervisorctl.Controller
     assert_params(cls, "complete", "self, text, state, line")
+    assert_params(cls, "do_help", "self, arg")  # glue.wrap_help
     assert_params(cls, "output", "self, message")
     assert_params(cls, "get_server_proxy", "self, namespace")
     assert_params(cls, "get_supervisor", "self")
@@ -306,7 +326,7 @@ def test_events_register_and_notify():
 
 
 def test_supervisord_Supervisor(server_options):
-    """group.py calls supervisord.reap() to see exits in the same pass; the RPC factory
+    """glue.reap_now calls supervisord.reap() to see exits in the same pass; the RPC factory
     (hooks.py) replaces groups in process_groups, which exist by then: run() adds the
     groups, then opens the HTTP servers, which call the factories."""
     assert_params(supervisord_module.Supervisor, "reap", "self, once, recursionguard")
