@@ -309,7 +309,8 @@ class FallbackWatch:
         """Start ``previous`` again: the dead slots at once; returns the ``fallback`` rollout
         that swaps the living ones back, if any."""
         program, group, failed, previous = self.program, self.program.slots, self.failed_path, self.previous
-        who = group.slot_name(slot) + ": " if group.slot_count() > 1 else ""
+        part = slot_part(group.slot_name(slot), slot, group.slot_count())
+        who = f"{part}: " if part else ""
         program.log(f"{who}{failed} exited ({how}) within littleboss_fallback_window of its promotion; "
                     f"starting {previous} again", True)
         program.record.use(previous, Kind.FALLBACK, group.slot_path(0), self.restore,

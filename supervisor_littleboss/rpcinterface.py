@@ -127,9 +127,9 @@ class LittlebossNamespaceRPCInterface:
                              (the executable in use), previous_path (what rollback
                              returns to), command, sockets (each: name, url, fd it is
                              passed as), processes (each: name, state, statename, pid,
-                             spawnerr), notify_status (its last STATUS=), phase (of a
-                             reload: idle, starting, settling, rolling back),
-                             candidate_pid (of the first slot under way),
+                             spawnerr), notify_status (its last STATUS=), phase (idle,
+                             or of a reload under way: starting, checking, settling,
+                             rolling back), candidate_pid (of the first slot under way),
                              candidate_pids, draining_pids, last_reload (struct, as
                              reload returns it) and history (array of structs: time,
                              kind, from, to, outcome, seconds)
@@ -167,12 +167,17 @@ class LittlebossNamespaceRPCInterface:
         @param boolean wait    Return once every slot is promoted and the old processes
                                have exited (true), or at once (false; follow it with
                                getProgramInfo)
-        @return struct result  id, name, kind, phase, old_pid, new_pid, old_path,
-                               new_path, seconds (to the last promotion), drain_seconds
-                               (for the old processes to exit), slots_done,
-                               slots_total, slots (array of structs: slot, process,
-                               phase, old_pid, candidate_pid, error); message for a
-                               program not running
+        @return struct result  id, name, kind (reload, rollback, fallback), phase
+                               (starting, checking, settling, rolling back while it
+                               runs; draining, done, failed, rolled back after;
+                               started, recorded for a program not running), old_pid,
+                               new_pid, old_path, new_path, seconds (to the last
+                               promotion), drain_seconds (for the old processes to
+                               exit), slots_done, slots_total, slots (array of structs:
+                               slot, process, phase (waiting, starting, checking,
+                               settling, draining, done, failed), old_pid,
+                               candidate_pid, check, error), message (for a program
+                               not running)
         """
         self._update("reload")
         group = self._group(name)

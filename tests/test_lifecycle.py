@@ -19,7 +19,7 @@ import pytest
 from supervisor_littleboss import lifecycle
 from supervisor_littleboss.binaries import BinaryRecord
 from supervisor_littleboss.config import ReloadSettings
-from supervisor_littleboss.contract import Kind, RolloutPhase, SwapPhase
+from supervisor_littleboss.contract import DECIDING_PHASES, IDLE, SHOWN_PHASES, Kind, RolloutPhase, SwapPhase
 from supervisor_littleboss.faults import LittlebossFaults as F
 from supervisor_littleboss.faults import LittlebossRPCError
 from supervisor_littleboss.group import LittlebossProcessGroup
@@ -496,6 +496,15 @@ def test_every_implementation_has_every_member_of_its_protocol(implementation, p
         assert hasattr(implementation, name) or name in implementation.__init__.__code__.co_names, name
         if signature is not None:
             assert parameters(getattr(implementation, name)) == parameters(getattr(protocol, name)), name
+
+
+def test_the_method_help_names_every_phase_and_kind():
+    """system.methodHelp serves these docstrings: they name what getProgramInfo and reload answer."""
+    info, reload = (getattr(LittlebossNamespaceRPCInterface, name).__doc__ for name in ("getProgramInfo", "reload"))
+    assert all(phase in info for phase in (IDLE, *DECIDING_PHASES))
+    words = {*SHOWN_PHASES, *(phase.value for phase in SwapPhase), *(kind.value for kind in Kind
+                                                                       if kind.asked_for or kind is Kind.FALLBACK)}
+    assert [word for word in sorted(words - {IDLE}) if word not in " ".join(reload.split())] == []
 
 
 def test_a_phase_changes_only_along_the_edge_table():
