@@ -135,6 +135,19 @@ class Supervisord:
         lines += [f"{key} = {value}" for key, value in keys.items()]
         (self.confd / f"{name}.conf").write_text("\n".join(lines) + "\n" + textwrap.dedent(body))
 
+    def littleboss_program(self, name: str, command: str, sockets: int | str, allow: str | None = None,
+                           ready: str | None = "notify", **keys: object) -> None:
+        """``[program:name]`` as a littleboss program: ``sockets`` (a port: ``http`` on
+        127.0.0.1; or a whole ``littleboss_sockets`` value), ``allow`` (``littleboss_allow``,
+        often ``Releases.allow``), ready when it says READY=1 (``ready``: ``littleboss_ready``,
+        None to leave it unset), and ``keys``, the settings that make the test's program special."""
+        littleboss = {"littleboss_sockets": f"http=tcp://127.0.0.1:{sockets}" if isinstance(sockets, int) else sockets}
+        if allow is not None:
+            littleboss["littleboss_allow"] = allow
+        if ready is not None:
+            littleboss["littleboss_ready"] = ready
+        self.program(name, command=command, **littleboss, **keys)
+
     def remove_program(self, name: str) -> None:
         (self.confd / f"{name}.conf").unlink()
 
@@ -355,6 +368,30 @@ def make_release(releases: Path, name: str, version: str, *args: str) -> str:
     """An executable ``releases/name/app`` that runs the test server as ``version`` with ``args``."""
     return make_executable(releases, name, f"#!/bin/sh\nAPP_VERSION={version} exec {HTTPAPP} "
                                            f"{' '.join(args)} \"$@\"\n")
+
+
+class Releases:
+    """The binaries a test runs and reloads to, each an executable ``dir/NAME/app`` in
+    directories that pass the reload's path checks: ``v1`` and ``v2`` (made by ``make``;
+    by default the test server answering its version), and those a test adds with ``add``.
+    ``allow`` is the ``littleboss_allow`` pattern that admits every one of them."""
+
+    def __init__(self, root: Path, make: Callable[[Path, str], str] | None = None) -> None:
+        self.dir = root / "releases"
+        make = make or (lambda directory, version: make_release(directory, version, version))
+        self.v1, self.v2 = make(self.dir, "v1"), make(self.dir, "v2")
+
+    @property
+    def allow(self) -> str:
+        return f"{self.dir}/*/app"
+
+    def add(self, name: str, version: str, *args: str) -> str:
+        """``NAME/app``: the test server answering ``version``, run with ``args`` (see apps/httpapp.py)."""
+        return make_release(self.dir, name, version, *args)
+
+    def script(self, name: str, text: str) -> str:
+        """``NAME/app``: a shell script running ``text``."""
+        return make_executable(self.dir, name, f"#!/bin/sh\n{text}\n")
 
 
 def make_gunicorn_release(releases: Path, version: str) -> str:

@@ -13,8 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness import HTTPAPP, Supervisord, free_port, http_get, make_executable, make_release, wait_for
+from harness import HTTPAPP, Releases, Supervisord, free_port, http_get, make_executable, wait_for
 from load import Load
+
+from supervisor_littleboss.faults import LittlebossFaults
 
 pytestmark = pytest.mark.e2e  # starts three real supervisords
 
@@ -79,22 +81,20 @@ class Fleet:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        releases = root / "releases"
-        self.v1, self.v2 = make_release(releases, "v1", "v1"), make_release(releases, "v2", "v2")
-        crash = make_release(releases, "crash", "v3", "--mode", "crash")
-        self.slow = make_release(releases, "slow", "v4", "--warmup", "3")  # ready after 3 s
+        releases = Releases(root)
+        self.v1, self.v2 = releases.v1, releases.v2
+        crash = releases.add("crash", "v3", "--mode", "crash")
+        self.slow = releases.add("slow", "v4", "--warmup", "3")  # ready after 3 s
         # v3 crashes on host2 only (say, a setting that host lacks)
-        self.v3 = make_executable(releases, "v3", f'#!/bin/sh\n[ "$FLEET_HOST" = host2 ] && exec {crash}\n'
-                                                  f'APP_VERSION=v3 exec {HTTPAPP}\n')
+        self.v3 = releases.script("v3", f'[ "$FLEET_HOST" = host2 ] && exec {crash}\nAPP_VERSION=v3 exec {HTTPAPP}')
         self.sv: dict[str, Supervisord] = {}
         self.ports: dict[str, int] = {}
         inventory = ["[web]"]
         for host in HOSTS:
             sv = self.sv[host] = Supervisord(root / host, inet_http=host == "host3")
             port = self.ports[host] = free_port()
-            sv.program(PROGRAM, command=self.v1, environment=f'FLEET_HOST="{host}"',
-                       littleboss_sockets=f"http=tcp://127.0.0.1:{port}", littleboss_allow=f"{releases}/*/app",
-                       littleboss_ready="notify", littleboss_fallback_window=0)
+            sv.littleboss_program(PROGRAM, self.v1, port, releases.allow, environment=f'FLEET_HOST="{host}"',
+                                  littleboss_fallback_window=0)
             url = f"unix://{sv.sock}"
             if host == "host3":
                 text = sv.conf.read_text()
@@ -164,6 +164,8 @@ class Fleet:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory) -> Fleet:
+    """One fleet for the module: each test first puts every host on the binary it starts
+    from (``Fleet.put``), so the tests pass alone and in any order."""
     fleet = Fleet(tmp_path_factory.mktemp("fleet"))
     try:
         for sv in fleet.sv.values():
@@ -225,7 +227,8 @@ def test_a_binary_that_fails_on_a_host_stops_the_rollout_there(fleet):
         output = fleet.rolling_reload("-e", f"path={fleet.v3}", ok=False)
     first, failed = output["results"]["host1"]["Reload"], output["results"]["host2"]
     assert first["changed"] and first["new_path"] == fleet.v3 and fleet.serving("host1") == "v3"
-    assert failed["Reload"]["outcome"] == "failed" and failed["Reload"]["fault_code"] == 1420, failed["Reload"]
+    assert failed["Reload"]["outcome"] == "failed", failed["Reload"]
+    assert failed["Reload"]["fault_code"] == LittlebossFaults.EXITED_BEFORE_READY, failed["Reload"]
     assert failed["Reload"]["msg"].startswith(f"EXITED_BEFORE_READY: {PROGRAM}: reload to {fleet.v3} failed")
     assert failed["Stop"]["msg"].startswith(f"host2: {failed['Reload']['msg']}; the rollout stopped at this host")
     assert failed["Roll"]["outcome"] == "skipped"  # the new binary was never promoted: nothing to roll back
@@ -298,7 +301,7 @@ def test_bad_input_and_a_timeout_fail_the_task_with_a_clear_message(fleet):
     results = fleet.playbook("bad.yml")["results"]["host1"]
     assert all(result["outcome"] == "failed" for result in results.values()), results
     assert results["unknown"]["msg"].startswith("UNKNOWN_PROGRAM: no program named 'nope'")
-    assert results["unknown"]["fault_code"] == 1401
+    assert results["unknown"]["fault_code"] == LittlebossFaults.UNKNOWN_PROGRAM
     assert results["relative"]["msg"] == f"{PROGRAM}: path must be absolute (the binary's path on the host): " \
                                          "'releases/v2/app'"
     assert results["unreachable"]["msg"] == (

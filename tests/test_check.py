@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from harness import Supervisord, free_port, make_executable, make_release, pid_alive, reload_fault, wait_for
+from harness import Releases, Supervisord, free_port, make_executable, pid_alive, reload_fault, wait_for
 from load import Load
+
+from supervisor_littleboss.faults import LittlebossFaults
 
 pytestmark = pytest.mark.e2e
 
@@ -20,9 +22,11 @@ def check_script(root: Path, name: str, body: str) -> str:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
+    """One supervisord for the module, a program per check, each reloaded by its one test
+    only: the tests cannot affect each other, and pass alone and in any order."""
     root = tmp_path_factory.mktemp("check")
-    releases = root / "releases"
-    v1, v2 = make_release(releases, "v1", "v1"), make_release(releases, "v2", "v2")
+    releases = Releases(root)
+    v1, v2 = releases.v1, releases.v2
     checks = {
         # each candidate fails twice, then passes; it records what it was given
         "flaky": check_script(root, "flaky", f'''runs={root}/runs.$LITTLEBOSS_PID
@@ -37,12 +41,11 @@ sockets=$LITTLEBOSS_SOCKETS http=$LITTLEBOSS_SOCKET_HTTP" >> {root}/env.$LITTLEB
     sv = Supervisord(root)
     for name, check in checks.items():
         PORTS[name] = free_port()
-        sv.program(name, command=v1, numprocs=2 if name == "flaky" else 1,
-                   process_name="%(program_name)s_%(process_num)s",
-                   littleboss_sockets=f"http=tcp://127.0.0.1:{PORTS[name]}", littleboss_ready="notify",
-                   littleboss_allow=f"{releases}/*/app", littleboss_fallback_window=0, littleboss_check=check,
-                   littleboss_check_interval=0.5 if name == "flaky" else 0.2,  # flaky: checking >= 1 s
-                   littleboss_check_timeout=1, littleboss_ready_timeout=4)
+        sv.littleboss_program(name, v1, PORTS[name], releases.allow, numprocs=2 if name == "flaky" else 1,
+                              process_name="%(program_name)s_%(process_num)s",
+                              littleboss_fallback_window=0, littleboss_check=check,
+                              littleboss_check_interval=0.5 if name == "flaky" else 0.2,  # flaky: checking >= 1 s
+                              littleboss_check_timeout=1, littleboss_ready_timeout=4)
     sv.start()
     yield sv, root, v1, v2
     sv.stop()
@@ -90,7 +93,7 @@ def test_a_check_that_never_passes_fails_the_reload_and_the_old_process_keeps_se
 def test_a_check_that_hangs_is_killed_at_its_timeout(setup):
     sv, root, v1, v2 = setup
     fault = reload_fault(lambda: sv.rpc.littleboss.reload("hangs", v2))
-    assert fault.faultCode == 1426
+    assert fault.faultCode == LittlebossFaults.CHECK_FAILED
     assert "timed out after 1s (littleboss_check_timeout): killed" in fault.faultString
     hung = int((root / "hung.pid").read_text())
     wait_for(lambda: not pid_alive(hung), what="the hanging check killed")

@@ -7,25 +7,25 @@ import subprocess
 import sys
 
 import pytest
-from harness import EXAMPLE, VENV_ENV, Supervisord, free_port, make_release, pid_alive, wait_for
+from harness import EXAMPLE, VENV_ENV, Releases, Supervisord, free_port, pid_alive, wait_for
 from load import Load
 from supervisor.options import ClientOptions
 from supervisor.supervisorctl import Controller
 
-pytestmark = pytest.mark.e2e  # each test starts a real supervisord
-
-
+pytestmark = pytest.mark.e2e  # real supervisords, programs and clients
 
 @pytest.fixture(scope="module")
 def sv(tmp_path_factory) -> Supervisord:
+    """One supervisord for the module: the tests that reload web go from whichever release
+    it runs to the other (``other_release``) and the rest are refused or wait for their
+    reload to end, and no test reloads multi, so the tests pass alone and in any order."""
     sv = Supervisord(tmp_path_factory.mktemp("ctl"))
     sv.port = free_port()
-    releases = sv.root / "releases"
-    sv.v1, sv.v2 = make_release(releases, "v1", "v1"), make_release(releases, "v2", "v2")
-    sv.crash = make_release(releases, "crash", "v3", "--mode", "crash")
-    sv.never = make_release(releases, "never", "v3", "--mode", "never-ready")
-    sv.program("web", command=sv.v1, littleboss_sockets=f"http=tcp://127.0.0.1:{sv.port}", littleboss_ready="notify",
-               littleboss_allow=f"{releases}/*/app", littleboss_ready_timeout=3)
+    releases = Releases(sv.root)
+    sv.v1, sv.v2 = releases.v1, releases.v2
+    sv.crash = releases.add("crash", "v3", "--mode", "crash")
+    sv.never = releases.add("never", "v3", "--mode", "never-ready")
+    sv.littleboss_program("web", sv.v1, sv.port, releases.allow, littleboss_ready_timeout=3)
     sv.program("plain", command="sleep 1000")
     sv.program("multi", command=sv.v1, numprocs=2, process_name="%(program_name)s_%(process_num)s",
                littleboss_sockets=f"http=tcp://127.0.0.1:{free_port()}")

@@ -6,24 +6,22 @@ from __future__ import annotations
 import json
 
 import pytest
-from harness import Supervisord, free_port, http_get, make_release, pid_alive, wait_for
+from harness import Releases, Supervisord, free_port, http_get, pid_alive, wait_for
 from load import Load
 
 pytestmark = pytest.mark.e2e  # each test starts a real supervisord
 
 
 @pytest.fixture
-def web(supervisord: Supervisord):
-    releases = supervisord.root / "releases"
-    paths = {name: make_release(releases, name, name) for name in ("v1", "v2")}
+def web(supervisord: Supervisord) -> Releases:
+    releases = Releases(supervisord.root)
     supervisord.port = free_port()
     # a long settle keeps a reload in progress until supervisord is killed
-    supervisord.program("web", command=paths["v1"], littleboss_sockets=f"http=tcp://127.0.0.1:{supervisord.port}",
-                        littleboss_allow=f"{releases}/*/app", littleboss_ready="notify", littleboss_settle=60,
-                        littleboss_lameduck=3)
+    supervisord.littleboss_program("web", releases.v1, supervisord.port, releases.allow, littleboss_settle=60,
+                                   littleboss_lameduck=3)
     supervisord.start()
     supervisord.wait_running("web")
-    return paths
+    return releases
 
 
 def kill_and_restart(supervisord: Supervisord, load: Load, orphans: list[int]) -> int:
@@ -47,13 +45,13 @@ def test_killed_mid_reload_the_next_supervisord_takes_over_and_serves_the_old_bi
     old = supervisord.info("web")["pid"]
     with Load(("127.0.0.1", supervisord.port)) as load:
         load.wait_for_requests(50)
-        supervisord.rpc.littleboss.reload("web", web["v2"], False)
+        supervisord.rpc.littleboss.reload("web", web.v2, False)
         info = wait_for(lambda: (i := supervisord.rpc.littleboss.getProgramInfo("web"))["phase"] == "settling" and i,
                         what="the candidate to be ready")
         pid = kill_and_restart(supervisord, load, [old, info["candidate_pid"]])
     assert load.result.failed == 0, load.result
     assert serving(supervisord) == "v1"  # the reload never finished
-    assert supervisord.rpc.littleboss.getProgramInfo("web")["path"] == web["v1"]
+    assert supervisord.rpc.littleboss.getProgramInfo("web")["path"] == web.v1
     log = supervisord.log.read_text()
     assert (f"pid(s) {old}, {info['candidate_pid']} of an earlier supervisord still run: took back 1 of 1 "
             "socket(s) from them; stopping them (SIGTERM, SIGKILL after 3s)") in log, log
@@ -66,14 +64,12 @@ def test_killed_mid_reload_the_next_supervisord_takes_over_and_serves_the_old_bi
 
 
 def test_killed_after_a_reload_the_next_supervisord_serves_the_new_binary(supervisord, web):
-    supervisord.program("web", command=web["v1"], littleboss_sockets=f"http=tcp://127.0.0.1:{supervisord.port}",
-                        littleboss_allow=f"{supervisord.root}/releases/*/app", littleboss_ready="notify",
-                        littleboss_lameduck=3)
+    supervisord.littleboss_program("web", web.v1, supervisord.port, web.allow, littleboss_lameduck=3)
     supervisord.ctl("update", check=True)
     supervisord.wait_running("web")
     with Load(("127.0.0.1", supervisord.port), keepalive=True) as load:
         load.wait_for_requests(50)
-        new = supervisord.rpc.littleboss.reload("web", web["v2"])["new_pid"]
+        new = supervisord.rpc.littleboss.reload("web", web.v2)["new_pid"]
         kill_and_restart(supervisord, load, [new])
     assert load.result.failed == 0, load.result
     assert serving(supervisord) == "v2"

@@ -6,15 +6,14 @@ import json
 import sys
 
 import pytest
-from harness import APPS, Supervisord, free_port, http_get, make_release, pid_alive, reload_fault, wait_for
+from harness import APPS, Releases, Supervisord, free_port, http_get, pid_alive, reload_fault, wait_for
 from load import Load
 
 pytestmark = pytest.mark.e2e  # each test starts a real supervisord
 
 
 def web(supervisord: Supervisord, command: str, port: int, **keys) -> None:
-    supervisord.program("web", command=command, littleboss_sockets=f"http=tcp://127.0.0.1:{port}",
-                        littleboss_allow=f"{supervisord.root}/releases/*/app", littleboss_ready="notify", **keys)
+    supervisord.littleboss_program("web", command, port, f"{supervisord.root}/releases/*/app", **keys)
 
 
 def version(port: int) -> str:
@@ -22,8 +21,8 @@ def version(port: int) -> str:
 
 
 def test_the_swapped_in_binary_survives_update_reload_and_restart(supervisord: Supervisord):
-    releases = supervisord.root / "releases"
-    v1, v2 = make_release(releases, "v1", "v1"), make_release(releases, "v2", "v2")
+    releases = Releases(supervisord.root)
+    v1, v2 = releases.v1, releases.v2
     port = free_port()
     web(supervisord, v1, port)
     supervisord.start()
@@ -54,9 +53,9 @@ def test_the_swapped_in_binary_survives_update_reload_and_restart(supervisord: S
 
 
 def test_a_changed_command_in_the_configuration_wins_and_history_says_so(supervisord: Supervisord):
-    releases = supervisord.root / "releases"
-    v1, v2 = make_release(releases, "v1", "v1"), make_release(releases, "v2", "v2")
-    v1b = make_release(releases, "v1b", "v1b")
+    releases = Releases(supervisord.root)
+    v1, v2 = releases.v1, releases.v2
+    v1b = releases.add("v1b", "v1b")
     port = free_port()
     web(supervisord, v1, port)
     supervisord.start()
@@ -74,9 +73,9 @@ def test_a_changed_command_in_the_configuration_wins_and_history_says_so(supervi
 
 
 def test_event_listeners_hear_reload_events_and_no_stop_of_a_program_that_kept_serving(supervisord: Supervisord):
-    releases = supervisord.root / "releases"
-    v1, v2 = make_release(releases, "v1", "v1"), make_release(releases, "v2", "v2")
-    crash = make_release(releases, "crash", "v3", "--mode", "crash")
+    releases = Releases(supervisord.root)
+    v1, v2 = releases.v1, releases.v2
+    crash = releases.add("crash", "v3", "--mode", "crash")
     events = supervisord.root / "events.log"
     port = free_port()
     web(supervisord, v1, port)

@@ -81,9 +81,9 @@ def test_crashes_and_autorestarts_leak_no_fd(supervisord: Supervisord, tmp_path:
     idle = tmp_path / "idle"  # while it exists, the program stays up instead of crashing
     idle.touch()
     log = tmp_path / "crashy.log"
-    supervisord.program(
-        "crashy", command=f"/bin/sh -c 'echo crashy $$ started; test -e {idle} && exec sleep 1000; exit 3'",
-        littleboss_sockets=f"http=tcp://127.0.0.1:{free_port()}", littleboss_ready=ready, autorestart="true",
+    supervisord.littleboss_program(
+        "crashy", f"/bin/sh -c 'echo crashy $$ started; test -e {idle} && exec sleep 1000; exit 3'", free_port(),
+        ready=ready, autorestart="true",
     )
     supervisord.start()
 
@@ -121,10 +121,8 @@ def test_reloads_and_automatic_rollbacks_leak_no_fd(supervisord: Supervisord, tm
     v1 = make_executable(releases, "v1", "#!/bin/sh\necho v1 $$ serving\nexec sleep 1000\n")
     v2 = make_executable(releases, "v2", NEW_APP)
     broken = make_executable(releases, "broken", "#!/bin/sh\necho broken $$: cannot start >&2\nexit 3\n")
-    supervisord.program(
-        "app", command=v1, littleboss_sockets=f"http=tcp://127.0.0.1:{free_port()}", littleboss_ready=ready,
-        littleboss_allow=f"{releases}/*/app", littleboss_fallback_window=60, autorestart="true",
-    )
+    supervisord.littleboss_program("app", v1, free_port(), f"{releases}/*/app", ready=ready,
+                                   littleboss_fallback_window=60, autorestart="true")
     supervisord.start()
     rpc = supervisord.rpc.littleboss
     log = tmp_path / "app.log"

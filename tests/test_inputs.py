@@ -9,23 +9,28 @@ import sys
 from urllib.parse import unquote
 
 import pytest
-from harness import APPS, Supervisord, free_port, http_get, make_release, pid_alive, reload_fault, wait_for
+from harness import APPS, Releases, Supervisord, free_port, http_get, make_release, pid_alive, reload_fault, wait_for
 from supervisor.childutils import get_headers
+from supervisor.xmlrpc import Faults
 
-pytestmark = pytest.mark.e2e  # each test starts a real supervisord
+from supervisor_littleboss.faults import LittlebossFaults
+
+pytestmark = pytest.mark.e2e  # real supervisords, programs and clients
 
 
 @pytest.fixture(scope="module")
 def sv(tmp_path_factory) -> Supervisord:
+    """One supervisord for the module: most tests are refused and change nothing; the one
+    that reloads web puts it back on v1, and only one test reloads slow (while it is STARTING:
+    well within its startsecs = 60 of the start). The tests pass alone and in any order."""
     sv = Supervisord(tmp_path_factory.mktemp("inputs"))
     releases = sv.root / "my releases"
     sv.v1 = make_release(releases, "v1", "v1")
     sv.v2 = make_release(releases, "v: 2", "v2")  # a space and a colon in the path
     sv.port = free_port()
-    sv.program("web", command=shlex.quote(sv.v1), littleboss_sockets=f"http=tcp://127.0.0.1:{sv.port}",
-               littleboss_allow=f"'{releases}/*/app'", littleboss_ready="notify")
-    sv.program("slow", command=shlex.quote(sv.v1), startsecs=60, littleboss_sockets=f"http=tcp://127.0.0.1:{free_port()}",
-               littleboss_allow=f"'{releases}/*/app'", littleboss_ready="notify")
+    allow = f"'{releases}/*/app'"  # quoted: a space in the pattern
+    sv.littleboss_program("web", shlex.quote(sv.v1), sv.port, allow)
+    sv.littleboss_program("slow", shlex.quote(sv.v1), free_port(), allow, startsecs=60)
     sv.events = sv.root / "events.log"
     (sv.confd / "recorder.conf").write_text(
         f"[eventlistener:recorder]\ncommand = {sys.executable} {APPS / 'listener.py'} {sv.events}\n"
@@ -45,7 +50,8 @@ def test_a_name_that_is_not_a_string_is_incorrect_parameters(sv, method, value):
     pid = sv.info("web")["pid"]
     fault = reload_fault(lambda: getattr(sv.rpc.littleboss, method)(value))
     kind = {int: "an int", list: "an array", dict: "a struct", bool: "a boolean"}[type(value)]
-    assert (fault.faultCode, fault.faultString) == (2, f"INCORRECT_PARAMETERS: name must be a string, not {kind}")
+    assert (fault.faultCode, fault.faultString) == (Faults.INCORRECT_PARAMETERS,
+                                                    f"INCORRECT_PARAMETERS: name must be a string, not {kind}")
     assert sv.info("web")["pid"] == pid
 
 
@@ -57,7 +63,7 @@ def test_a_name_that_is_not_a_string_is_incorrect_parameters(sv, method, value):
 def test_a_path_or_wait_of_the_wrong_type_is_incorrect_parameters(sv, args, message):
     pid = sv.info("web")["pid"]
     fault = reload_fault(lambda: sv.rpc.littleboss.reload(*args))
-    assert (fault.faultCode, fault.faultString) == (2, f"INCORRECT_PARAMETERS: {message}")
+    assert (fault.faultCode, fault.faultString) == (Faults.INCORRECT_PARAMETERS, f"INCORRECT_PARAMETERS: {message}")
     assert sv.info("web")["pid"] == pid
     assert "Traceback" not in sv.log.read_text()
 
@@ -65,7 +71,8 @@ def test_a_path_or_wait_of_the_wrong_type_is_incorrect_parameters(sv, args, mess
 def test_a_process_that_is_not_in_the_group_is_bad_name(sv):
     pid = sv.info("web")["pid"]
     fault = reload_fault(lambda: sv.rpc.littleboss.reload("web:bogus", sv.v2))
-    assert (fault.faultCode, fault.faultString) == (10, "BAD_NAME: web:bogus: program 'web' has no process 'bogus'")
+    assert (fault.faultCode, fault.faultString) == (Faults.BAD_NAME,
+                                                    "BAD_NAME: web:bogus: program 'web' has no process 'bogus'")
     assert sv.info("web")["pid"] == pid
     assert sv.rpc.littleboss.getProgramInfo("web:web")["pid"] == pid
 
@@ -75,7 +82,7 @@ def test_a_release_directory_is_refused_as_one_naming_the_executable_in_it(sv):
     pid, release = sv.info("web")["pid"], os.path.dirname(sv.v2)
     message = f"web: cannot reload to {release}: it is a directory: give the executable in it, e.g. {sv.v2}"
     fault = reload_fault(lambda: sv.rpc.littleboss.reload("web", release))
-    assert (fault.faultCode, fault.faultString) == (1412, f"NOT_A_FILE: {message}")
+    assert (fault.faultCode, fault.faultString) == (LittlebossFaults.NOT_A_FILE, f"NOT_A_FILE: {message}")
     refused = sv.ctl("littleboss:reload", "web", release)
     assert refused.returncode == 1 and message in refused.stdout + refused.stderr, refused
     assert sv.info("web")["pid"] == pid
@@ -136,10 +143,11 @@ def test_another_plugin_cannot_add_a_process_to_a_littleboss_program(tmp_path):
         for call in (lambda: sv.rpc.twiddler.addProgramToGroup("web", "extra", {"command": "sleep 100"}),
                      lambda: sv.rpc.twiddler.removeProcessFromGroup("web", "web")):
             fault = reload_fault(call)
-            assert fault.faultCode in (1406, 91), fault  # UNSUPPORTED, or twiddler's STILL_RUNNING first
+            # UNSUPPORTED, or twiddler's STILL_RUNNING first
+            assert fault.faultCode in (LittlebossFaults.UNSUPPORTED, Faults.STILL_RUNNING), fault
         sv.ctl("stop", "web", check=True)
         fault = reload_fault(lambda: sv.rpc.twiddler.removeProcessFromGroup("web", "web"))
-        assert fault.faultCode == 1406 and "is a littleboss program" in fault.faultString, fault
+        assert fault.faultCode == LittlebossFaults.UNSUPPORTED and "is a littleboss program" in fault.faultString, fault
         sv.ctl("start", "web", check=True)
         assert sv.rpc.supervisor.getState()["statename"] == "RUNNING"
         assert [p["name"] for p in sv.rpc.supervisor.getAllProcessInfo()] == ["web"]
@@ -151,10 +159,10 @@ def test_another_plugin_cannot_add_a_process_to_a_littleboss_program(tmp_path):
 
 def test_a_program_section_name_with_spaces_works_as_without_the_plugin(tmp_path):
     sv = Supervisord(tmp_path)
-    v1, v2 = (make_release(tmp_path / "releases", version, version) for version in ("v1", "v2"))
+    releases = Releases(tmp_path)
+    v1, v2 = releases.v1, releases.v2
     port = free_port()
-    sv.program("web", command=v1, littleboss_sockets=f"http=tcp://127.0.0.1:{port}",
-               littleboss_allow=f"{tmp_path}/releases/*/app")
+    sv.littleboss_program("web", v1, port, releases.allow, ready=None)
     conf = sv.confd / "web.conf"
     conf.write_text(conf.read_text().replace("[program:web]", "[program: web ]"))
     sv.start()

@@ -26,7 +26,9 @@ from harness import (
 )
 from load import Load
 
-pytestmark = pytest.mark.e2e  # each test starts a real supervisord
+from supervisor_littleboss.faults import LittlebossFaults
+
+pytestmark = pytest.mark.e2e  # real supervisords, programs and clients
 
 PORT, ADMIN_PORT, GUNICORN_PORT, MULTI_PORT = (free_port() for _ in range(4))
 V6_PORT = free_port(socket.AF_INET6, "::1")
@@ -37,6 +39,10 @@ OWNER = ("nobody", "nogroup") if os.geteuid() == 0 else (pwd.getpwuid(os.getuid(
 
 @pytest.fixture(scope="module")
 def sv(tmp_path_factory) -> Supervisord:
+    """One supervisord for the module: tests restart, crash, kill and reload programs and
+    supervisord itself, but each waits for what it uses to run again and asserts only
+    what any run of it must show (its sockets, its fds, the pids it finds then), so the
+    tests pass alone and in any order."""
     root = tmp_path_factory.mktemp("lifetime")
     sv = Supervisord(root, inet_http=True)  # two HTTP servers: the RPC factory runs twice
     sv.program("web", littleboss_sockets=f"http=tcp://127.0.0.1:{PORT}, admin=tcp://127.0.0.1:{ADMIN_PORT}")
@@ -178,8 +184,8 @@ def test_getAllProgramInfo_lists_littleboss_programs_only(sv):
 
 
 @pytest.mark.parametrize("name, code, text", [
-    ("nope", 1401, "UNKNOWN_PROGRAM: no program named 'nope'"),
-    ("plain", 1402, "NOT_LITTLEBOSS: program 'plain' is not a littleboss program"),
+    ("nope", LittlebossFaults.UNKNOWN_PROGRAM, "UNKNOWN_PROGRAM: no program named 'nope'"),
+    ("plain", LittlebossFaults.NOT_LITTLEBOSS, "NOT_LITTLEBOSS: program 'plain' is not a littleboss program"),
 ])
 def test_getProgramInfo_faults(sv, name, code, text):
     with pytest.raises(xmlrpc.client.Fault) as fault:

@@ -57,9 +57,9 @@ def serve_then_sigterm(argv: list[str], port: int, what: str) -> bytes:
 @pytest.fixture
 def myblog(supervisord: Supervisord):
     ports = {"admin": free_port(), "http": free_port()}
-    supervisord.program("myblog", command=MYBLOG, littleboss_ready="notify",
-                        littleboss_sockets=f"admin=tcp://127.0.0.1:{ports['admin']}, http=tcp://127.0.0.1:{ports['http']}",
-                        littleboss_allow=f"{supervisord.root}/releases/*/myblog")
+    supervisord.littleboss_program("myblog", MYBLOG,
+                                   f"admin=tcp://127.0.0.1:{ports['admin']}, http=tcp://127.0.0.1:{ports['http']}",
+                                   f"{supervisord.root}/releases/*/myblog")
     supervisord.start()
     supervisord.ports = ports
     return supervisord

@@ -109,7 +109,9 @@ def releases(tmp_path_factory) -> dict[str, tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def sv(tmp_path_factory, releases) -> Supervisord:
-    """One supervisord running each recipe (whose tool is installed) as README configures it."""
+    """One supervisord running each recipe (whose tool is installed) as README configures it,
+    for the module: each test reloads from whichever version runs to the other, or only
+    measures, so the tests pass alone and in any order."""
     sv = Supervisord(tmp_path_factory.mktemp("recipes-sv"))
     for name, (v1, _) in releases.items():
         keys, _ = documented(RECIPES[name])

@@ -5,22 +5,22 @@ import json
 import os
 
 import pytest
-from harness import Supervisord, free_port, http_get, make_executable, make_release, reload_fault, wait_for
+from harness import Releases, Supervisord, free_port, http_get, make_executable, reload_fault, wait_for
+
+from supervisor_littleboss.faults import LittlebossFaults
 
 pytestmark = pytest.mark.e2e  # each test starts a real supervisord
 
 
 @pytest.fixture
-def web(supervisord: Supervisord):
+def web(supervisord: Supervisord) -> Releases:
     """Releases v1 (configured), v2, v3 and a crashing one; ``web`` configured on v1, not started."""
-    releases = supervisord.root / "releases"
-    paths = {name: make_release(releases, name, name) for name in ("v1", "v2", "v3")}
-    paths["crash"] = make_release(releases, "crash", "crash", "--mode", "crash")
+    releases = Releases(supervisord.root)
+    releases.v3 = releases.add("v3", "v3")
+    releases.crash = releases.add("crash", "crash", "--mode", "crash")
     supervisord.port = free_port()
-    supervisord.program("web", command=paths["v1"], startretries=0,
-                        littleboss_sockets=f"http=tcp://127.0.0.1:{supervisord.port}",
-                        littleboss_allow=f"{releases}/*/app", littleboss_ready="notify")
-    return paths
+    supervisord.littleboss_program("web", releases.v1, supervisord.port, releases.allow, startretries=0)
+    return releases
 
 
 def serving(supervisord: Supervisord) -> str:
@@ -36,23 +36,23 @@ def restart(supervisord: Supervisord) -> None:
 def test_a_deleted_swapped_in_binary_gives_way_to_the_previous_then_the_configured_one(supervisord, web):
     supervisord.start()
     supervisord.wait_running("web")
-    supervisord.rpc.littleboss.reload("web", web["v2"])
-    supervisord.rpc.littleboss.reload("web", web["v3"])
-    os.unlink(web["v3"])
+    supervisord.rpc.littleboss.reload("web", web.v2)
+    supervisord.rpc.littleboss.reload("web", web.v3)
+    os.unlink(web.v3)
     restart(supervisord)
     assert serving(supervisord) == "v2"
     info = supervisord.rpc.littleboss.getProgramInfo("web")
-    assert (info["path"], info["previous_path"]) == (web["v2"], "")
-    outcome = (f"the swapped-in binary cannot run (NO_FILE: web: cannot reload to {web['v3']}: no such file); "
-               f"starting {web['v2']} instead")
-    assert info["history"][-1] == {**info["history"][-1], "kind": "refused", "from": web["v3"], "to": web["v2"],
+    assert (info["path"], info["previous_path"]) == (web.v2, "")
+    outcome = (f"the swapped-in binary cannot run (NO_FILE: web: cannot reload to {web.v3}: no such file); "
+               f"starting {web.v2} instead")
+    assert info["history"][-1] == {**info["history"][-1], "kind": "refused", "from": web.v3, "to": web.v2,
                                    "outcome": outcome}
     assert f"WARN littleboss: web: {outcome}" in supervisord.log.read_text()
 
-    os.unlink(web["v2"])  # gone too, and there is no previous binary any more
+    os.unlink(web.v2)  # gone too, and there is no previous binary any more
     restart(supervisord)
     assert serving(supervisord) == "v1"  # the configured command
-    assert supervisord.rpc.littleboss.getProgramInfo("web")["path"] == web["v1"]
+    assert supervisord.rpc.littleboss.getProgramInfo("web")["path"] == web.v1
 
 
 def test_a_swapped_in_binary_outside_the_allow_list_is_not_started(supervisord, web):
@@ -61,7 +61,7 @@ def test_a_swapped_in_binary_outside_the_allow_list_is_not_started(supervisord, 
     marker = supervisord.root / "ran"
     stray = make_executable(supervisord.root, "elsewhere", f"#!/bin/sh\ntouch {marker}\n")
     state = supervisord.root / "supervisord-littleboss.json"
-    state.write_text(json.dumps({"programs": {"web": {"path": stray, "command": web["v1"]}}}))
+    state.write_text(json.dumps({"programs": {"web": {"path": stray, "command": web.v1}}}))
     supervisord.start()
     supervisord.wait_running("web")
     assert serving(supervisord) == "v1" and not marker.exists()
@@ -69,36 +69,35 @@ def test_a_swapped_in_binary_outside_the_allow_list_is_not_started(supervisord, 
         f"the swapped-in binary cannot run (NOT_ALLOWED: web: cannot reload to {stray}: ")
 
 
-def start_fatal(supervisord: Supervisord, web: dict) -> None:
+def start_fatal(supervisord: Supervisord, web: Releases) -> None:
     """Start supervisord with web configured on the crashing binary, and wait until it is FATAL."""
     # startsecs 3: the crash comes long before it even on a loaded machine (FATAL, not RUNNING
     # then EXITED); no autorestart to race the reloads
-    supervisord.program("web", command=web["crash"], startretries=0, startsecs=3, autorestart="false",
-                        littleboss_sockets=f"http=tcp://127.0.0.1:{supervisord.port}",
-                        littleboss_allow=f"{supervisord.root}/releases/*/app")
+    supervisord.littleboss_program("web", web.crash, supervisord.port, web.allow, ready=None, startretries=0,
+                                   startsecs=3, autorestart="false")
     supervisord.start()
     supervisord.wait_state("web", "FATAL")
 
 
 def test_a_reload_of_a_fatal_program_starts_it_on_the_new_binary(supervisord, web):
     start_fatal(supervisord, web)
-    result = supervisord.ctl("littleboss:reload", "web", web["v2"])
+    result = supervisord.ctl("littleboss:reload", "web", web.v2)
     assert result.returncode == 0, result.stdout
     pid = supervisord.info("web")["pid"]
-    assert result.stdout.splitlines() == [f"web: was FATAL; started {web['v2']} (pid {pid})",
+    assert result.stdout.splitlines() == [f"web: was FATAL; started {web.v2} (pid {pid})",
                                           f"web: RUNNING (pid {pid})"]
     assert serving(supervisord) == "v2"
     info = supervisord.rpc.littleboss.getProgramInfo("web")
-    assert (info["path"], info["previous_path"]) == (web["v2"], "")  # a binary that failed is no rollback target
+    assert (info["path"], info["previous_path"]) == (web.v2, "")  # a binary that failed is no rollback target
     assert info["history"][-1]["outcome"] == "started (it was FATAL)"
 
 
 def test_a_reload_of_a_fatal_program_to_a_binary_that_fails_says_so(supervisord, web):
     start_fatal(supervisord, web)
-    fault = reload_fault(lambda: supervisord.rpc.littleboss.reload("web", web["crash"]))
-    assert fault.faultCode == 1420 and "did not start" in fault.faultString, fault
+    fault = reload_fault(lambda: supervisord.rpc.littleboss.reload("web", web.crash))
+    assert fault.faultCode == LittlebossFaults.EXITED_BEFORE_READY and "did not start" in fault.faultString, fault
     assert "cannot start: configuration is broken" in fault.faultString
-    result = supervisord.ctl("littleboss:reload", "web", web["crash"])
+    result = supervisord.ctl("littleboss:reload", "web", web.crash)
     assert result.returncode == 7 and "ERROR: web: " in result.stdout, result.stdout
 
 
@@ -106,12 +105,12 @@ def test_a_reload_of_a_stopped_program_starts_nothing_and_its_next_start_runs_th
     supervisord.start()
     supervisord.wait_running("web")
     supervisord.ctl("stop", "web", check=True)
-    result = supervisord.rpc.littleboss.reload("web", web["v2"])
+    result = supervisord.rpc.littleboss.reload("web", web.v2)
     assert result["phase"] == "recorded" and result["new_pid"] == 0
-    assert result["message"] == (f"web: is STOPPED: nothing was started; {web['v2']} is the binary "
+    assert result["message"] == (f"web: is STOPPED: nothing was started; {web.v2} is the binary "
                                  "`supervisorctl start web` runs")
     assert supervisord.info("web")["statename"] == "STOPPED"
-    assert supervisord.rpc.littleboss.getProgramInfo("web")["path"] == web["v2"]
+    assert supervisord.rpc.littleboss.getProgramInfo("web")["path"] == web.v2
     supervisord.ctl("start", "web", check=True)
     assert serving(supervisord) == "v2"
     supervisord.ctl("stop", "web", check=True)
@@ -126,13 +125,12 @@ def test_the_checks_still_apply_to_a_program_that_is_not_running(supervisord, we
     supervisord.wait_running("web")
     supervisord.ctl("stop", "web", check=True)
     fault = reload_fault(lambda: supervisord.rpc.littleboss.reload("web", "/usr/bin/env"))
-    assert fault.faultCode == 1416
-    assert supervisord.rpc.littleboss.getProgramInfo("web")["path"] == web["v1"]
+    assert fault.faultCode == LittlebossFaults.NOT_ALLOWED
+    assert supervisord.rpc.littleboss.getProgramInfo("web")["path"] == web.v1
 
 
 def test_control_characters_in_a_failed_candidates_output_keep_info_and_history_readable(supervisord, web):
-    colour = make_executable(supervisord.root / "releases", "colour",
-                             "#!/bin/sh\nprintf '\\033[31mboom\\033[0m\\001\\n' >&2\nexit 3\n")
+    colour = web.script("colour", "printf '\\033[31mboom\\033[0m\\001\\n' >&2\nexit 3")
     supervisord.start()
     supervisord.wait_running("web")
     fault = reload_fault(lambda: supervisord.rpc.littleboss.reload("web", colour))
@@ -142,7 +140,7 @@ def test_control_characters_in_a_failed_candidates_output_keep_info_and_history_
 
 
 def test_previous_is_the_release_before_a_re_exec_keeps_it_and_a_crashed_binary_is_never_it(supervisord, web):
-    dies = make_release(supervisord.root / "releases", "dies", "dies", "--mode", "crash-after-ready", "--after", "0.5")
+    dies = web.add("dies", "dies", "--mode", "crash-after-ready", "--after", "0.5")
     supervisord.start()
     supervisord.wait_running("web")
 
@@ -150,13 +148,13 @@ def test_previous_is_the_release_before_a_re_exec_keeps_it_and_a_crashed_binary_
         info = supervisord.rpc.littleboss.getProgramInfo("web")
         return info["path"], info["previous_path"]
 
-    supervisord.rpc.littleboss.reload("web", web["v2"])
+    supervisord.rpc.littleboss.reload("web", web.v2)
     supervisord.rpc.littleboss.reload("web")  # a re-exec of v2
-    assert paths() == (web["v2"], web["v1"])
+    assert paths() == (web.v2, web.v1)
     supervisord.rpc.littleboss.reload("web", dies)  # promoted, then exits: rolled back to v2 automatically
     wait_for(lambda: supervisord.rpc.littleboss.getProgramInfo("web")["history"][-1]["kind"] == "fallback",
              what="the automatic rollback")
     supervisord.wait_running("web")
-    assert paths() == (web["v2"], web["v1"])
-    assert supervisord.rpc.littleboss.rollback("web")["new_path"] == web["v1"]
+    assert paths() == (web.v2, web.v1)
+    assert supervisord.rpc.littleboss.rollback("web")["new_path"] == web.v1
     assert serving(supervisord) == "v1"

@@ -10,67 +10,60 @@ from pathlib import Path
 import pytest
 from harness import (
     GUNICORN,
+    Releases,
     Supervisord,
     free_port,
     http_get,
     make_gunicorn_release,
-    make_release,
     pid_alive,
     reload_fault,
     wait_for,
 )
 from load import Load, keepalive_rate
 
-pytestmark = pytest.mark.e2e  # each test starts a real supervisord
+from supervisor_littleboss.faults import LittlebossFaults
+
+pytestmark = pytest.mark.e2e  # real supervisords, programs and clients
 
 PORTS: dict[str, int] = {}  # chosen by the sv fixture
 SETTLE = 30  # the "settle" program: no test waits it out, and an update always comes within it
 
 
-class Releases:
-    """The binaries the tests swap in, under ``root/releases/NAME/app``."""
-
-    def __init__(self, root: Path) -> None:
-        self.dir = root / "releases"
-        self.v1 = make_release(self.dir, "v1", "v1")
-        self.v2 = make_release(self.dir, "v2", "v2")
-        self.crash = make_release(self.dir, "crash", "v3", "--mode", "crash")
-        self.never = make_release(self.dir, "never", "v3", "--mode", "never-ready")
-        self.fork_ready = make_release(self.dir, "forkready", "v3", "--mode", "fork-ready")
-        self.settle_crash = make_release(self.dir, "settlecrash", "v3", "--mode", "crash-after-ready", "--after", "0.3")
-        self.dies = make_release(self.dir, "dies", "v3", "--mode", "crash-after-ready", "--after", "1.5")
-        self.stubborn = make_release(self.dir, "stubborn", "v1", "--mode", "ignore-term")
-        self.stuck = make_release(self.dir, "stuck", "v3", "--mode", "never-ready,ignore-term")
-        self.g1, self.g2 = (make_gunicorn_release(self.dir, name) for name in ("g1", "g2"))
-
-    @property
-    def allow(self) -> str:
-        return f"{self.dir}/*/app"
-
-
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory) -> Releases:
-    return Releases(tmp_path_factory.mktemp("releases"))
+    """v1 and v2, a release for each way a candidate fails, and two of gunicorn."""
+    releases = Releases(tmp_path_factory.mktemp("releases"))
+    releases.crash = releases.add("crash", "v3", "--mode", "crash")
+    releases.never = releases.add("never", "v3", "--mode", "never-ready")
+    releases.fork_ready = releases.add("forkready", "v3", "--mode", "fork-ready")
+    releases.settle_crash = releases.add("settlecrash", "v3", "--mode", "crash-after-ready", "--after", "0.3")
+    releases.dies = releases.add("dies", "v3", "--mode", "crash-after-ready", "--after", "1.5")
+    releases.stubborn = releases.add("stubborn", "v1", "--mode", "ignore-term")
+    releases.stuck = releases.add("stuck", "v3", "--mode", "never-ready,ignore-term")
+    releases.g1, releases.g2 = (make_gunicorn_release(releases.dir, name) for name in ("g1", "g2"))
+    return releases
 
 
-def littleboss(name: str, releases: Releases, **keys) -> dict:
-    return {"littleboss_sockets": f"http=tcp://127.0.0.1:{PORTS[name]}", "littleboss_allow": releases.allow,
-            "littleboss_ready": "notify", "littleboss_fallback_window": 0, **keys}
+def littleboss(sv: Supervisord, name: str, command: str, releases: Releases, **keys) -> None:
+    """``name`` on its port in PORTS, reloadable to ``releases``, no fallback window unless ``keys`` say."""
+    sv.littleboss_program(name, command, PORTS[name], releases.allow, **{"littleboss_fallback_window": 0, **keys})
 
 
 @pytest.fixture(scope="module")
 def sv(tmp_path_factory, releases) -> Supervisord:
+    """One supervisord for the module: each test uses programs no other test leaves changed
+    (each program is back on its configured release, or the test puts it where it needs it
+    first: ``other``, ``stubborn``), so the tests pass alone and in any order."""
     sv = Supervisord(tmp_path_factory.mktemp("reload"))
     names = ("web", "settle", "fallback", "startsecs", "stubborn", "gweb", "other")
     PORTS.update({name: free_port() for name in names})
-    sv.program("web", command=releases.v1, **littleboss("web", releases, littleboss_ready_timeout=3))
-    sv.program("settle", command=releases.v1, **littleboss("settle", releases, littleboss_settle=SETTLE))
-    sv.program("fallback", command=releases.v1, **littleboss("fallback", releases, littleboss_fallback_window=30))
-    sv.program("startsecs", command=releases.v1, startsecs=1,
-               **littleboss("startsecs", releases, littleboss_ready="startsecs"))
-    sv.program("stubborn", command=releases.stubborn, **littleboss("stubborn", releases, littleboss_lameduck=1))
-    sv.program("gweb", command=releases.g1, **littleboss("gweb", releases, littleboss_settle=1))
-    sv.program("other", command=releases.v1, **littleboss("other", releases))
+    littleboss(sv, "web", releases.v1, releases, littleboss_ready_timeout=3)
+    littleboss(sv, "settle", releases.v1, releases, littleboss_settle=SETTLE)
+    littleboss(sv, "fallback", releases.v1, releases, littleboss_fallback_window=30)
+    littleboss(sv, "startsecs", releases.v1, releases, startsecs=1, ready="startsecs")
+    littleboss(sv, "stubborn", releases.stubborn, releases, littleboss_lameduck=1)
+    littleboss(sv, "gweb", releases.g1, releases, littleboss_settle=1)
+    littleboss(sv, "other", releases.v1, releases)
     sv.program("multi", command=releases.v1, numprocs=2, process_name="%(program_name)s_%(process_num)s",
                littleboss_sockets=f"http=tcp://127.0.0.1:{free_port()}")
     sv.program("plain", command="sleep 1000")
@@ -162,24 +155,25 @@ def test_startsecs_readiness_waits_for_startsecs(sv, releases):
 
 
 def test_empty_path_re_executes_the_current_binary_and_rollback_returns_to_the_previous(sv, releases):
-    before = sv.rpc.littleboss.getProgramInfo("other")
+    before = sv.rpc.littleboss.getProgramInfo("other")  # v1, or v2 if other tests reloaded it
+    target = releases.v2 if before["path"] == releases.v1 else releases.v1
     same = sv.rpc.littleboss.reload("other", "")
     assert same["new_path"] == same["old_path"] == before["path"] and same["new_pid"] != before["pid"]
-    sv.rpc.littleboss.reload("other", releases.v2)
+    sv.rpc.littleboss.reload("other", target)
     assert sv.rpc.littleboss.getProgramInfo("other")["previous_path"] == before["path"]
     back = sv.rpc.littleboss.rollback("other")
-    assert (back["old_path"], back["new_path"]) == (releases.v2, before["path"])
-    assert serving("other") == ("v1", back["new_pid"])
+    assert (back["old_path"], back["new_path"]) == (target, before["path"])
+    assert serving("other") == (Path(before["path"]).parent.name, back["new_pid"])  # releases/VERSION/app
     assert sv.rpc.littleboss.getProgramInfo("other")["history"][-1]["kind"] == "rollback"
 
 
 # --- the new binary fails: the old process keeps serving -----------------------------
 
 @pytest.mark.parametrize("binary, code, text", [
-    ("crash", 1420, "exited before it was ready (exit status 3; last output: "
+    ("crash", LittlebossFaults.EXITED_BEFORE_READY, "exited before it was ready (exit status 3; last output: "
                     "httpapp v3: cannot start: configuration is broken)"),
-    ("never", 1421, "it was not ready within 3s (littleboss_ready = notify)"),
-    ("fork_ready", 1421, "it was not ready within 3s"),
+    ("never", LittlebossFaults.READY_TIMEOUT, "it was not ready within 3s (littleboss_ready = notify)"),
+    ("fork_ready", LittlebossFaults.READY_TIMEOUT, "it was not ready within 3s"),
 ])
 def test_a_candidate_that_fails_before_ready_never_takes_traffic(sv, releases, binary, code, text):
     pid = sv.wait_running("web")
@@ -207,7 +201,7 @@ def test_a_candidate_that_dies_while_settling_is_not_promoted(sv, releases):
     with Load(address("settle")) as load:
         fault = reload_fault(lambda: sv.rpc.littleboss.reload("settle", releases.settle_crash))
         load.wait_for_requests(50)
-    assert fault.faultCode == 1422
+    assert fault.faultCode == LittlebossFaults.SETTLE_FAILED
     assert "within littleboss_settle (exit status 4" in fault.faultString
     assert load.result.failed == 0, load.result
     assert serving("settle") == ("v1", pid)
@@ -232,6 +226,8 @@ def test_a_new_binary_that_exits_in_the_fallback_window_is_rolled_back(sv, relea
 
 
 def test_an_old_process_that_ignores_sigterm_is_killed_after_the_lameduck(sv, releases):
+    if sv.rpc.littleboss.getProgramInfo("stubborn")["path"] != releases.stubborn:  # another test reloaded it
+        sv.rpc.littleboss.reload("stubborn", releases.stubborn)
     old = sv.wait_running("stubborn")
     with Load(address("stubborn")) as load:
         result = sv.rpc.littleboss.reload("stubborn", releases.v2)
@@ -249,21 +245,22 @@ def test_each_path_rule_is_a_distinct_fault(sv, releases):
     directory = releases.dir
     (directory / "missingdir").mkdir(mode=0o755, exist_ok=True)
     (directory / "adir" / "app").mkdir(parents=True, exist_ok=True)
-    noexec = Path(make_release(directory, "noexec", "v9"))
+    noexec = Path(releases.add("noexec", "v9"))
     noexec.chmod(0o644)
-    Path(make_release(directory, "groupw", "v9")).chmod(0o775)
-    make_release(directory, "openw", "v9")
+    Path(releases.add("groupw", "v9")).chmod(0o775)
+    releases.add("openw", "v9")
     (directory / "openw").chmod(0o777)
     pid = sv.wait_running("web")
     cases = [
-        ("relative/app", 1410, "the path must be absolute"),
-        ("/usr/bin/env", 1416, f"it matches none of the allowed paths ({releases.v1} {releases.allow}); "
-                          "add a pattern to littleboss_allow in [program:web]"),
-        (f"{directory}/missingdir/app", 1411, "no such file"),
-        (f"{directory}/adir/app", 1412, "it is not a regular file"),
-        (str(noexec), 1413, "it is not executable by supervisord's user"),
-        (f"{directory}/groupw/app", 1414, "it is writable by group or others (mode 0775)"),
-        (f"{directory}/openw/app", 1415,
+        ("relative/app", LittlebossFaults.PATH_NOT_ABSOLUTE, "the path must be absolute"),
+        ("/usr/bin/env", LittlebossFaults.NOT_ALLOWED,
+         f"it matches none of the allowed paths ({releases.v1} {releases.allow}); "
+         "add a pattern to littleboss_allow in [program:web]"),
+        (f"{directory}/missingdir/app", LittlebossFaults.NO_FILE, "no such file"),
+        (f"{directory}/adir/app", LittlebossFaults.NOT_A_FILE, "it is a directory: give the executable in it"),
+        (str(noexec), LittlebossFaults.NOT_EXECUTABLE, "it is not executable by supervisord's user"),
+        (f"{directory}/groupw/app", LittlebossFaults.WRITABLE_FILE, "it is writable by group or others (mode 0775)"),
+        (f"{directory}/openw/app", LittlebossFaults.WRITABLE_DIRECTORY,
          f"it sits in {directory}/openw, which is writable by group or others (mode 0777)"),
     ]
     for path, code, rule in cases:
@@ -274,9 +271,11 @@ def test_each_path_rule_is_a_distinct_fault(sv, releases):
 
 
 @pytest.mark.parametrize("call, code, text", [
-    (lambda rpc: rpc.reload("nope"), 1401, "UNKNOWN_PROGRAM: no program named 'nope'"),
-    (lambda rpc: rpc.reload("plain"), 1402, "NOT_LITTLEBOSS: program 'plain' is not a littleboss program"),
-    (lambda rpc: rpc.rollback("settle"), 1405, "NO_PREVIOUS: settle: no previous binary to roll back to"),
+    (lambda rpc: rpc.reload("nope"), LittlebossFaults.UNKNOWN_PROGRAM, "UNKNOWN_PROGRAM: no program named 'nope'"),
+    (lambda rpc: rpc.reload("plain"), LittlebossFaults.NOT_LITTLEBOSS,
+     "NOT_LITTLEBOSS: program 'plain' is not a littleboss program"),
+    (lambda rpc: rpc.rollback("settle"), LittlebossFaults.NO_PREVIOUS,
+     "NO_PREVIOUS: settle: no previous binary to roll back to"),
 ])
 def test_refusals_before_anything_starts(sv, call, code, text):
     fault = reload_fault(lambda: call(sv.rpc.littleboss))
@@ -290,7 +289,7 @@ def test_one_reload_per_program_at_a_time_but_programs_reload_concurrently(sv, r
     assert started["phase"] == "starting" and pid_alive(started["new_pid"])
     for call in (lambda: sv.rpc.littleboss.reload("web", releases.v2), lambda: sv.rpc.littleboss.rollback("web")):
         fault = reload_fault(call)
-        assert fault.faultCode == 1404
+        assert fault.faultCode == LittlebossFaults.RELOAD_IN_PROGRESS
         assert f"web: a reload to {releases.never} is in progress (phase starting)" in fault.faultString
     other = sv.rpc.littleboss.getProgramInfo("other")["path"]
     target = releases.v2 if other == releases.v1 else releases.v1
@@ -319,8 +318,7 @@ def test_stop_during_a_reload_aborts_the_candidate(sv, releases):
 def test_update_during_a_reload_aborts_the_candidate_and_applies_the_change(sv, releases):
     pid = sv.wait_running("settle")
     candidate = sv.rpc.littleboss.reload("settle", releases.never, False)["new_pid"]
-    sv.program("settle", command=releases.v1, environment="APP_VERSION=v1",
-               **littleboss("settle", releases, littleboss_settle=SETTLE))
+    littleboss(sv, "settle", releases.v1, releases, environment="APP_VERSION=v1", littleboss_settle=SETTLE)
     with Load(address("settle")) as load:
         assert "settle: updated process group" in sv.ctl("update", check=True).stdout
         sv.wait_running("settle", not_pid=pid)
@@ -345,8 +343,7 @@ def test_a_client_that_disconnects_does_not_stop_the_reload(sv, releases):
 
 def test_shutdown_during_a_reload_leaves_no_process(supervisord: Supervisord, releases):
     port = free_port()
-    supervisord.program("web", command=releases.v1, littleboss_sockets=f"http=tcp://127.0.0.1:{port}",
-                        littleboss_allow=releases.allow, littleboss_ready="notify")
+    supervisord.littleboss_program("web", releases.v1, port, releases.allow)
     supervisord.start()
     old = supervisord.wait_running("web")
     candidate = supervisord.rpc.littleboss.reload("web", releases.never, False)["new_pid"]
@@ -396,8 +393,7 @@ def test_update_while_settling_aborts_the_candidate(sv, releases):
     pid = sv.wait_running("settle")
     candidate = sv.rpc.littleboss.reload("settle", releases.v2, False)["new_pid"]
     wait_for(lambda: sv.rpc.littleboss.getProgramInfo("settle")["phase"] == "settling", what="settling")
-    sv.program("settle", command=releases.v1, environment="CHANGED=1",
-               **littleboss("settle", releases, littleboss_settle=SETTLE))
+    littleboss(sv, "settle", releases.v1, releases, environment="CHANGED=1", littleboss_settle=SETTLE)
     with Load(address("settle")) as load:
         sv.ctl("update", check=True)
         sv.wait_running("settle", not_pid=pid)

@@ -11,7 +11,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from harness import HTTPAPP, Supervisord, free_port, http_get, make_executable, make_release, pid_alive, wait_for
+from harness import HTTPAPP, Releases, Supervisord, free_port, http_get, pid_alive, wait_for
 from load import Load, Sample
 
 pytestmark = pytest.mark.e2e
@@ -20,38 +20,35 @@ SLOTS = 4
 PORTS: dict[str, int] = {}
 
 
-class Releases:
-    def __init__(self, root: Path) -> None:
-        self.dir = root / "releases"
-        self.v1 = make_release(self.dir, "v1", "v1")
-        self.v2 = make_release(self.dir, "v2", "v2")
-        # the third process's candidate (SLOT=2) cannot start; the others can
-        self.broken_third = self._per_slot("brokenthird", 2, "echo 'slot 2: cannot start' >&2; exit 3")
-        # the last process runs 1 s, then exits: after the rollout has completed
-        self.last_dies = self._per_slot("lastdies", SLOTS - 1,
-                                        f"APP_VERSION=v3 exec {HTTPAPP} --mode crash-after-ready --after 1")
-
-    def _per_slot(self, name: str, slot: int, then: str) -> str:
-        return make_executable(self.dir, name, f'#!/bin/sh\nif [ "$SLOT" = {slot} ]; then {then}; fi\n'
-                                               f"APP_VERSION=v3 exec {HTTPAPP}\n")
+def per_slot(releases: Releases, name: str, slot: int, then: str) -> str:
+    """A release whose process in ``slot`` runs ``then``; the others serve as v3."""
+    return releases.script(name, f'if [ "$SLOT" = {slot} ]; then {then}; fi\nAPP_VERSION=v3 exec {HTTPAPP}')
 
 
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory) -> Releases:
-    return Releases(tmp_path_factory.mktemp("releases"))
+    releases = Releases(tmp_path_factory.mktemp("releases"))
+    # the third process's candidate (SLOT=2) cannot start; the others can
+    releases.broken_third = per_slot(releases, "brokenthird", 2, "echo 'slot 2: cannot start' >&2; exit 3")
+    # the last process runs 1 s, then exits: after the rollout has completed
+    releases.last_dies = per_slot(releases, "lastdies", SLOTS - 1,
+                                  f"APP_VERSION=v3 exec {HTTPAPP} --mode crash-after-ready --after 1")
+    return releases
 
 
 def pool(sv: Supervisord, name: str, releases: Releases, **keys) -> None:
     PORTS[name] = free_port()
-    keys = {"littleboss_ready": "notify", "littleboss_settle": 0.3, "littleboss_fallback_window": 0,
-            "littleboss_lameduck": 5, **keys}
-    sv.program(name, command=releases.v1, numprocs=SLOTS, process_name="%(program_name)s_%(process_num)s",
-               environment='SLOT="%(process_num)s"', littleboss_sockets=f"http=tcp://127.0.0.1:{PORTS[name]}",
-               littleboss_allow=f"{releases.dir}/*/app", **keys)
+    keys = {"littleboss_settle": 0.3, "littleboss_fallback_window": 0, "littleboss_lameduck": 5, **keys}
+    sv.littleboss_program(name, releases.v1, PORTS[name], releases.allow, numprocs=SLOTS,
+                          process_name="%(program_name)s_%(process_num)s", environment='SLOT="%(process_num)s"',
+                          **keys)
 
 
 @pytest.fixture(scope="module")
 def sv(tmp_path_factory, releases) -> Supervisord:
+    """One supervisord for the module, a pool per kind of test: every test that reloads
+    "pool" leaves it on v1, where each starts; surge1 and surge2 only alternate v1 and v2;
+    "watched" is only reloaded by one test. The tests pass alone and in any order."""
     sv = Supervisord(tmp_path_factory.mktemp("rolling"))
     pool(sv, "surge1", releases)
     pool(sv, "surge2", releases, littleboss_surge=2)

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from harness import HTTPAPP, Supervisord, free_port, http_get, make_executable, make_release, reload_fault
 
+from supervisor_littleboss.faults import LittlebossFaults
+
 pytestmark = pytest.mark.e2e  # each test starts a real supervisord
 
 ENV = shutil.which("env")
@@ -31,7 +33,7 @@ def opt(supervisord: Supervisord) -> Path:
 def assert_refused_and_nothing_ran(supervisord: Supervisord, path: str, resolved: str, marker: Path) -> None:
     pid = supervisord.info("web")["pid"]
     fault = reload_fault(lambda: supervisord.rpc.littleboss.reload("web", path))
-    assert fault.faultCode == 1416, fault.faultString
+    assert fault.faultCode == LittlebossFaults.NOT_ALLOWED, fault.faultString
     assert fault.faultString.startswith(
         f"NOT_ALLOWED: web: cannot reload to {path} (which resolves to {resolved}): it matches none"), fault
     assert supervisord.info("web")["pid"] == pid

@@ -52,9 +52,7 @@ def status(supervisord) -> str:
 
 
 def start(supervisord, root: Path, port: int, command: str, **keys) -> None:
-    supervisord.program("app", command=command, littleboss_sockets=f"http=tcp://127.0.0.1:{port}",
-                        littleboss_ready="notify", littleboss_allow=f"{root}/releases/*/bin/littleboss-serve",
-                        **keys)
+    supervisord.littleboss_program("app", command, port, f"{root}/releases/*/bin/littleboss-serve", **keys)
     supervisord.start()
     wait_for(lambda: status(supervisord), what="the launcher's STATUS=")
 

@@ -15,6 +15,7 @@ from harness import (
     APPS,
     VENV_ENV,
     KeepAliveClient,
+    Releases,
     accept_queue,
     bind_options,
     free_port,
@@ -35,17 +36,6 @@ ROUNDS, WINDOW = 3, 0.75  # the throughput check: rounds of WINDOW seconds of lo
 RATIO = 0.7  # keep-alive requests with littleboss, at least this share of the server's alone
 
 
-class Releases:
-    def __init__(self, root: Path, server: str) -> None:
-        self.dir = root / "releases"
-        self.v1, self.v2 = (make_asgi_release(self.dir, server, version) for version in ("v1", "v2"))
-        self.patient = make_asgi_release(self.dir, server, "v3", served(server, "--grace", "30"))
-
-    @property
-    def allow(self) -> str:
-        return f"{self.dir}/*/app"
-
-
 @pytest.fixture(params=SERVERS)
 def server(request) -> str:
     return request.param
@@ -53,12 +43,10 @@ def server(request) -> str:
 
 @pytest.fixture
 def releases(tmp_path: Path, server: str) -> Releases:
-    return Releases(tmp_path, server)
-
-
-def littleboss(port: int, releases: Releases, **keys) -> dict:
-    return {"littleboss_sockets": f"http=tcp://127.0.0.1:{port}", "littleboss_ready": "notify",
-            "littleboss_allow": releases.allow, **keys}
+    """v1 and v2 of the test ASGI app served by ``server``, and a patient one (--grace 30)."""
+    releases = Releases(tmp_path, lambda directory, version: make_asgi_release(directory, server, version))
+    releases.patient = make_asgi_release(releases.dir, server, "v3", served(server, "--grace", "30"))
+    return releases
 
 
 def serving(address) -> tuple[str, int]:
@@ -77,7 +65,7 @@ def keepalive_requests(address) -> int:
 
 def test_reloads_under_load_fail_nothing_and_keep_the_throughput_of_the_server_alone(supervisord, releases, server):
     port, alone = free_port(), free_port()
-    supervisord.program("app", command=releases.v1, **littleboss(port, releases))
+    supervisord.littleboss_program("app", releases.v1, port, releases.allow)
     supervisord.program("alone", command=served_alone(server, alone))  # its own port, no littleboss
     supervisord.start()
     address = ("127.0.0.1", port)
@@ -106,8 +94,7 @@ def test_reloads_under_load_fail_nothing_and_keep_the_throughput_of_the_server_a
 def test_ready_from_the_launcher_promotes_and_every_socket_is_served(supervisord, releases, server, tmp_path):
     port, path = free_port(), str(tmp_path / "app.sock")
     sockets = f"http=tcp://127.0.0.1:{port}, local=unix://{path}"
-    supervisord.program("app", command=releases.v1, startsecs=300,
-                        **littleboss(port, releases, littleboss_sockets=sockets))
+    supervisord.littleboss_program("app", releases.v1, sockets, releases.allow, startsecs=300)
     supervisord.start()
     wait_for(lambda: http_get(("127.0.0.1", port)) and http_get(path), what=f"{server} to answer on both sockets")
     result = supervisord.rpc.littleboss.reload("app", releases.v2)
@@ -122,7 +109,7 @@ def test_ready_from_the_launcher_promotes_and_every_socket_is_served(supervisord
 def test_a_stop_answers_accepted_connections_with_connection_close(supervisord, releases, server):
     port = free_port()
     address = ("127.0.0.1", port)
-    supervisord.program("app", command=releases.patient, **littleboss(port, releases))
+    supervisord.littleboss_program("app", releases.patient, port, releases.allow)
     supervisord.start()
     wait_for(lambda: http_get(address), what=f"{server} to answer")
     old = supervisord.info("app")["pid"]

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from harness import Supervisord, free_port, http_get, make_release, wait_for
+from harness import Releases, Supervisord, free_port, http_get, wait_for
 
 from supervisor_littleboss import state as state_module
 from supervisor_littleboss.contract import Kind, history_entry
@@ -227,11 +227,10 @@ E2E = {
 @pytest.mark.parametrize("damage", E2E.values(), ids=E2E.keys())
 def test_supervisord_starts_with_the_configured_binary_despite_a_damaged_state_file(supervisord: Supervisord,
                                                                                        damage):
-    releases = supervisord.root / "releases"
-    v1, v2 = make_release(releases, "v1", "v1"), make_release(releases, "v2", "v2")
+    releases = Releases(supervisord.root)
+    v1, v2 = releases.v1, releases.v2
     port = free_port()
-    supervisord.program("web", command=v1, littleboss_sockets=f"http=tcp://127.0.0.1:{port}",
-                        littleboss_allow=f"{releases}/*/app")
+    supervisord.littleboss_program("web", v1, port, releases.allow, ready=None)
     path = supervisord.root / "supervisord-littleboss.json"
     damage(path)
     supervisord.start()

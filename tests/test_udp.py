@@ -82,9 +82,8 @@ def sv(tmp_path):
 def test_ten_reloads_of_a_udp_program_answer_every_datagram_exactly_once(sv, tmp_path):
     v1, v2 = release(tmp_path, "v1"), release(tmp_path, "v2")
     port = free_port(socket.AF_INET)
-    sv.program("udp", command=v1, littleboss_sockets=f"dns=udp://127.0.0.1:{port}", littleboss_ready="notify",
-               littleboss_fallback_window=0, littleboss_lameduck=3, littleboss_socket_backlog=16,
-               littleboss_allow=f"{tmp_path}/releases/*/app")
+    sv.littleboss_program("udp", v1, f"dns=udp://127.0.0.1:{port}", f"{tmp_path}/releases/*/app",
+                          littleboss_fallback_window=0, littleboss_lameduck=3, littleboss_socket_backlog=16)
     sv.start()
     sv.wait_running("udp")
     with DatagramClient(("127.0.0.1", port)) as client:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from harness import make_executable
 
-from supervisor_littleboss.faults import LittlebossRPCError
+from supervisor_littleboss.faults import LittlebossFaults, LittlebossRPCError
 from supervisor_littleboss.validate import allowed_patterns, check_binary
 
 
@@ -49,7 +49,7 @@ def test_dot_dot_and_symlinks_cannot_leave_the_allowed_tree(tree: Path):
     allowed = (f"{tree}/opt/*/*",)
     for path in (f"{tree}/opt/../outside/app", f"{tree}/opt/app/escape"):
         fault = refusal(path, allowed)
-        assert fault.code == 1416
+        assert fault.code == LittlebossFaults.NOT_ALLOWED
         assert f"cannot reload to {path} (which resolves to {tree}/outside/app): it matches none" in fault.text
 
 
@@ -62,7 +62,7 @@ def test_the_configured_binary_is_allowed_as_the_file_it_resolves_to(tree: Path)
 
 def test_a_refused_file_leaves_no_fd_open(tree: Path):
     (tree / "opt" / "app" / "app").chmod(0o775)
-    assert refusal(f"{tree}/opt/app/app", (f"{tree}/opt/*/*",)).code == 1414
+    assert refusal(f"{tree}/opt/app/app", (f"{tree}/opt/*/*",)).code == LittlebossFaults.WRITABLE_FILE
 
 
 def test_the_checked_binary_runs_even_if_the_path_is_replaced(tree: Path):
@@ -89,7 +89,7 @@ def test_a_directory_is_not_a_file_whatever_the_allow_list_and_the_executable_in
     (tree / "opt" / "2" / "notes.txt").write_text("not allowed")
     for allowed in ((f"{tree}/opt/*/myblog",), (f"{tree}/elsewhere/*",)):
         fault = refusal(f"{tree}/opt/2/", allowed)
-        assert fault.code == 1412
+        assert fault.code == LittlebossFaults.NOT_A_FILE
         hint = f", e.g. {tree}/opt/2/myblog" if allowed[0].endswith("myblog") else ""
         assert fault.text == (f"NOT_A_FILE: web: cannot reload to {tree}/opt/2/ (which resolves to {tree}/opt/2): "
                               f"it is a directory: give the executable in it{hint}")

@@ -3,11 +3,10 @@ real supervisord with two littleboss programs, with clients under load."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from browser import launch
-from harness import HTTPAPP, Supervisord, free_port, http_get, make_executable, make_release, pid_alive, wait_for
+from harness import HTTPAPP, Releases, Supervisord, free_port, http_get, pid_alive, wait_for
 from load import Load
 from playwright.sync_api import Locator, Page, expect, sync_playwright
 
@@ -18,31 +17,27 @@ MARKUP = '<b id="injected">x</b>&"'  # a version (and so a STATUS= line) full of
 MARKUP_DIR = "<i id=injected-path>&amp;"  # a release directory, and so paths, with markup
 
 
-class Releases:
-    def __init__(self, root: Path) -> None:
-        self.dir = root / "releases"
-        self.v1 = make_release(self.dir, "v1", "v1")
-        self.v2 = make_release(self.dir, "v2", "v2")
-        self.markup = make_executable(self.dir, MARKUP_DIR, f"#!/bin/sh\nAPP_VERSION='{MARKUP}' exec {HTTPAPP}\n")
-
-
 def littleboss_program(sv: Supervisord, name: str, releases: Releases) -> None:
     PORTS[name] = free_port()
-    sv.program(name, command=releases.v1, littleboss_sockets=f"http=tcp://127.0.0.1:{PORTS[name]}",
-               littleboss_allow=f"{releases.dir}/*/app", littleboss_ready="notify", littleboss_settle=0.5,
-               littleboss_fallback_window=0)
+    sv.littleboss_program(name, releases.v1, PORTS[name], releases.allow, littleboss_settle=0.5,
+                          littleboss_fallback_window=0)
 
 
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory) -> Releases:
-    return Releases(tmp_path_factory.mktemp("releases"))
+    releases = Releases(tmp_path_factory.mktemp("releases"))
+    releases.markup = releases.script(MARKUP_DIR, f"APP_VERSION='{MARKUP}' exec {HTTPAPP}")
+    return releases
 
 
 @pytest.fixture(scope="module")
 def sv(tmp_path_factory, releases) -> Supervisord:
+    """One supervisord for the module: every test that reloads web or api puts it back on v1
+    (the release each test starts from); "fresh" is never reloaded, so it has no previous
+    binary whatever ran before. The tests pass alone and in any order."""
     sv = Supervisord(tmp_path_factory.mktemp("web"), inet_http=True)
-    littleboss_program(sv, "web", releases)
-    littleboss_program(sv, "api", releases)
+    for name in ("web", "api", "fresh"):
+        littleboss_program(sv, name, releases)
     sv.start()
     yield sv
     sv.stop()
@@ -84,7 +79,7 @@ def overflows(element: Locator) -> bool:
 
 
 def test_the_page_lists_every_program_with_its_binary_and_pid(sv, releases, page):
-    pids = {name: sv.wait_running(name) for name in ("web", "api")}
+    pids = {name: sv.wait_running(name) for name in ("web", "api", "fresh")}
     response = page.goto(url(sv))
     assert response.status == 200
     for name, pid in pids.items():
@@ -93,9 +88,10 @@ def test_the_page_lists_every_program_with_its_binary_and_pid(sv, releases, page
         expect(section).to_contain_text(f"{name} RUNNING pid {pid}")
         expect(section).to_contain_text(releases.v1)
         expect(section).to_contain_text(f"http=tcp://127.0.0.1:{PORTS[name]} on fd 3")
-        expect(section.get_by_role("button", name="Roll back")).to_be_disabled()  # no previous binary yet
         tail = section.get_by_role("link", name=name)
         assert tail.get_attribute("href") == f"tail.html?processname={name}%3A{name}"
+    # no test reloads fresh: no previous binary yet (web's and api's depend on the tests run before)
+    expect(page.locator("#program-fresh").get_by_role("button", name="Roll back")).to_be_disabled()
     page.get_by_role("link", name="Status").click()
     expect(page).to_have_title("Supervisor Status")  # back to supervisord's own page
 
@@ -199,7 +195,7 @@ def test_reload_from_the_page_shows_progress_then_the_outcome_and_escapes_everyt
 
 
 def test_long_paths_wrap_inside_the_page_and_short_fields_stay_on_one_line(sv, releases, page):
-    long = make_release(releases.dir, "build-4712-" + "0123456789abcdef" * 8, "long")
+    long = releases.add("build-4712-" + "0123456789abcdef" * 8, "long")
     sv.wait_running("api")
     sv.rpc.littleboss.reload("api", long)
     sv.rpc.littleboss.reload("api", releases.v1)
