@@ -13,12 +13,15 @@ from supervisor.supervisorctl import DefaultControllerPlugin
 
 from supervisor_littleboss.controller import EXIT_STATUSES, SUBCOMMANDS
 
+pytestmark = pytest.mark.e2e  # runs the real supervisorctl, a process per call
+
 BUILTIN = sorted(name[3:] for name in dir(DefaultControllerPlugin) if name.startswith("do_"))
 
 
 @pytest.fixture(scope="module")
 def confs(tmp_path_factory) -> tuple[Path, Path]:
-    """supervisorctl's configuration with the littleboss plugin, and the same without it."""
+    """supervisorctl's configuration with the littleboss plugin, and the same without it
+    (for the module: the tests only read them)."""
     conf = Supervisord(tmp_path_factory.mktemp("help")).conf
     without = conf.with_name("without-plugin.conf")
     without.write_text(conf.read_text().replace("[ctlplugin:littleboss]", "[x_unused_ctlplugin]"))
