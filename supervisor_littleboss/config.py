@@ -8,6 +8,7 @@ supervisord prints them as its own: ``Error: ...`` and exit status 2 at startup,
 """
 from __future__ import annotations
 
+import difflib
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -178,6 +179,13 @@ class LittlebossGroupConfig(ProcessGroupConfig):
     def make_group(self):
         return self.group_class(self)
 
+    def same_processes(self, other: LittlebossGroupConfig) -> bool:
+        """The same processes (names, so numprocs) on the same sockets: ``other`` can take up
+        this program's running processes (its other settings may differ)."""
+        return ([config.name for config in self.process_configs] == [config.name for config in other.process_configs]
+                and self.littleboss.sockets == other.littleboss.sockets
+                and self.littleboss.socket_options == other.littleboss.socket_options)
+
 
 def read_settings(parser: UnhosedConfigParser, section: str, expansions: dict) -> LittlebossSettings | None:
     """Read a section's ``littleboss_*`` keys; None if it has none."""
@@ -186,9 +194,10 @@ def read_settings(parser: UnhosedConfigParser, section: str, expansions: dict) -
         return None
     for key in keys:
         if key not in KNOWN_KEYS:
+            close = difflib.get_close_matches(key, KNOWN_KEYS, 1)
             raise ValueError(
-                f"[{section}] has unknown setting {key!r}; littleboss settings are: "
-                + ", ".join(KNOWN_KEYS)
+                f"[{section}] has unknown setting {key!r}" + (f" (did you mean {close[0]}?)" if close else "")
+                + "; littleboss settings are: " + ", ".join(KNOWN_KEYS)
             )
     if SOCKETS_KEY not in keys:
         raise ValueError(f"[{section}] sets {', '.join(keys)} but not {SOCKETS_KEY}, which littleboss programs need")
@@ -212,7 +221,8 @@ def read_settings(parser: UnhosedConfigParser, section: str, expansions: dict) -
         try:
             values[target][name] = convert(raw)
         except ValueError as exc:
-            raise ValueError(f"[{section}] {key} = {raw!r} is invalid ({exc}); expected {forms}") from None
+            expected = "" if str(exc).startswith("must be") else f"; expected {forms}"  # said once
+            raise ValueError(f"[{section}] {key} = {raw!r} is invalid ({exc}){expected}") from None
     unix_only = {"mode", "owner"} & values["socket_options"].keys()
     if unix_only and not any(spec.is_unix for spec in sockets):
         raise ValueError(
@@ -335,10 +345,23 @@ def _configured(configfile: str) -> tuple[bool, list[str]] | None:
     """Whether ``configfile``, read as supervisord reads it, loads littleboss's interface,
     and its programs with ``littleboss_*`` settings; None if supervisord could not read it."""
     try:
-        parser, factories = glue.read_server_config(configfile)
+        _, parser, factories, _ = glue.read_server_config(configfile)
     except (ValueError, OSError):
         return None
     loads = any(f"{factory.__module__}:{factory.__name__}" == FACTORY_SPEC for _, factory, _ in factories)
     programs = [section.partition(":")[2] for section in parser.sections() if section.startswith("program:")
                 and any(key.startswith(PREFIX) for key in parser.options(section))]
     return loads, programs
+
+
+def littleboss_configs(configfile: str) -> dict[str, LittlebossGroupConfig]:
+    """The littleboss programs ``configfile`` configures, as supervisord would read it now, by
+    name; none if it cannot be read or does not load littleboss's interface."""
+    try:
+        options, parser, _, groups = glue.read_server_config(configfile)
+        if not loads_littleboss(parser):
+            return {}
+        return {config.name: config for config in apply_littleboss_settings(options, parser, groups)
+                if isinstance(config, LittlebossGroupConfig)}
+    except (ValueError, OSError):
+        return {}

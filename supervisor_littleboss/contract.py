@@ -17,13 +17,14 @@ class Kind(str, enum.Enum):
     ROLLBACK = "rollback"  # asked for: littleboss.rollback
     FALLBACK = "fallback"  # a new binary exited within littleboss_fallback_window
     REVERT = "revert"  # a failed rollout swapping its switched slots back (never recorded)
-    CONFIG = "config"  # the configured command changed since a binary was swapped in
+    CONFIG = "config"  # the configuration changed: applied by a swap, or the swapped-in binary dropped
     REFUSED = "refused"  # the state file's binary would be refused now: another one started
 
     @property
     def asked_for(self) -> bool:
-        """Asked for by an operator: recorded, announced by events, swapped back on failure, watched."""
-        return self in (Kind.RELOAD, Kind.ROLLBACK)
+        """Asked for by an operator (a reload, a rollback, a changed configuration): recorded,
+        announced by events, swapped back on failure, watched."""
+        return self in (Kind.RELOAD, Kind.ROLLBACK, Kind.CONFIG)
 
 
 class SwapPhase(str, enum.Enum):
@@ -64,6 +65,11 @@ class RolloutPhase(str, enum.Enum):
     def active(self) -> bool:
         """The reload still decides: until every slot is promoted, or the failure's slots are back."""
         return self in (RolloutPhase.RUNNING, RolloutPhase.ROLLING_BACK)
+
+    @property
+    def promoted_all(self) -> bool:
+        """Every slot it ran on was promoted (it may have been rolled back since)."""
+        return self in (RolloutPhase.DRAINING, RolloutPhase.DONE, RolloutPhase.ROLLED_BACK)
 
 
 IDLE = "idle"  # getProgramInfo's phase when no reload is under way

@@ -30,7 +30,7 @@ SUBCOMMANDS = {  # usage lines (supervisorctl's help layout: usage, tab, what it
 }
 EXIT_STATUSES = {
     "reload": "Exit status: 0 done; 1 refused before anything started; 7 the new binary failed "
-              "(the old one kept serving); 2 bad usage.",
+              "(the old one kept serving), or the reload was aborted by a stop or restart; 2 bad usage.",
     "status": "Exit status: 0 shown; 1 an unknown or not a littleboss program; 2 bad usage.",
 }
 EXIT_STATUSES["rollback"] = EXIT_STATUSES["reload"]
@@ -170,7 +170,8 @@ class LittlebossControllerPlugin(ControllerPluginBase):
                     return
                 self._progress(name, last, said)
                 if last["phase"] == RolloutPhase.DONE.value:
-                    self._say(done_line(name, last))
+                    self._say_status(name)
+                    self._say(done_line(name, last))  # the last line, as scripts read it
                     return
                 time.sleep(POLL_SECONDS)
         except KeyboardInterrupt:
@@ -180,6 +181,12 @@ class LittlebossControllerPlugin(ControllerPluginBase):
         except OSError as exc:
             self._fail(None, f"ERROR: lost supervisord at {self.ctl.options.serverurl} while the {started['kind']} "
                              f"ran ({exc}): its outcome is unknown; see littleboss:status {name} once it is back")
+
+    def _say_status(self, name: str) -> None:
+        """The program's last ``STATUS=``, if it sent one: what the new binary says of itself."""
+        status = self.rpc.getProgramInfo(name)["notify_status"]
+        if status:
+            self._say(f"{name}: status {status}")
 
     def _wait_running(self, name: str) -> None:
         """Wait until a program started on a new binary has left STARTING."""

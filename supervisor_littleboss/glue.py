@@ -63,6 +63,35 @@ def spare_fds_on_sighup(held_fds: Callable[[], set[int]]) -> None:
     ServerOptions.cleanup_fds = cleanup_fds
 
 
+_kept_logs: list[Callable[[], set[str]]] = []
+
+
+def keep_logs_on_sighup(kept: Callable[[], set[str]]) -> None:
+    """``ServerOptions.clear_autochildlogdir`` (class-wide, since 3.0): at each start, and on
+    SIGHUP, supervisord deletes every ``AUTO`` log file in its childlogdir; the files
+    ``kept()`` returns (those of processes that run on through the restart, still writing
+    there) are left. Patched once per process."""
+    if kept not in _kept_logs:
+        _kept_logs.append(kept)
+    original = ServerOptions.clear_autochildlogdir
+    if getattr(original, "littleboss", False):
+        return
+
+    def clear_autochildlogdir(self: ServerOptions) -> None:
+        paths = set().union(*(kept() for kept in _kept_logs))
+        if not paths:
+            return original(self)
+        remove = self.remove
+        self.remove = lambda path: None if os.path.abspath(path) in paths else remove(path)
+        try:
+            original(self)
+        finally:
+            del self.remove
+
+    clear_autochildlogdir.littleboss = True
+    ServerOptions.clear_autochildlogdir = clear_autochildlogdir
+
+
 def wrap_groups_from_parser(options: ServerOptions, transform: Callable[[object, list], list]) -> None:
     """``options.process_groups_from_parser`` (this instance only, since 3.0): it receives
     supervisord's own parsed configuration (includes, ``%(here)s``, ``%(ENV_X)s``) and
@@ -97,18 +126,18 @@ def check_groups_when_parsed(check: Callable[[ServerOptions, UnhosedConfigParser
     ServerOptions.process_groups_from_parser = process_groups_from_parser
 
 
-def read_server_config(path: str) -> tuple[UnhosedConfigParser, list]:
+def read_server_config(path: str) -> tuple[ServerOptions, UnhosedConfigParser, list, list]:
     """``ServerOptions.read_config`` (since 3.0): supervisord's own parse of a configuration
     file (``[include]``, ``%(here)s``, ``%(ENV_X)s``), ``here`` set as ``process_config_file``
-    sets it. Returns the parser (taken through ``wrap_groups_from_parser``) and the
-    ``[rpcinterface:x]`` factories as (name, factory, settings). ValueError if supervisord
-    would refuse the file."""
+    sets it. Returns the options it was read with, the parser (taken through
+    ``wrap_groups_from_parser``), the ``[rpcinterface:x]`` factories as (name, factory,
+    settings) and the group configs. ValueError if supervisord would refuse the file."""
     options = ServerOptions()
     options.here = os.path.dirname(os.path.abspath(path))
     parsers = []
     wrap_groups_from_parser(options, lambda parser, groups: parsers.append(parser) or groups)
     section = options.read_config(path)
-    return parsers[0], section.rpcinterface_factories
+    return options, parsers[0], section.rpcinterface_factories, section.process_group_configs
 
 
 def reap_now(supervisord) -> None:
@@ -228,6 +257,18 @@ def loggers(dispatcher) -> list:
     loggers an output dispatcher writes through (stdin's and other dispatchers have none)."""
     return [log for log in (getattr(dispatcher, "normallog", None), getattr(dispatcher, "capturelog", None))
             if log is not None]
+
+
+def logger_fds(dispatcher) -> set[int]:
+    """``Handler.stream`` (since 3.0; file handlers only): the fds of the files ``dispatcher``'s
+    loggers write (a syslog handler has none here)."""
+    fds = set()
+    for log in loggers(dispatcher):
+        for handler in log.handlers:
+            stream = getattr(handler, "stream", None)
+            if stream is not None and not stream.closed:
+                fds.add(stream.fileno())
+    return fds
 
 
 def share_loggers(process: Subprocess, serving: Subprocess) -> None:

@@ -32,6 +32,7 @@ from supervisor.options import ProcessException, decode_wait_status
 from supervisor.process import ProcessGroup, Subprocess
 from supervisor.states import STOPPED_STATES, ProcessStates, SupervisorStates, getProcessStateDescription
 
+from . import restart
 from .binaries import BinaryRecord
 from .check import CheckRun, check_environment, mark_output
 from .config import LittlebossGroupConfig, ReloadSettings
@@ -242,11 +243,14 @@ class LittlebossProcessGroup(ProcessGroup):
         self.program = Program(self, self.binaries, self.log)
         self.slots = [pconfig.name for pconfig in config.process_configs]  # slot i: the i-th process
         self.processes = {
-            pconfig.name: LittlebossSubprocess(self._config_running(pconfig, self.binaries.swapped_in), self, slot)
+            pconfig.name: LittlebossSubprocess(self.config_running(pconfig, self.binaries.swapped_in), self, slot)
             for slot, pconfig in enumerate(config.process_configs)
         }
         self.extras: list[LittlebossSubprocess] = []
         self.rollout: Rollout | None = None
+        # after supervisord's restart: processes run on settings older than the group's (pending),
+        # to be swapped at the next transition (due)
+        self.config_pending = self.config_due = False
         self.listeners: list[socket.socket] = []
         self.orphans = Orphans(config.name, state.processes, self._warn, self._forget)
         state.processes = list(self.orphans.records)  # recorded until they are gone
@@ -366,9 +370,13 @@ class LittlebossProcessGroup(ProcessGroup):
         now = time.time()
         if self.orphans:
             self.orphans.reap(now)
+        if self.config_due and self.supervisord_running():
+            restart.swap_to_config(self)
         if self.rollout:
             self.rollout.step(now)
             self.rollout = self.rollout.successor or self.rollout
+            if self.rollout.phase.promoted_all:  # every running process is on the group's settings
+                self.config_pending = False
             self.plugin.ticker.wake_in(self.rollout.due_in(now))
         for process in self.all_processes():
             # an extra process only ever stops (SIGKILL after its lameduck): a candidate is moved
@@ -376,6 +384,7 @@ class LittlebossProcessGroup(ProcessGroup):
             if process.role is Role.SERVING or process.state == ProcessStates.STOPPING:
                 process.transition()
         self.extras = self.live_extras()
+        self.plugin.flush_state()
 
     def get_dispatchers(self) -> dict:
         dispatchers = super().get_dispatchers()
@@ -392,9 +401,14 @@ class LittlebossProcessGroup(ProcessGroup):
         return bool(self.extras) or bool(rollout and (not rollout.finished or rollout.exits))
 
     def get_unstopped_processes(self) -> list:
+        self.plugin.flush_state()  # supervisord stops: its last passes run no transition()
+        if restart.kept(self):  # its serving processes run on through supervisord's restart
+            return self.live_extras()
         return super().get_unstopped_processes() + self.live_extras()
 
     def stop_all(self) -> None:
+        if restart.kept(self):
+            return
         self.abort_rollout("supervisord is stopping the program")
         self.orphans.signal(signal.SIGKILL)  # still draining: none may outlive the program
         super().stop_all()
@@ -431,7 +445,7 @@ class LittlebossProcessGroup(ProcessGroup):
     def start_candidate(self, slot: int, path: str, binary: CheckedBinary | None) -> LittlebossSubprocess:
         """Spawn a candidate for ``slot`` running ``binary`` (else ``path``), beside its process."""
         pconfig = self.config.process_configs[slot]
-        candidate = LittlebossSubprocess(self._config_running(pconfig, path), self, slot, Role.CANDIDATE)
+        candidate = LittlebossSubprocess(self.config_running(pconfig, path), self, slot, Role.CANDIDATE)
         candidate.binary = binary
         self.extras.append(candidate)
         candidate.spawn()
@@ -501,7 +515,7 @@ class LittlebossProcessGroup(ProcessGroup):
         """Make ``path`` the binary every slot's next spawn runs (slots already on it keep their command)."""
         for slot, pconfig in enumerate(self.config.process_configs):
             if self.slot_path(slot) != path:
-                self.serving(slot).config = self._config_running(pconfig, path)
+                self.serving(slot).config = self.config_running(pconfig, path)
 
     def supervisord_running(self) -> bool:
         return self.config.options.mood >= SupervisorStates.RUNNING
@@ -531,7 +545,7 @@ class LittlebossProcessGroup(ProcessGroup):
             return exc.text
         return None
 
-    def _config_running(self, pconfig, path: str | None):
+    def config_running(self, pconfig, path: str | None):
         """A copy of ``pconfig`` whose command runs ``path`` (``pconfig`` itself if None)."""
         if not path:
             return pconfig

@@ -512,6 +512,15 @@ class Rollout:
         self.code, self.reason = F.ABORTED, f"aborted: {why}"
         self._failed(now)
 
+    def resume(self, program: Program) -> None:
+        """Go on with ``program`` (its binary record and log in supervisord's next run, after a
+        restart that kept its processes): the fallback window, if open, goes on watching."""
+        self.program = program
+        for swap in self.swaps:
+            swap.program = program
+        if self.watch is not None:
+            self.watch.program = program
+
     def serving_exited(self, slot: int, how: str) -> None:
         """A slot's process exited on its own (not stopped by supervisord); acted on in step()."""
         self.exits.append((slot, how))

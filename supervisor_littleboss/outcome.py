@@ -14,7 +14,7 @@ def last_lines(output: bytes, count: int) -> str:
 
 
 DONE = {Kind.RELOAD.value: "reloaded", Kind.ROLLBACK.value: "rolled back",
-        Kind.FALLBACK.value: "rolled back automatically"}
+        Kind.FALLBACK.value: "rolled back automatically", Kind.CONFIG.value: "applied its new configuration"}
 
 
 def done_line(name: str, reload: dict) -> str:

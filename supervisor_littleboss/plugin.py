@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import os
 
-from .config import LittlebossGroupConfig, ProcessConfigs, wrap_groups_from_parser
-from .glue import reparse_and_replace_groups, spare_fds_on_sighup
+from .config import LittlebossGroupConfig, ProcessConfigs, littleboss_configs, wrap_groups_from_parser
+from .glue import keep_logs_on_sighup, reparse_and_replace_groups, spare_fds_on_sighup
 from .group import LittlebossProcessGroup
+from .restart import KEPT, abandon, kept_fds, kept_logs, resume
 from .sockets import REGISTRY
 from .state import StateStore
 from .ticker import Ticker
@@ -33,8 +34,29 @@ class Plugin:
         state_file = state_file or os.path.join(os.path.dirname(os.path.abspath(options.pidfile)), STATE_FILE_NAME)
         self.state = StateStore(state_file, options.logger)
         self.ticker = Ticker()
+        self._next: dict[str, LittlebossGroupConfig] | None = None  # the next run's programs, once asked
+        self.unsaved = False  # the state changed since it was last written
+
+    def next_config(self, name: str) -> LittlebossGroupConfig | None:
+        """On supervisord's restart: the configuration the next run gives littleboss program
+        ``name`` (None: it will not be one), from the configuration file as it is now."""
+        if self._next is None:
+            self._next = littleboss_configs(self.options.configfile)
+        return self._next.get(name)
 
     def save_state(self) -> None:
+        """The state changed: it is written once per pass of supervisord's main loop
+        (``flush_state``), however many programs changed (a rewrite and fsync of the whole
+        file each time would cost more, the more programs there are)."""
+        self.unsaved = True
+
+    def flush_state(self) -> None:
+        """Write the state if it changed since it was last written. Called from every group's
+        ``transition`` (the pass a process is spawned in writes it, before anything else can
+        happen to supervisord) and ``get_unstopped_processes`` (the passes of a stop)."""
+        if not self.unsaved:
+            return
+        self.unsaved = False
         try:
             self.state.save()
         except OSError as exc:
@@ -55,9 +77,13 @@ class Plugin:
 
     @staticmethod
     def _littleboss_group(config, current) -> LittlebossProcessGroup | None:
-        """The group of a littleboss program's new ``config`` (None for other programs)."""
+        """The group of a littleboss program's new ``config`` (None for other programs): the one
+        kept running through supervisord's restart, if any, else a new one."""
         if not isinstance(config, LittlebossGroupConfig):
             return None
+        kept = KEPT.pop(config.name, None)
+        if kept is not None:
+            return resume(kept, config)
         if config.process_configs == current.config.process_configs:
             # keep the already resolved AUTO log file names
             config.process_configs = ProcessConfigs(config.name, current.config.process_configs)
@@ -83,8 +109,12 @@ def install(supervisord, state_file: str | None = None) -> Plugin:
         return plugin
     LittlebossGroupConfig.group_class = LittlebossProcessGroup  # what littleboss programs run as
     spare_fds_on_sighup(REGISTRY.fds)  # before the next factory call: it runs on SIGHUP
+    spare_fds_on_sighup(kept_fds)
+    keep_logs_on_sighup(kept_logs)
     plugin = options.littleboss = Plugin(supervisord, state_file)
     wrap_groups_from_parser(options)
     plugin.adopt_groups()
+    plugin.flush_state()  # what the new groups found (orphans, a refused binary) is written at once
+    abandon(options.logger)  # kept, but the configuration changed again before this run read it
     plugin.release_unused_sockets()
     return plugin

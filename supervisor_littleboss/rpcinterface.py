@@ -167,7 +167,7 @@ class LittlebossNamespaceRPCInterface:
         @param boolean wait    Return once every slot is promoted and the old processes
                                have exited (true), or at once (false; follow it with
                                getProgramInfo)
-        @return struct result  id, name, kind (reload, rollback, fallback), phase
+        @return struct result  id, name, kind (reload, rollback, fallback, config), phase
                                (starting, checking, settling, rolling back while it
                                runs; draining, done, failed, rolled back after;
                                started, recorded for a program not running), old_pid,
@@ -195,15 +195,21 @@ class LittlebossNamespaceRPCInterface:
         group = self._group(name)
         wait = argument(wait, bool, "wait")
         previous = group.binaries.previous
+        self._refuse_now(group)  # a reload under way comes first: after it, there may be a previous binary
         if not previous:
             raise LittlebossRPCError(F.NO_PREVIOUS, f"{group.config.name}: no previous binary to roll back to")
         return self._begin(group, previous, Kind.ROLLBACK, wait)
 
-    def _begin(self, group: LittlebossProcessGroup, path: str, kind: Kind, wait: bool):
+    @staticmethod
+    def _refuse_now(group: LittlebossProcessGroup) -> None:
+        """RELOAD_IN_PROGRESS or NOT_RUNNING when no reload can start now."""
         refusal = group.reload_refusal()
         if refusal is not None:
             in_progress = group.rollout is not None and group.rollout.active
             raise LittlebossRPCError(F.RELOAD_IN_PROGRESS if in_progress else F.NOT_RUNNING, refusal)
+
+    def _begin(self, group: LittlebossProcessGroup, path: str, kind: Kind, wait: bool):
+        self._refuse_now(group)
         binary = check_binary(group.name, path, group.serving(0).config.uid, group.allowed())
         reload = group.begin_reload(binary, kind)
         if not wait:

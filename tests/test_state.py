@@ -159,7 +159,7 @@ def test_a_directory_that_cannot_be_moved_is_ignored_and_saving_logs_instead_of_
     mocker.stopall()
 
     store.program("web").path = "/r/v2/app"
-    Plugin.save_state(SimpleNamespace(state=store, options=SimpleNamespace(logger=logger)))
+    Plugin.flush_state(SimpleNamespace(state=store, options=SimpleNamespace(logger=logger), unsaved=True))
     level, line = logger.lines[1]
     assert level == "error" and line.startswith(f"littleboss: cannot write the state file {path}: [Errno 21]")
     assert path.is_dir() and os.listdir(path.parent) == [path.name]  # no temporary file left behind
@@ -256,3 +256,12 @@ def test_supervisord_starts_with_the_configured_binary_despite_a_damaged_state_f
     [_, line] = supervisord.ctl("littleboss:status", "--history", "web", check=True).stdout.splitlines()
     assert f"reload   {v1} \u2192 {v2}  succeeded" in line
     assert errors() == [error] and asides(path) == [aside]
+
+
+def test_changes_are_written_once_per_pass_of_the_main_loop(mocker):
+    plugin = SimpleNamespace(state=mocker.Mock(), options=SimpleNamespace(logger=Logger()), unsaved=False)
+    for _ in range(500):  # 500 programs changed in one pass
+        Plugin.save_state(plugin)
+    Plugin.flush_state(plugin)
+    Plugin.flush_state(plugin)  # the next pass: nothing changed
+    assert plugin.state.save.call_count == 1

@@ -2,7 +2,7 @@
 """Test server: serves HTTP/1.1 on the sockets it inherits by the systemd convention.
 
 ``GET /`` answers ``VERSION PID SOCKETNAME``; ``GET /env`` answers JSON with the
-``LISTEN_*`` variables and open fds it started with. Keep-alive connections are
+``LISTEN_*`` variables and open fds it started with; ``GET /print?LINE`` prints LINE. Keep-alive connections are
 served until SIGTERM; then it stops accepting, answers the next request on each open
 connection with ``Connection: close``, closes idle ones, finishes in-flight requests
 and exits 0. SIGUSR1: the same, but then it stays alive without accepting (so
@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
 
 VERSION = os.environ.get("APP_VERSION", "v1")
 DRAINING = threading.Event()
@@ -57,6 +58,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/env":
             body = json.dumps({**STARTUP, "pid": os.getpid()}).encode()
+        elif self.path.startswith("/print?"):  # a line on stdout, for the tests of its log
+            print(unquote(self.path.partition("?")[2]), flush=True)
+            body = b"printed\n"
         else:
             body = f"{VERSION} {os.getpid()} {self.server.socket_name}\n".encode()
         self.send_response(200)

@@ -1,0 +1,140 @@
+"""supervisord's restart (SIGHUP, ``supervisorctl reload``): littleboss programs run on through it.
+
+supervisord restarts in the same process: it stops every group, reads its configuration
+again, makes new groups and starts them. A littleboss group whose program the configuration
+file, read as it is at that moment, still gives the same processes on the same sockets is
+*kept*: its processes are not stopped, the fds supervisord reads them through (pipes,
+NOTIFY_SOCKET, log files) are spared when the new run closes inherited fds, and the new run
+takes the group up (``resume``) instead of making one. An unchanged program goes on as it
+was; a changed one keeps its processes on their old settings until a ``config`` rollout
+swaps them, with zero downtime, for processes on the new ones.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import time
+
+from supervisor import events
+from supervisor.process import ProcessGroup
+from supervisor.states import SupervisorStates
+
+from .binaries import BinaryRecord
+from .config import LittlebossGroupConfig, ProcessConfigs
+from .contract import Kind
+from .events import ReloadFailedEvent
+from .faults import LittlebossRPCError
+from .glue import logger_fds, reap_with
+from .lifecycle import Program
+from .validate import check_binary
+
+# groups whose processes run on through supervisord's restart, by name: kept by the run that
+# ends, taken up by the next (modules are not re-imported on SIGHUP)
+KEPT: dict[str, ProcessGroup] = {}
+
+
+def kept(group) -> bool:
+    """Whether ``group``'s processes run on through supervisord's restart under way (decided
+    once, when supervisord first stops it): only a reload under way is stopped (its candidates
+    discarded)."""
+    if KEPT.get(group.name) is group:
+        return True
+    if group.config.options.mood != SupervisorStates.RESTARTING:
+        return False
+    new = group.plugin.next_config(group.name)
+    if new is None or not group.config.same_processes(new):
+        return False
+    group.abort_rollout("supervisord is reloading its configuration")
+    KEPT[group.name] = group
+    running = [str(process.pid) for process in group.processes.values() if process.pid]
+    group.log(f"pid(s) {', '.join(running) or 'none'} run on through supervisord's reload")
+    return True
+
+
+def moved(pconfig, options):
+    """A copy of process config ``pconfig`` in supervisord's run of ``options``."""
+    pconfig = copy.copy(pconfig)
+    pconfig.options = options
+    return pconfig
+
+
+def resume(group, config: LittlebossGroupConfig):
+    """In supervisord's next run: ``group``, its processes still running, with ``config``.
+    Unchanged, it goes on as it was (same processes, log files, notify sockets, history).
+    Changed, its running processes keep their settings until a ``config`` rollout, started
+    at its first transition, swaps them for processes on the new ones."""
+    changed = config != group.config
+    options = config.options
+    if changed:
+        config.after_setuid()
+    else:  # its processes' AUTO log files stay theirs
+        config.process_configs = ProcessConfigs(config.name, [moved(pconfig, options)
+                                                              for pconfig in group.config.process_configs])
+    group.config = config
+    group.binaries = BinaryRecord(group.plugin.state.program(group.name), group.configured_command,
+                                  group.configured_path, group.save_state)
+    warning = group.binaries.reconcile(group.refusal, time.time())  # a changed command wins
+    if warning:
+        options.logger.warn(f"littleboss: {group.name}: {warning}")
+    group.program = Program(group, group.binaries, group.log)
+    # group.orphans goes on: those an earlier supervisord left, never its own processes
+    for slot, pconfig in enumerate(config.process_configs):
+        process = group.serving(slot)
+        if changed and process.pid:
+            process.config = moved(process.config, options)  # its own settings, until swapped
+        else:
+            process.config = group.config_running(pconfig, group.binaries.swapped_in)
+        if process.pid:
+            reap_with(options, process.pid, process)  # the new run reaps it
+    if group.rollout is not None:
+        group.rollout.resume(group.program)
+    group.bind_sockets()
+    group.config_pending = group.config_pending or changed
+    group.config_due = group.config_pending and any(process.pid for process in group.processes.values())
+    return group
+
+
+def swap_to_config(group) -> None:
+    """Swap the processes that ran on through supervisord's restart for ones on the group's
+    configuration (a ``config`` rollout), or say why not (they keep serving)."""
+    group.config_due = False
+    path = group.binaries.swapped_in or group.configured_path()
+    try:
+        binary = check_binary(group.name, path, group.config.process_configs[0].uid, group.allowed())
+    except LittlebossRPCError as exc:
+        old = group.current_path()
+        group.binaries.failed(Kind.CONFIG, old, path, f"failed: {exc.text}", 0, time.time())
+        group.log(f"the new configuration cannot be applied: {exc.text}; the running processes keep their "
+                  "settings", error=True)
+        events.notify(ReloadFailedEvent(group.name, reason=exc.text, **{"from": old, "to": path},
+                                        old_pid=group.serving(0).pid, new_pid=0, slots=group.slot_count()))
+        return
+    group.begin_reload(binary, Kind.CONFIG)
+
+
+def abandon(logger) -> None:
+    """The groups kept, but not taken up (the configuration changed again before the new run
+    read it): their processes are sent their stop signal."""
+    for group in KEPT.values():
+        for process in group.all_processes():
+            if process.pid:
+                logger.warn(f"littleboss: {group.name}: pid {process.pid} ran on through supervisord's reload, "
+                            "but the program is no longer configured so: stopping it")
+                try:
+                    os.kill(process.pid, process.config.stopsignal)
+                except ProcessLookupError:
+                    pass
+    KEPT.clear()
+
+
+def kept_fds() -> set[int]:
+    """The fds supervisord reads its kept processes through (pipes, NOTIFY_SOCKET) and those of
+    the log files it writes their output to."""
+    return {fd for group in KEPT.values() for process in group.all_processes()
+            for pipe, dispatcher in process.dispatchers.items() for fd in (pipe, *logger_fds(dispatcher))}
+
+
+def kept_logs() -> set[str]:
+    """The log files supervisord's kept processes write."""
+    return {os.path.abspath(path) for group in KEPT.values() for process in group.all_processes()
+            for path in (process.config.stdout_logfile, process.config.stderr_logfile) if isinstance(path, str)}

@@ -1,0 +1,126 @@
+"""supervisord's own reload (SIGHUP, ``supervisorctl reload``) keeps littleboss programs running:
+an unchanged program keeps its processes (same pids, sockets, logs, history); a changed one is
+swapped to its new settings with zero downtime; one whose processes or sockets change restarts
+as supervisord always did. Real supervisords, real clients under load."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from harness import Supervisord, free_port, http_get, wait_for
+from load import Load
+
+pytestmark = pytest.mark.e2e  # real supervisords, programs and clients
+
+POOL = {"numprocs": 4, "process_name": "%(program_name)s_%(process_num)s"}
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def pids(sv: Supervisord, name: str) -> list[int]:
+    return [process["pid"] for process in sv.rpc.littleboss.getProgramInfo(name)["processes"]]
+
+
+def web(sv: Supervisord, port: int, **keys) -> None:
+    sv.program("web", littleboss_sockets=f"http=tcp://127.0.0.1:{port}", littleboss_ready="notify", **keys)
+
+
+@pytest.fixture
+def sv(tmp_path: Path):
+    """A supervisord of the test's own (SIGHUP restarts every program of a supervisord) with a
+    littleboss program and a littleboss pool of 4 processes."""
+    sv = Supervisord(tmp_path)
+    sv.web_port, sv.pool_port = free_port(), free_port()
+    web(sv, sv.web_port)
+    sv.program("pool", littleboss_sockets=f"http=tcp://127.0.0.1:{sv.pool_port}", **POOL)
+    sv.start()
+    sv.wait_running("web")
+    wait_for(lambda: all(pids(sv, "pool")), what="the pool running")
+    yield sv
+    sv.stop()
+
+
+@pytest.mark.parametrize("keepalive", [False, True], ids=["new-connections", "keep-alive"])
+def test_sighup_keeps_every_process_of_unchanged_programs_serving(sv, keepalive):
+    before = {name: pids(sv, name) for name in ("web", "pool")}
+    history = sv.rpc.littleboss.getProgramInfo("web")["history"]
+    uptime = sv.info("web:web")["start"]
+    fds = fd_count(sv.proc.pid)
+    with Load(("127.0.0.1", sv.web_port), keepalive=keepalive) as load, \
+            Load(("127.0.0.1", sv.pool_port), keepalive=keepalive) as pool_load:
+        for n in range(10):
+            load.wait_for_requests(20)
+            pool_load.wait_for_requests(20)
+            sv.hup()
+            assert {name: pids(sv, name) for name in before} == before, f"SIGHUP {n}"
+            line = f"said-after-SIGHUP-{n}"
+            http_get(("127.0.0.1", sv.web_port), f"/print?{line}")
+            wait_for(lambda line=line: line in (sv.root / "web.log").read_text(), what=f"{line!r} in web.log")
+        load.wait_for_requests(20)
+        pool_load.wait_for_requests(20)
+    for result in (load.result, pool_load.result):
+        assert result.failed == 0 and result.broken == 0, result
+    assert sv.info("web:web")["statename"] == "RUNNING" and sv.info("web:web")["start"] == uptime
+    assert sv.rpc.littleboss.getProgramInfo("web")["history"] == history
+    # nothing leaked (each run closes what the run before opened; a client's connection may linger)
+    wait_for(lambda: fd_count(sv.proc.pid) <= fds, what=f"supervisord's fds back to {fds}")
+    assert "reaped unknown pid" not in (sv.root / "supervisord.log").read_text()
+
+
+def test_a_changed_environment_is_swapped_in_with_zero_downtime(sv):
+    old = pids(sv, "web")[0]
+    with Load(("127.0.0.1", sv.web_port)) as load:
+        load.wait_for_requests(20)
+        web(sv, sv.web_port, environment="APP_VERSION=v2")
+        sv.hup()
+        wait_for(lambda: http_get(("127.0.0.1", sv.web_port)).startswith(b"v2 "), what="the new environment")
+        load.wait_for_requests(20)
+    assert load.result.failed == 0, load.result
+    [new] = pids(sv, "web")
+    assert new != old and not os.path.exists(f"/proc/{old}")
+    assert pids(sv, "pool") == pids(sv, "pool")  # untouched
+    last = sv.rpc.littleboss.getProgramInfo("web")["history"][-1]
+    assert (last["kind"], last["outcome"]) == ("config", "succeeded")
+
+
+def test_a_broken_command_leaves_the_old_process_serving_on_its_settings(sv):
+    [old] = pids(sv, "web")
+    web(sv, sv.web_port, command=str(sv.root / "no-such-app"))
+    sv.hup()
+    assert pids(sv, "web") == [old] and http_get(("127.0.0.1", sv.web_port)).startswith(b"v1 ")
+    last = wait_for(lambda: sv.rpc.littleboss.getProgramInfo("web")["history"][-1:], what="a history entry")[0]
+    assert last["kind"] == "config" and "NO_FILE" in last["outcome"], last
+    log = (sv.root / "supervisord.log").read_text()
+    assert "the new configuration cannot be applied: NO_FILE" in log
+
+
+def test_a_swap_under_way_at_sighup_is_aborted_and_taken_up_again_by_the_next_run(sv):
+    [old] = pids(sv, "web")
+    web(sv, sv.web_port, environment="APP_VERSION=v2", littleboss_settle=30)
+    sv.hup()  # the new settings' candidate is ready, then settles for 30 s
+    candidate = wait_for(lambda: sv.rpc.littleboss.getProgramInfo("web")["candidate_pid"], what="a candidate")
+    settling = sv.rpc.littleboss.getProgramInfo("web")["last_reload"]
+    sv.hup()  # nothing changed since: the swap under way is aborted, the old process runs on
+    assert pids(sv, "web") == [old] and http_get(("127.0.0.1", sv.web_port)).startswith(b"v1 ")
+    wait_for(lambda: not os.path.exists(f"/proc/{candidate}"), what="the discarded candidate to exit")
+    history = sv.rpc.littleboss.getProgramInfo("web")["history"]
+    assert any(entry["kind"] == "config" and "aborted: supervisord is reloading its configuration"
+               in entry["outcome"] for entry in history), history
+    # the next run takes the swap up again: its candidate settles (its own id: a new rollout)
+    again = wait_for(lambda: sv.rpc.littleboss.getProgramInfo("web")["candidate_pid"], what="a new candidate")
+    assert again != candidate and sv.rpc.littleboss.getProgramInfo("web")["last_reload"]["id"] != settling["id"]
+
+
+def test_a_pool_whose_numprocs_changed_restarts_and_a_removed_program_stops(sv):
+    [old] = pids(sv, "web")
+    (sv.confd / "web.conf").unlink()
+    sv.program("pool", littleboss_sockets=f"http=tcp://127.0.0.1:{sv.pool_port}", **{**POOL, "numprocs": 2})
+    before = pids(sv, "pool")
+    sv.hup()
+    wait_for(lambda: len(pids(sv, "pool")) == 2 and all(pids(sv, "pool")), what="2 pool processes")
+    assert not set(pids(sv, "pool")) & set(before)
+    assert http_get(("127.0.0.1", sv.pool_port))
+    wait_for(lambda: not os.path.exists(f"/proc/{old}"), what="the removed program's process to exit")
