@@ -59,7 +59,8 @@ def test_a_change_of_littleboss_settings_alone_makes_the_config_differ(tmp_path)
 
 @pytest.mark.parametrize("sections, message", [
     (web(littleboss_sockets="http=tcp://127.0.0.1:80", littleboss_socket="x"),
-     "[program:web] has unknown setting 'littleboss_socket'; littleboss settings are: littleboss_sockets, "),
+     "[program:web] has unknown setting 'littleboss_socket' (did you mean littleboss_sockets?); littleboss "
+     "settings are: littleboss_sockets, "),
     (web(littleboss_socket_backlog="5"),
      "[program:web] sets littleboss_socket_backlog but not littleboss_sockets, which littleboss programs need"),
     (web(littleboss_sockets="http=tcp://127.0.0.1"),

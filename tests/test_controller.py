@@ -25,7 +25,8 @@ def sv(tmp_path_factory) -> Supervisord:
     sv.v1, sv.v2 = releases.v1, releases.v2
     sv.crash = releases.add("crash", "v3", "--mode", "crash")
     sv.never = releases.add("never", "v3", "--mode", "never-ready")
-    sv.littleboss_program("web", sv.v1, sv.port, releases.allow, littleboss_ready_timeout=3)
+    # never-ready fails after 8 s: long enough for the Ctrl-C test to interrupt it first on a loaded machine
+    sv.littleboss_program("web", sv.v1, sv.port, releases.allow, littleboss_ready_timeout=8)
     sv.program("plain", command="sleep 1000")
     sv.program("multi", command=sv.v1, numprocs=2, process_name="%(program_name)s_%(process_num)s",
                littleboss_sockets=f"http=tcp://127.0.0.1:{free_port()}")
@@ -57,7 +58,8 @@ def test_reload_prints_progress_and_a_final_line_and_exits_0(sv, spelling):
     assert lines[0] == f"web: reload started: candidate pid {new_pid} running {target}"
     assert lines[1] == f"web: candidate pid {new_pid} is ready"
     assert lines[2] == f"web: promoted pid {new_pid}; old pid {old_pid} is draining"
-    assert lines[3].startswith(f"web: reloaded {current} \u2192 {target} (pid {old_pid} \u2192 {new_pid}) in ")
+    assert lines[3] == f"web: status httpapp {'v2' if target == sv.v2 else 'v1'} serving"  # its STATUS=
+    assert lines[4].startswith(f"web: reloaded {current} \u2192 {target} (pid {old_pid} \u2192 {new_pid}) in ")
     assert load.result.failed == 0, load.result
 
 

@@ -69,10 +69,12 @@ def test_an_app_found_through_current_keeps_serving_release_1_and_the_launcher_s
     assert http_get(address).startswith(b"v1 ")
     assert status(supervisord) == f"serving on 127.0.0.1:{port}, app {v1}/asgiapp.py"
 
-    result = supervisord.rpc.littleboss.reload("app", f"{v2}/bin/littleboss-serve")
-    assert http_get(address) == f"v1 {result['new_pid']}\n".encode()  # release 2's launcher, release 1's code
+    reload = supervisord.ctl("littleboss:reload", "app", f"{v2}/bin/littleboss-serve", check=True).stdout
+    new_pid = supervisord.rpc.littleboss.getProgramInfo("app")["pid"]
+    assert http_get(address) == f"v1 {new_pid}\n".encode()  # release 2's launcher, release 1's code
     assert status(supervisord) == (f"serving on 127.0.0.1:{port}, app {v1}/asgiapp.py, "
                                    f"NOT from this launcher's release {v2}")
+    assert reload.splitlines()[-2] == f"app: status {status(supervisord)}"  # said at once, by the reload
     [line] = supervisord.ctl("littleboss:status", "app", check=True).stdout.splitlines()  # what an operator reads
     assert line.endswith(f"  status serving on 127.0.0.1:{port}, app {v1}/asgiapp.py, "
                          f"NOT from this launcher's release {v2}"), line
