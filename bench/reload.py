@@ -225,6 +225,7 @@ class Result:
     ready_to_promotion_ms: list = field(default_factory=list)
     versions: list = field(default_factory=list)  # (before, after) per reload
     old_answers_after_return: int = 0
+    pids_kept: list = field(default_factory=list)  # per supervisord reload: every pid of the program kept
 
 
 def versions_around(result: Result, answers: list[Sample], windows: list[tuple[float, float]],
@@ -279,8 +280,9 @@ Versions = tuple[str, str] | Callable[[], tuple[str, str]]
 
 
 class Scenario:
-    """One program and how it is swapped: ``reload`` (littleboss) or ``restart`` (supervisorctl);
-    or ``start-stop``, the control: the program is left alone while the second binary is
+    """One program and how it is swapped: ``reload`` (littleboss), ``restart`` (supervisorctl)
+    or ``sighup`` (``supervisorctl reload``: supervisord's own reload); or ``start-stop``, the
+    control: the program is left alone while the second binary is
     started beside it on a port of its own, answers, and is stopped, as often as the
     reloads run. It costs the machine what a reload costs, without a reload."""
 
@@ -321,7 +323,18 @@ class Scenario:
                    littleboss_ready=self.ready, littleboss_settle=self.settle,
                    littleboss_allow=f"{Path(v1).parent.parent}/*/*", **self.settings)
 
+    @staticmethod
+    def pids(sv: Supervisord) -> list[int]:
+        return [info["pid"] for info in sv.rpc.supervisor.getAllProcessInfo() if info["group"] == "app"]
+
     def swap(self, sv: Supervisord, n: int) -> dict:
+        if self.action == "sighup":
+            before, started = self.pids(sv), time.monotonic()
+            sv.rpc.supervisor.restart()
+            wait_for(lambda: sv.rpc.supervisor.getState()["statename"] == "RUNNING", timeout=sv.allow(0.1),
+                     what="supervisord after its reload")
+            sv.wait_all_running("app")
+            return {"seconds": time.monotonic() - started, "ready_to_promotion": 0, "kept": self.pids(sv) == before}
         if self.action == "reload":
             result = sv.rpc.littleboss.reload("app", self.versions[(n + 1) % 2])
             last = sv.rpc.littleboss.getProgramInfo("app")["last_reload"]
@@ -383,6 +396,11 @@ def scenarios(bins: dict) -> list[Scenario]:
         *(Scenario(f"{name}-pool", "myblog pool", action, bins["myblog"], **POOL)
           for name, action in (("littleboss-restart", "restart"), ("littleboss-reload", "reload"),
                                ("start-stop-control", "start-stop"))),
+        # supervisord's own reload (supervisorctl reload): it restarts a plain program; a littleboss
+        # program, a process or a pool, runs on through it
+        Scenario("plain-sighup", "httpapp", "sighup", plain, littleboss=False),
+        Scenario("littleboss-sighup", "myblog", "sighup", bins["myblog"]),
+        Scenario("littleboss-sighup-pool", "myblog pool", "sighup", bins["myblog"], **POOL),
         Scenario("plain-restart-warmup", "warm-up app", "restart", plain_warm, littleboss=False),
         Scenario("littleboss-reload-warmup", "warm-up app", "reload", bins["warm"]),
         Scenario("gunicorn-plain-restart", "gunicorn", "restart", plain_gunicorn, littleboss=False),
@@ -423,6 +441,8 @@ def run(scenario: Scenario, mode: str, args, root: Path, baseline: float | None 
                 result.reload_seconds.append(round(swap["seconds"], 3))
                 if swap["ready_to_promotion"]:
                     result.ready_to_promotion_ms.append(round(swap["ready_to_promotion"] * 1000, 2))
+                if "kept" in swap:
+                    result.pids_kept.append(swap["kept"])
                 rec.wait_for_requests(args.concurrency * 5, timeout=60)
         result.seconds = round(rec.stopped - rec.started, 1)
         result.broken_keepalive = rec.result.broken if mode == "keepalive" else 0
@@ -505,6 +525,8 @@ def table(results: list[Result]) -> str:
         promo = f"{statistics.median(r.ready_to_promotion_ms):.1f}ms" if r.ready_to_promotion_ms else "-"
         switched = sum(1 for before, after in r.versions if after and after != before)
         versions = f"{switched}/{len(r.versions)} switched" if r.versions else "-"
+        if r.pids_kept:
+            versions = f"pids kept {sum(r.pids_kept)}/{len(r.pids_kept)}"
         if r.old_answers_after_return:
             versions += f", {r.old_answers_after_return} old answers after return"
         rate = r.requests / r.seconds if r.seconds else 0
@@ -543,6 +565,15 @@ def targets(results: list[Result], chosen: list[Scenario], costs: list[dict]) ->
                 all(r.longest_gap_ms <= c.longest_gap_ms for r, c in controlled),
                 "; ".join(f"{r.app} {r.longest_gap_ms} ms with reloads, {c.longest_gap_ms} ms in its control"
                           for r, c in controlled))
+    kept = {s.name for s in chosen if s.action == "sighup" and s.littleboss}
+    hups = [r for r in results if r.scenario in kept]
+    if hups:
+        failed = sum(sum(r.failed.values()) + r.broken_keepalive for r in hups)
+        checks["every pid kept and no request failed through supervisord's reload"] = (
+            failed == 0 and all(all(r.pids_kept) for r in hups),
+            "; ".join(f"{r.scenario} {r.mode}: pids kept {sum(r.pids_kept)}/{len(r.pids_kept)}, "
+                      f"{sum(r.failed.values())} failed, {r.broken_keepalive} broken, gap {r.longest_gap_ms} ms"
+                      for r in hups))
     beyond = [ms - settle[r.scenario] * 1000 for r in reloads for ms in r.ready_to_promotion_ms]
     if beyond:
         median = statistics.median(beyond)

@@ -18,7 +18,8 @@ def test_a_short_benchmark_run_reports_its_figures(tmp_path):
     run = subprocess.run(
         [sys.executable, str(BENCH), "--reloads", "2", "--concurrency", "2", "--modes", "new",
          "--scenarios", "plain-restart,littleboss-reload,start-stop-control,go-reload,"
-                        "littleboss-restart-pool,littleboss-reload-pool,start-stop-control-pool",
+                        "littleboss-restart-pool,littleboss-reload-pool,start-stop-control-pool,"
+                        "plain-sighup,littleboss-sighup-pool",
          "--cost-programs", "2", "--cost-idle", "1", "--json", str(out)],
         capture_output=True, text=True, timeout=300,
     )
@@ -27,7 +28,8 @@ def test_a_short_benchmark_run_reports_its_figures(tmp_path):
     runs = {r["scenario"]: r for r in report["runs"]}
     assert set(runs) == {"baseline myblog", "plain-restart", "littleboss-reload", "start-stop-control",
                          "go-reload", "baseline go", "own port go", "littleboss-restart-pool",
-                         "littleboss-reload-pool", "baseline myblog pool", "start-stop-control-pool"}
+                         "littleboss-reload-pool", "baseline myblog pool", "start-stop-control-pool",
+                         "plain-sighup", "littleboss-sighup-pool"}
     for name in ("littleboss-reload", "littleboss-reload-pool"):  # one process; numprocs = 4, one at a time
         reload = runs[name]
         assert reload["failed"] == {} and len(reload["reload_seconds"]) == 2
@@ -44,6 +46,10 @@ def test_a_short_benchmark_run_reports_its_figures(tmp_path):
         assert control["failed"] == {} and len(control["reload_seconds"]) == 2
         assert control["versions"] == [["1", "1"], ["1", "1"]]  # the side binary (version 2) never answered
     assert report["targets"]["no failed request or broken keep-alive connection"][0] is True
+    # supervisorctl reload: a plain program restarts, a littleboss pool runs on through it
+    assert runs["plain-sighup"]["pids_kept"] == [False, False]
+    assert runs["littleboss-sighup-pool"]["pids_kept"] == [True, True]
+    assert report["targets"]["every pid kept and no request failed through supervisord's reload"][0] is True
     assert "longest gap within 5 ms of a run without reloads (new)" in report["targets"]
     # each reload beside its own control: myblog's and the pool's
     figures = report["targets"]["longest gap no longer than the start-stop control's (new)"][1]
