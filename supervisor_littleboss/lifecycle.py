@@ -384,6 +384,8 @@ class Rollout:
         """Its phase as operators read it: a running rollout shows its first slot under way."""
         if self.phase is RolloutPhase.RUNNING:
             return next((swap.phase.value for swap in self.swaps if swap.in_flight), SwapPhase.STARTING.value)
+        if self.phase is RolloutPhase.DRAINING and all(swap.gone for swap in self.swaps):
+            return RolloutPhase.DONE.value  # the last old process exited since the last step
         return self.phase.value
 
     def _to(self, phase: RolloutPhase) -> None:
