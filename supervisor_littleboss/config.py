@@ -179,12 +179,20 @@ class LittlebossGroupConfig(ProcessGroupConfig):
     def make_group(self):
         return self.group_class(self)
 
-    def same_processes(self, other: LittlebossGroupConfig) -> bool:
-        """The same processes (names, so numprocs) on the same sockets: ``other`` can take up
-        this program's running processes (its other settings may differ)."""
-        return ([config.name for config in self.process_configs] == [config.name for config in other.process_configs]
-                and self.littleboss.sockets == other.littleboss.sockets
-                and self.littleboss.socket_options == other.littleboss.socket_options)
+    def can_take_up(self, other: LittlebossGroupConfig) -> bool:
+        """Whether ``other`` (this program's next configuration) can take up its running
+        processes: theirs are the first of its process names (numprocs may grow or shrink;
+        any other setting may change)."""
+        mine, theirs = ([config.name for config in configs.process_configs] for configs in (self, other))
+        common = min(len(mine), len(theirs))
+        return mine[:common] == theirs[:common]
+
+    def reaches_processes(self, other: LittlebossGroupConfig) -> bool:
+        """Whether going to ``other`` changes what a running process of this program was
+        started with: the settings of a process they both have, or the sockets."""
+        return (any(mine != theirs for mine, theirs in zip(self.process_configs, other.process_configs, strict=False))
+                or self.littleboss.sockets != other.littleboss.sockets
+                or self.littleboss.socket_options != other.littleboss.socket_options)
 
 
 def read_settings(parser: UnhosedConfigParser, section: str, expansions: dict) -> LittlebossSettings | None:

@@ -501,15 +501,23 @@ class LittlebossProcessGroup(ProcessGroup):
         old = self.serving(slot)
         self.extras = [p for p in self.extras if p is not candidate]  # by identity: Subprocess.__eq__ is priority
         self.processes[old.config.name] = candidate
-        old.set_role(Role.DRAINING)
         candidate.change_state(ProcessStates.RUNNING)  # quietly: the program never stopped running
         candidate.delay = candidate.backoff = 0
         candidate.set_role(Role.SERVING)
+        self.retire(old)
+        return old
+
+    def retire(self, old: LittlebossSubprocess) -> None:
+        """A process no slot has any more drains: the stop signal, SIGKILL after the lameduck."""
+        old.set_role(Role.DRAINING)
         if old.pid:
             self.extras.append(old)
             old.stop()
             old.delay = time.time() + self.lameduck(old.config)
-        return old
+
+    def new_process(self, pconfig, slot: int) -> LittlebossSubprocess:
+        """A process for a slot added to the program (it starts as any process does)."""
+        return LittlebossSubprocess(self.config_running(pconfig, self.binaries.swapped_in), self, slot)
 
     def run_slots_on(self, path: str) -> None:
         """Make ``path`` the binary every slot's next spawn runs (slots already on it keep their command)."""

@@ -12,6 +12,7 @@ swaps them, with zero downtime, for processes on the new ones.
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 import time
 
@@ -42,7 +43,7 @@ def kept(group) -> bool:
     if group.config.options.mood != SupervisorStates.RESTARTING:
         return False
     new = group.plugin.next_config(group.name)
-    if new is None or not group.config.same_processes(new):
+    if new is None or not group.config.can_take_up(new):
         return False
     group.abort_rollout("supervisord is reloading its configuration")
     KEPT[group.name] = group
@@ -60,16 +61,19 @@ def moved(pconfig, options):
 
 def resume(group, config: LittlebossGroupConfig):
     """In supervisord's next run: ``group``, its processes still running, with ``config``.
-    Unchanged, it goes on as it was (same processes, log files, notify sockets, history).
-    Changed, its running processes keep their settings until a ``config`` rollout, started
-    at its first transition, swaps them for processes on the new ones."""
-    changed = config != group.config
-    options = config.options
-    if changed:
-        config.after_setuid()
-    else:  # its processes' AUTO log files stay theirs
-        config.process_configs = ProcessConfigs(config.name, [moved(pconfig, options)
-                                                              for pconfig in group.config.process_configs])
+    Its processes go on as they were (same pids, log files, notify sockets; the history and
+    the binary in use too). If ``config`` changes what they were started with (a process's
+    settings, the sockets), they keep their settings until a ``config`` rollout, started at
+    the group's first transition, swaps them for processes on the new ones. Slots added
+    (numprocs grew) start as any process does; slots removed drain and stop."""
+    options, old = config.options, group.config
+    swap = old.reaches_processes(config)
+    kept = len(group.slots)
+    # a process's config unchanged stays the one it runs with (its AUTO log files stay its own)
+    config.process_configs = ProcessConfigs(config.name, [
+        moved(mine, options) if slot < kept and mine == theirs else created(theirs)
+        for slot, (mine, theirs) in enumerate(itertools.zip_longest(old.process_configs[:len(config.process_configs)],
+                                                                     config.process_configs))])
     group.config = config
     group.binaries = BinaryRecord(group.plugin.state.program(group.name), group.configured_command,
                                   group.configured_path, group.save_state)
@@ -78,20 +82,35 @@ def resume(group, config: LittlebossGroupConfig):
         options.logger.warn(f"littleboss: {group.name}: {warning}")
     group.program = Program(group, group.binaries, group.log)
     # group.orphans goes on: those an earlier supervisord left, never its own processes
+    removed = [group.serving(slot) for slot in range(len(config.process_configs), kept)]
+    processes = {}
     for slot, pconfig in enumerate(config.process_configs):
-        process = group.serving(slot)
-        if changed and process.pid:
+        process = group.serving(slot) if slot < kept else group.new_process(pconfig, slot)
+        if swap and process.pid:
             process.config = moved(process.config, options)  # its own settings, until swapped
         else:
             process.config = group.config_running(pconfig, group.binaries.swapped_in)
         if process.pid:
             reap_with(options, process.pid, process)  # the new run reaps it
+        processes[pconfig.name] = process
+    group.slots, group.processes = [pconfig.name for pconfig in config.process_configs], processes
+    for process in removed:
+        process.config = moved(process.config, options)
+        if process.pid:
+            reap_with(options, process.pid, process)
+        group.retire(process)
     if group.rollout is not None:
         group.rollout.resume(group.program)
     group.bind_sockets()
-    group.config_pending = group.config_pending or changed
-    group.config_due = group.config_pending and any(process.pid for process in group.processes.values())
+    group.config_pending = group.config_pending or swap
+    group.config_due = group.config_pending and any(process.pid for process in processes.values())
     return group
+
+
+def created(pconfig):
+    """A new process config, its AUTO log files made."""
+    pconfig.create_autochildlogs()
+    return pconfig
 
 
 def swap_to_config(group) -> None:

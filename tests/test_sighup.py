@@ -1,14 +1,14 @@
 """supervisord's own reload (SIGHUP, ``supervisorctl reload``) keeps littleboss programs running:
 an unchanged program keeps its processes (same pids, sockets, logs, history); a changed one is
-swapped to its new settings with zero downtime; one whose processes or sockets change restarts
-as supervisord always did. Real supervisords, real clients under load."""
+swapped to its new settings with zero downtime (new sockets too); slots added to a pool start,
+slots removed drain. Real supervisords, real clients under load."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import pytest
-from harness import Supervisord, free_port, http_get, wait_for
+from harness import Supervisord, free_port, http_get, listening_inode, wait_for
 from load import Load
 
 pytestmark = pytest.mark.e2e  # real supervisords, programs and clients
@@ -71,7 +71,7 @@ def test_sighup_keeps_every_process_of_unchanged_programs_serving(sv, keepalive)
 
 
 def test_a_changed_environment_is_swapped_in_with_zero_downtime(sv):
-    old = pids(sv, "web")[0]
+    old, pool = pids(sv, "web")[0], pids(sv, "pool")
     with Load(("127.0.0.1", sv.web_port)) as load:
         load.wait_for_requests(20)
         web(sv, sv.web_port, environment="APP_VERSION=v2")
@@ -80,8 +80,9 @@ def test_a_changed_environment_is_swapped_in_with_zero_downtime(sv):
         load.wait_for_requests(20)
     assert load.result.failed == 0, load.result
     [new] = pids(sv, "web")
-    assert new != old and not os.path.exists(f"/proc/{old}")
-    assert pids(sv, "pool") == pids(sv, "pool")  # untouched
+    assert new != old
+    wait_for(lambda: not os.path.exists(f"/proc/{old}"), what="the old process to drain and exit")
+    assert pids(sv, "pool") == pool  # untouched
     last = sv.rpc.littleboss.getProgramInfo("web")["history"][-1]
     assert (last["kind"], last["outcome"]) == ("config", "succeeded")
 
@@ -114,13 +115,47 @@ def test_a_swap_under_way_at_sighup_is_aborted_and_taken_up_again_by_the_next_ru
     assert again != candidate and sv.rpc.littleboss.getProgramInfo("web")["last_reload"]["id"] != settling["id"]
 
 
-def test_a_pool_whose_numprocs_changed_restarts_and_a_removed_program_stops(sv):
+def test_numprocs_4_6_2_starts_and_drains_slots_and_leaves_the_others_untouched(sv):
+    def pool(numprocs: int) -> None:
+        sv.program("pool", littleboss_sockets=f"http=tcp://127.0.0.1:{sv.pool_port}", **{**POOL, "numprocs": numprocs})
+
+    four = pids(sv, "pool")
+    with Load(("127.0.0.1", sv.pool_port)) as load:
+        load.wait_for_requests(20)
+        pool(6)
+        sv.hup()
+        six = wait_for(lambda: len(pids(sv, "pool")) == 6 and all(pids(sv, "pool")) and pids(sv, "pool"),
+                       what="6 pool processes")
+        assert six[:4] == four
+        load.wait_for_requests(20)
+        pool(2)
+        sv.hup()
+        assert pids(sv, "pool") == four[:2]
+        for gone in six[2:]:  # the slots removed drained and stopped
+            wait_for(lambda gone=gone: not os.path.exists(f"/proc/{gone}"), what=f"pid {gone} to exit")
+        load.wait_for_requests(20)
+    assert load.result.failed == 0, load.result
+
+
+def test_a_new_socket_address_is_swapped_in_and_the_old_one_closes_after_the_drain(sv):
+    [old] = pids(sv, "web")
+    new_port = free_port()
+    with Load(("127.0.0.1", sv.web_port)) as load:
+        load.wait_for_requests(20)
+        web(sv, new_port)
+        sv.hup()
+        new = wait_for(lambda: http_get(("127.0.0.1", new_port)), what="the new address to answer")
+        assert int(new.split()[1]) != old
+    wait_for(lambda: listening_inode(sv.web_port) is None, what="the old address to close")
+    assert not os.path.exists(f"/proc/{old}")
+    with Load(("127.0.0.1", new_port)) as load:
+        load.wait_for_requests(20)
+    assert load.result.failed == 0, load.result
+
+
+def test_a_removed_program_stops(sv):
     [old] = pids(sv, "web")
     (sv.confd / "web.conf").unlink()
-    sv.program("pool", littleboss_sockets=f"http=tcp://127.0.0.1:{sv.pool_port}", **{**POOL, "numprocs": 2})
-    before = pids(sv, "pool")
     sv.hup()
-    wait_for(lambda: len(pids(sv, "pool")) == 2 and all(pids(sv, "pool")), what="2 pool processes")
-    assert not set(pids(sv, "pool")) & set(before)
-    assert http_get(("127.0.0.1", sv.pool_port))
     wait_for(lambda: not os.path.exists(f"/proc/{old}"), what="the removed program's process to exit")
+    assert "web" not in {info["group"] for info in sv.rpc.supervisor.getAllProcessInfo()}

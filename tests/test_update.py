@@ -81,7 +81,8 @@ def test_moving_a_program_to_a_new_address_closes_the_old_one(supervisord: Super
     else:
         supervisord.ctl("update", check=True)
     supervisord.wait_running("web", not_pid=pid)
-    assert listening_inode(old) is None
+    # after reload, the old process drains (serving on the old address) before it closes
+    wait_for(lambda: listening_inode(old) is None, what="the old address to close")
     assert http_get(("127.0.0.1", new))
 
 
