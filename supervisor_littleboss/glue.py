@@ -14,7 +14,7 @@ supervisord's own ``rpcinterface.py`` and plugins such as supervisor_twiddler do
 ``process_group_configs`` (``rpcinterface.py``, ``plugin.py``, ``group.py``);
 ``ProcessGroup``/``Subprocess`` overrides and the state they keep for subclasses
 (``dispatchers``, ``pid``, ``state``, ``laststart``, ``delay``, ``backoff``,
-``change_state``, ``record_spawnerr``, ``give_up``: ``group.py``); the socket config
+``change_state``, ``record_spawnerr``, ``give_up``: ``process.py``, ``group.py``); the socket config
 classes of ``supervisor.datatypes`` (``sockets.py``); ``MeldView`` (``web.py``);
 ``ControllerPluginBase`` (``controller.py``); ``events`` and ``RPCError``.
 """

@@ -1,9 +1,8 @@
-"""The process group and subprocess classes of littleboss programs.
+"""The process group of a littleboss program.
 
 A littleboss program's group takes its listening sockets from the registry (bound
-once, held by supervisord) and every process of the group receives them on fds
-3, 4, ... with ``LISTEN_FDS``, ``LISTEN_PID`` and ``LISTEN_FDNAMES`` set: the
-systemd socket-activation convention.
+once, held by supervisord) and every process of the group (``process.py``) receives
+them on fds 3, 4, ... by the systemd socket-activation convention.
 
 A program has one slot per process (numprocs). During a reload the group runs more
 processes than slots: one
@@ -20,17 +19,14 @@ binary runs is the binary record's business (``binaries.py``), reloads the lifec
 from __future__ import annotations
 
 import copy
-import enum
 import functools
 import os
-import shlex
 import signal
 import socket
 import time
 
-from supervisor.options import ProcessException, decode_wait_status
 from supervisor.process import ProcessGroup, Subprocess
-from supervisor.states import STOPPED_STATES, ProcessStates, SupervisorStates, getProcessStateDescription
+from supervisor.states import ProcessStates, SupervisorStates, getProcessStateDescription
 
 from . import restart
 from .binaries import BinaryRecord
@@ -38,194 +34,12 @@ from .check import CheckRun, check_environment, mark_output
 from .config import LittlebossGroupConfig, ReloadSettings
 from .contract import Kind
 from .faults import LittlebossRPCError
-from .glue import (
-    ChildSetupSubprocess,
-    close_loggers,
-    output_dispatchers,
-    reap_now,
-    reap_with,
-    share_loggers,
-    silence_events,
-    tap_output,
-    write_program_log,
-)
+from .glue import reap_now, reap_with, write_program_log
 from .lifecycle import Launch, Program, Rollout, begin, refusal
-from .notify import NotifyReceiver
-from .orphans import Orphans, ProcessRecord, kill_group
-from .outcome import last_lines
+from .orphans import Orphans, ProcessRecord
+from .process import EXITED_ON_ITS_OWN, LittlebossSubprocess, Role, executable_path, with_executable
 from .sockets import REGISTRY, SocketSpec
 from .validate import CheckedBinary, allowed_patterns, check_binary
-
-TAIL_BYTES = 2048
-EXITED_ON_ITS_OWN = (ProcessStates.EXITED, ProcessStates.BACKOFF)  # not stopped by supervisord
-
-
-class Role(enum.Enum):
-    SERVING = "serving"  # the program's process
-    CANDIDATE = "candidate"  # a new binary, not yet promoted
-    DRAINING = "draining"  # a replaced process finishing its work
-    DISCARDED = "discarded"  # a failed candidate, killed, not yet reaped
-
-
-def listen_environment(names: list[str]) -> dict[str, str]:
-    """The systemd socket-activation variables for the calling (child) process."""
-    return {
-        "LISTEN_FDS": str(len(names)),
-        "LISTEN_PID": str(os.getpid()),
-        "LISTEN_FDNAMES": ":".join(names),
-    }
-
-
-def with_executable(command: str, path: str) -> str:
-    """``command`` with its first word (the executable) replaced by ``path``."""
-    return shlex.join([path, *shlex.split(command)[1:]])
-
-
-class LittlebossSubprocess(ChildSetupSubprocess):
-    """A supervisord subprocess that inherits its group's listening sockets."""
-
-    group: LittlebossProcessGroup
-    role = Role.SERVING
-    notify: NotifyReceiver | None = None
-    last_pid = 0
-    last_exit = ""  # how its last run ended, e.g. "exit status 3"
-    binary: CheckedBinary | None = None  # a checked new binary: its next spawn runs exactly that file
-    running_path: str | None = None  # the file its last spawn ran, symlinks resolved then
-
-    def __init__(self, config, group: LittlebossProcessGroup, slot: int, role: Role = Role.SERVING) -> None:
-        super().__init__(config)
-        self.group, self.slot = group, slot
-        self.tail = bytearray()  # the end of its stderr (stdout if redirected), for failure reports
-        self.set_role(role)
-
-    def set_role(self, role: Role) -> None:
-        """Only the serving process's state changes are the program's; listeners hear no others."""
-        self.role = role
-        silence_events(self, role is not Role.SERVING)
-
-    def spawn(self):
-        if not self.pid:
-            reason = self.group.bind_sockets()
-            if reason:
-                self._give_up(reason)
-                return None
-            if self.group.settings.ready == "notify":
-                try:
-                    self.notify = NotifyReceiver(self)
-                except OSError as exc:
-                    self._give_up(f"littleboss: program {self.config.name!r} cannot open its NOTIFY_SOCKET: {exc}")
-                    return None
-        self.running_path = self.binary.path if self.binary else self.resolved_command_path()
-        try:
-            pid = super().spawn()
-        finally:
-            self.binary = None  # used once: a later respawn runs the path, as any start does
-        if pid:
-            self.last_pid = pid
-            self.group.track(pid)
-            self._watch_output()
-        elif self.notify:
-            self.notify.close()
-        return pid
-
-    def resolved_command_path(self) -> str:
-        """The file its command's path resolves to now."""
-        return os.path.realpath(executable_path(self))
-
-    def _watch_output(self) -> None:
-        """In the parent, after a spawn: read notifications, keep the tail of stderr."""
-        if self.notify:
-            self.dispatchers[self.notify.fd] = self.notify
-        if self.role is Role.CANDIDATE:
-            share_loggers(self, self.group.serving(self.slot))
-        channel = "stdout" if self.config.redirect_stderr else "stderr"
-        dispatcher = output_dispatchers(self).get(channel)
-        if dispatcher is not None:
-            tap_output(dispatcher, self._keep_tail)
-
-    def _keep_tail(self, data: bytes) -> None:
-        self.tail.extend(data)
-        del self.tail[:-TAIL_BYTES]
-
-    def _give_up(self, reason: str) -> None:
-        """Go to FATAL with ``reason`` shown by ``supervisorctl status``, as a failed spawn does."""
-        self.laststart = time.time()
-        self.change_state(ProcessStates.STARTING)
-        self.record_spawnerr(reason)
-        self.change_state(ProcessStates.BACKOFF)
-        self.give_up()
-
-    def inherited_fds(self) -> list[int]:
-        return [sock.fileno() for sock in self.group.listeners]
-
-    def exec_source_fd(self) -> int | None:
-        """A checked binary is executed from the file that was checked; a script cannot be."""
-        return self.binary.fd if self.binary and not self.binary.script else None
-
-    def prepare_child(self) -> None:
-        """In the child: refuse a script replaced since its check; the LISTEN_* variables."""
-        if self.binary and self.binary.script and not self.binary.still_at_path():
-            self.config.options.write(2, f"supervisor: littleboss: {self.binary.path} was replaced after it "
-                                         "was checked; not running it\n")
-            raise OSError(f"{self.binary.path} was replaced after it was checked")  # the child exits 127
-        os.environ.update(listen_environment([spec.name for spec in self.group.sockets]))
-        if self.notify:
-            os.environ["NOTIFY_SOCKET"] = self.notify.address
-
-    def finish(self, pid, sts) -> None:
-        dispatchers = list(self.dispatchers.values())
-        super().finish(pid, sts)  # logs what is left in the pipes, closes them, forgets the dispatchers
-        self._end_run(dispatchers)
-        self.group.untrack(pid)
-        self.last_exit = decode_wait_status(sts)[1]
-        if self.notify:
-            self.notify.close()
-        if self.role is Role.DISCARDED:
-            self.kill_process_group()  # whatever it forked must not outlive it
-        self.group.process_exited(self)
-
-    def _end_run(self, dispatchers: list) -> None:
-        """Release what the run's dispatchers hold now: close the loggers no other live process
-        of the program writes through (a candidate writes through the serving process's: the
-        last one to end closes them)."""
-        close_loggers(dispatchers, keep=self.group.all_processes())
-
-    def stop(self):
-        if self.role is Role.SERVING:
-            self.group.abort_rollout("the program is being stopped")
-        return super().stop()
-
-    def get_state(self) -> int:
-        # a stopped program still has processes while its replaced ones drain: until they
-        # exit it is STOPPING, so `stop`, `update` and shutdown wait for them
-        if self.state in STOPPED_STATES and self.role is Role.SERVING and self.group.live_extras():
-            return ProcessStates.STOPPING
-        return self.state
-
-    # --- what a reload asks of a candidate ------------------------------------------
-    def is_ready(self, now: float) -> bool:
-        """Ready by ``littleboss_ready``: READY=1 from its main pid, or ``startsecs`` up."""
-        if self.group.settings.ready == "notify":
-            return self.notify is not None and self.notify.ready
-        return now - self.laststart >= self.config.startsecs
-
-    def ready_due(self) -> float | None:
-        return None if self.group.settings.ready == "notify" else self.laststart + self.config.startsecs
-
-    def ready_since(self) -> float | None:
-        return self.notify.ready_at if self.notify and self.notify.ready else None
-
-    def kill_process_group(self) -> None:
-        """SIGKILL the process group it leads (it and any child it forked), if any is left."""
-        if self.last_pid:
-            kill_group(self.last_pid)
-
-    def exit_report(self) -> str:
-        """How it ended, with the last lines of its stderr (control characters, which XML
-        cannot carry, shown as ``?``)."""
-        lines = last_lines(bytes(self.tail), 5)
-        report = self.last_exit or self.spawnerr or "not started"
-        return report + (f"; last output: {lines}" if lines else "")
 
 
 class LittlebossProcessGroup(ProcessGroup):
@@ -560,11 +374,3 @@ class LittlebossProcessGroup(ProcessGroup):
         running = copy.copy(pconfig)
         running.command = with_executable(pconfig.command, path)
         return running
-
-
-def executable_path(process: Subprocess) -> str:
-    """The executable the process runs (or would run), as supervisord resolves it."""
-    try:
-        return process.get_execv_args()[0]
-    except ProcessException:
-        return shlex.split(process.config.command)[0]

@@ -14,9 +14,10 @@ from .contract import IDLE, Kind
 from .faults import LittlebossFaults as F
 from .faults import LittlebossRPCError
 from .glue import LISTEN_FDS_START, add_web_view, check_groups_when_parsed, deferred, link_status_page
-from .group import LittlebossProcessGroup, LittlebossSubprocess, Role
+from .group import LittlebossProcessGroup
 from .lifecycle import Launch, Rollout
 from .plugin import Plugin, install
+from .process import LittlebossSubprocess, Role
 from .validate import check_binary
 from .web import PAGE, littleboss_view
 
