@@ -159,3 +159,22 @@ def test_a_removed_program_stops(sv):
     sv.hup()
     wait_for(lambda: not os.path.exists(f"/proc/{old}"), what="the removed program's process to exit")
     assert "web" not in {info["group"] for info in sv.rpc.supervisor.getAllProcessInfo()}
+
+
+def test_supervisord_killed_in_the_middle_of_a_config_swap_recovers_on_the_new_settings(sv):
+    [old] = pids(sv, "web")
+    web(sv, sv.web_port, environment="APP_VERSION=v2", littleboss_settle=30, littleboss_lameduck=3)
+    sv.hup()  # the config rollout's candidate settles for 30 s
+    candidate = wait_for(lambda: sv.rpc.littleboss.getProgramInfo("web")["candidate_pid"], what="a candidate")
+    with Load(("127.0.0.1", sv.web_port)) as load:
+        load.wait_for_requests(20)
+        sv.proc.kill()  # kill -9
+        sv.proc.wait()
+        load.wait_for_requests(20)  # the processes it left serve on
+        sv.start()
+        wait_for(lambda: http_get(("127.0.0.1", sv.web_port)).startswith(b"v2 "), what="the new settings")
+        for orphan in (old, candidate):  # taken back, stopped after the lameduck
+            wait_for(lambda orphan=orphan: not os.path.exists(f"/proc/{orphan}"), timeout=20,
+                     what=f"pid {orphan} to be stopped")
+        load.wait_for_requests(20)
+    assert load.result.failed == 0, load.result
