@@ -114,6 +114,20 @@ def test_options_read_config_imports_factories_before_it_parses_programs(tmp_pat
     assert (name, factory.__name__, config) == ("supervisor", "make_main_rpcinterface", {})
 
 
+def test_options_restart_keeps_what_the_kept_processes_use():
+    """restart.py and glue.keep_logs_on_sighup: on SIGHUP supervisord's main() calls
+    cleanup_fds (fds spared) and clear_autochildlogdir, which deletes through self.remove (kept
+    log files spared); glue.logger_fds reads a file handler's stream."""
+    assert_uses(supervisord_module.Supervisor.main, "cleanup_fds", "clear_autochildlogdir")
+    assert_uses(options.ServerOptions.clear_autochildlogdir, "remove", "childlogdir")
+    assert_params(options.ServerOptions, "remove", "self, path")
+    assert_uses(loggers.FileHandler.__init__, "stream")
+    assert_params(options.ProcessConfig, "create_autochildlogs", "self")
+    # a kept group is asked to stop (stop_all) and then whether it has stopped (get_unstopped_processes)
+    assert_uses(supervisord_module.Supervisor.ordered_stop_groups_phase_1, "stop_all")
+    assert_uses(supervisord_module.Supervisor.shutdown_report, "get_unstopped_processes")
+
+
 def test_options_UnhosedConfigParser_saneget(tmp_path):
     """config.py reads littleboss_* keys with saneget(section, key, default, expansions=...)."""
     assert_params(options.UnhosedConfigParser, "saneget", "self, section, option, default, do_expand, expansions")
