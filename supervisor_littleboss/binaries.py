@@ -63,11 +63,12 @@ class BinaryRecord:
     # --- what reloads change ----------------------------------------------------------
     def commit(self, kind: Kind, old_path: str, new_path: str, seconds: float, now: float) -> str | None:
         """A completed reload to ``new_path``: it is the binary in use, and ``old_path`` the
-        previous (unless it re-executed the same file: rollback still goes back one release).
-        Returns the previous binary it replaced (what a fallback makes previous again)."""
+        previous (unless it re-executed the same file, or applied a new configuration:
+        rollback still goes back one release). Returns the previous binary it replaced (what
+        a fallback makes previous again)."""
         before = self.state.previous
         self._add(history_entry(kind, old_path, new_path, "succeeded", now, seconds))
-        if new_path != old_path:
+        if new_path != old_path and kind is not Kind.CONFIG:
             self.state.previous = old_path
         self._use(new_path)
         self.save()

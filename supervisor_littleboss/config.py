@@ -189,10 +189,10 @@ class LittlebossGroupConfig(ProcessGroupConfig):
 
     def reaches_processes(self, other: LittlebossGroupConfig) -> bool:
         """Whether going to ``other`` changes what a running process of this program was
-        started with: the settings of a process they both have, or the sockets."""
+        started with: the settings of a process they both have, or the sockets (a socket's
+        backlog, owner and mode are applied to the open socket it shares)."""
         return (any(mine != theirs for mine, theirs in zip(self.process_configs, other.process_configs, strict=False))
-                or self.littleboss.sockets != other.littleboss.sockets
-                or self.littleboss.socket_options != other.littleboss.socket_options)
+                or self.littleboss.sockets != other.littleboss.sockets)
 
 
 def read_settings(parser: UnhosedConfigParser, section: str, expansions: dict) -> LittlebossSettings | None:

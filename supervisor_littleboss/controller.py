@@ -19,7 +19,7 @@ from supervisor.xmlrpc import Faults
 from .config import interface_missing
 from .contract import RolloutPhase
 from .faults import LittlebossFaults, exit_status
-from .glue import one_shot_words, wrap_completer, wrap_help
+from .glue import one_shot_words, wrap_completer, wrap_help, wrap_update
 from .outcome import check_line, done_line, slot_label, step_line, steps_reached
 
 SUBCOMMANDS = {  # usage lines (supervisorctl's help layout: usage, tab, what it does)
@@ -35,6 +35,12 @@ EXIT_STATUSES = {
 }
 EXIT_STATUSES["rollback"] = EXIT_STATUSES["reload"]
 POLL_SECONDS = 0.1
+RELOAD_WAIT = 60  # seconds a reload is followed through supervisord's own reload before giving up
+# applyConfig's faults that leave a program to supervisorctl's update (stop, then start): not
+# littleboss's (or no littleboss interface at all), not a change it can apply in place, or a
+# program in the middle of a reload or a stop (update aborts them, as it always did)
+LEFT_TO_UPDATE = (Faults.UNKNOWN_METHOD, LittlebossFaults.UNKNOWN_PROGRAM, LittlebossFaults.NOT_LITTLEBOSS,
+                  LittlebossFaults.NOT_IN_PLACE, LittlebossFaults.RELOAD_IN_PROGRESS, LittlebossFaults.NOT_RUNNING)
 
 
 class UsageError(Exception):
@@ -48,6 +54,7 @@ class LittlebossControllerPlugin(ControllerPluginBase):
         super().__init__(controller)
         wrap_completer(controller, "littleboss", self._complete)
         wrap_help(controller, self._help)
+        wrap_update(controller, self._update_in_place)
 
     @property
     def rpc(self):
@@ -156,7 +163,7 @@ class LittlebossControllerPlugin(ControllerPluginBase):
                 self._say(f"{name}: {started['kind']} started: {started['slots_total']} processes to "
                           f"{started['new_path']}, one slot after another")
             while True:
-                last = self.rpc.getProgramInfo(name)["last_reload"]
+                last = self._last_reload(name)
                 if last.get("id") != started["id"]:  # a newer reload (or update, SIGHUP) replaced ours
                     if ours["slots_done"] == ours["slots_total"]:
                         self._say(done_line(name, ours))
@@ -181,6 +188,21 @@ class LittlebossControllerPlugin(ControllerPluginBase):
         except OSError as exc:
             self._fail(None, f"ERROR: lost supervisord at {self.ctl.options.serverurl} while the {started['kind']} "
                              f"ran ({exc}): its outcome is unknown; see littleboss:status {name} once it is back")
+
+    def _last_reload(self, name: str) -> dict:
+        """The program's last reload; through supervisord's own reload (it refuses calls, then its
+        socket is gone a moment), asked again for up to RELOAD_WAIT seconds: the reload goes on."""
+        deadline = time.monotonic() + RELOAD_WAIT
+        while True:
+            try:
+                return self.rpc.getProgramInfo(name)["last_reload"]
+            except xmlrpc.client.Fault as fault:
+                if fault.faultCode != Faults.SHUTDOWN_STATE or time.monotonic() > deadline:
+                    raise
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(POLL_SECONDS)
 
     def _say_status(self, name: str) -> None:
         """The program's last ``STATUS=``, if it sent one: what the new binary says of itself."""
@@ -232,6 +254,28 @@ class LittlebossControllerPlugin(ControllerPluginBase):
             if history:
                 for entry in info["history"] or [None]:
                     self._say(f"  {history_line(entry)}")
+
+    # --- supervisorctl's update ----------------------------------------------------------
+    def _update_in_place(self, arg: str) -> None:
+        """Before supervisorctl's ``update`` runs: each changed littleboss program (of those
+        named, or all) takes up its new configuration in place, its processes swapped with
+        zero downtime (littleboss.applyConfig); ``update`` then finds nothing to do for it.
+        Programs it cannot apply in place are left to ``update`` (stop, then start)."""
+        try:
+            changed = self.ctl.get_supervisor().reloadConfig()[0][1]
+        except (xmlrpc.client.Fault, OSError):
+            return  # update itself says what is wrong
+        wanted = set(arg.split()) - {"all"}
+        for name in changed:
+            if wanted and name not in wanted:
+                continue
+            try:
+                answer = self.rpc.applyConfig(name, True)
+            except xmlrpc.client.Fault as fault:
+                if fault.faultCode not in LEFT_TO_UPDATE:
+                    self._fail(fault.faultCode, f"ERROR: {fault.faultString}")
+                continue
+            self._say(done_line(name, answer["reload"]) if answer["reload"] else answer["message"])
 
     # --- completion -----------------------------------------------------------------
     def _complete(self, text: str, line: str) -> list[str]:

@@ -395,6 +395,23 @@ def wrap_help(controller, plugin_help: Callable[[str], bool]) -> None:
     controller.do_help = do_help
 
 
+def wrap_update(controller, before: Callable[[str], None]) -> None:
+    """``DefaultControllerPlugin.do_update`` (since 3.0; per instance): supervisorctl's
+    ``update`` stops, removes and adds every changed group itself, and a plugin cannot take the
+    command over (the default plugin answers first). Its instance is already in
+    ``controller.options.plugins`` when a later plugin's factory runs: ``before(arg)`` runs
+    first (and may apply some changes, so that ``update`` finds nothing left to do for them)."""
+    for plugin in controller.options.plugins:
+        original = getattr(plugin, "do_update", None)
+        if original is not None:
+            def do_update(arg: str, original=original) -> None:
+                before(arg)
+                original(arg)
+
+            plugin.do_update = do_update
+            return
+
+
 def one_shot_words(controller) -> list[str]:
     """``Controller.options.args`` (since 3.0): in one-shot mode, the words of the command
     as the shell split them (supervisorctl joins them with spaces before ``onecmd``)."""

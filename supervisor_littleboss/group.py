@@ -18,6 +18,7 @@ binary runs is the binary record's business (``binaries.py``), reloads the lifec
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import os
@@ -185,7 +186,8 @@ class LittlebossProcessGroup(ProcessGroup):
         if self.orphans:
             self.orphans.reap(now)
         if self.config_due and self.supervisord_running():
-            restart.swap_to_config(self)
+            with contextlib.suppress(LittlebossRPCError):  # told in the history, the log and an event
+                restart.swap_to_config(self)
         if self.rollout:
             self.rollout.step(now)
             self.rollout = self.rollout.successor or self.rollout
@@ -252,9 +254,11 @@ class LittlebossProcessGroup(ProcessGroup):
             self.plugin.ticker.keep_ticking()
         return reload
 
-    def abort_rollout(self, why: str) -> None:
+    def abort_rollout(self, why: str, stopping: bool = True) -> None:
+        """Abort the reload under way; ``stopping``: the program's processes are being stopped
+        (else they run on)."""
         if self.rollout:
-            self.rollout.abort(why, time.time())
+            self.rollout.abort(why, time.time(), stopping)
 
     def start_candidate(self, slot: int, path: str, binary: CheckedBinary | None) -> LittlebossSubprocess:
         """Spawn a candidate for ``slot`` running ``binary`` (else ``path``), beside its process."""
@@ -368,8 +372,10 @@ class LittlebossProcessGroup(ProcessGroup):
         return None
 
     def config_running(self, pconfig, path: str | None):
-        """A copy of ``pconfig`` whose command runs ``path`` (``pconfig`` itself if None)."""
-        if not path:
+        """A copy of ``pconfig`` whose command runs ``path``; ``pconfig`` itself if None, or if its
+        command's path already resolves to ``path`` (kept as written: a virtualenv's ``python``
+        is a symlink, and runs in its virtualenv only when started by that name)."""
+        if not path or path == os.path.realpath(executable_path(Subprocess(pconfig))):
             return pconfig
         running = copy.copy(pconfig)
         running.command = with_executable(pconfig.command, path)

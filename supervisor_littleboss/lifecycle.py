@@ -362,6 +362,7 @@ class Rollout:
         self.exits: list[tuple[int, str]] = []  # (slot, how) of processes that exited on their own
         self.watch: FallbackWatch | None = None  # after it completed, through the fallback window
         self.successor: Rollout | None = None  # the fallback rollout that follows it
+        self.stopping = True  # aborted because the program is being stopped (else its processes run on)
 
     @property
     def name(self) -> str:
@@ -483,8 +484,9 @@ class Rollout:
         group = self.group
         count = group.slot_count()
         if self.code == F.ABORTED:
-            return f"pid {self.swaps[0].old_pid} is stopped with the program" if count == 1 else \
-                "its processes are stopped with the program"
+            fate = "is stopped with the program" if self.stopping else "runs on"
+            return f"pid {self.swaps[0].old_pid} {fate}" if count == 1 else \
+                f"its processes {'are stopped with the program' if self.stopping else 'run on'}"
         if count == 1:
             old = group.serving(0)
             return f"pid {old.pid} keeps serving {self.old_path}" if old.pid else "the old process is gone"
@@ -501,13 +503,15 @@ class Rollout:
         said.append(f"pids {pids} serve" + ("" if stuck else f" {self.old_path}"))
         return "; ".join(said)
 
-    def abort(self, why: str, now: float) -> None:
-        """Stop the rollout before it completes (stop, restart, update, shutdown): candidates
-        are discarded and no slot is swapped back (the program is being stopped)."""
+    def abort(self, why: str, now: float, stopping: bool = True) -> None:
+        """Stop the rollout before it completes (stop, restart, update, shutdown; supervisord's
+        own reload, ``stopping`` false: the processes run on): candidates are discarded and no
+        slot is swapped back."""
         if not self.active:
             return
+        self.stopping = stopping
         if self.revert is not None:
-            self.revert.abort(why, now)
+            self.revert.abort(why, now, stopping)
         self._stop_swaps(f"aborted: {why}")
         if self.kind.asked_for:
             self.group.run_slots_on(self.old_path)  # its next start runs the binary it ran before

@@ -82,8 +82,10 @@ class Plugin:
         if not isinstance(config, LittlebossGroupConfig):
             return None
         kept = KEPT.pop(config.name, None)
-        if kept is not None:
+        if kept is not None and kept.config.can_take_up(config):
             return resume(kept, config)
+        # (one that cannot be taken up, its configuration changed again since supervisord read it
+        # at SIGHUP: the new group takes its processes, recorded in the state file, back as orphans)
         if config.process_configs == current.config.process_configs:
             # keep the already resolved AUTO log file names
             config.process_configs = ProcessConfigs(config.name, current.config.process_configs)

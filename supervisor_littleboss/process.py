@@ -106,7 +106,9 @@ class LittlebossSubprocess(ChildSetupSubprocess):
         if self.notify:
             self.dispatchers[self.notify.fd] = self.notify
         if self.role is Role.CANDIDATE:
-            share_loggers(self, self.group.serving(self.slot))
+            serving = self.group.serving(self.slot)
+            if same_logs(self.config, serving.config):  # else (new settings) its own log files
+                share_loggers(self, serving)
         channel = "stdout" if self.config.redirect_stderr else "stderr"
         dispatcher = output_dispatchers(self).get(channel)
         if dispatcher is not None:
@@ -195,6 +197,15 @@ class LittlebossSubprocess(ChildSetupSubprocess):
         lines = last_lines(bytes(self.tail), 5)
         report = self.last_exit or self.spawnerr or "not started"
         return report + (f"; last output: {lines}" if lines else "")
+
+
+LOG_SETTINGS = ("stdout_logfile", "stderr_logfile", "redirect_stderr", "stdout_logfile_maxbytes",
+                "stderr_logfile_maxbytes", "stdout_logfile_backups", "stderr_logfile_backups")
+
+
+def same_logs(config, other) -> bool:
+    """Whether two process configs log to the same files, the same way."""
+    return all(getattr(config, name, None) == getattr(other, name, None) for name in LOG_SETTINGS)
 
 
 def executable_path(process: Subprocess) -> str:

@@ -38,14 +38,18 @@ def kept(group) -> bool:
     """Whether ``group``'s processes run on through supervisord's restart under way (decided
     once, when supervisord first stops it): only a reload under way is stopped (its candidates
     discarded)."""
+    restarting = group.config.options.mood == SupervisorStates.RESTARTING
     if KEPT.get(group.name) is group:
-        return True
-    if group.config.options.mood != SupervisorStates.RESTARTING:
+        if restarting:
+            return True
+        del KEPT[group.name]  # a shutdown came during the restart: it stops as every program does
+        return False
+    if not restarting:
         return False
     new = group.plugin.next_config(group.name)
     if new is None or not group.config.can_take_up(new):
         return False
-    group.abort_rollout("supervisord is reloading its configuration")
+    group.abort_rollout("supervisord is reloading its configuration", stopping=False)
     KEPT[group.name] = group
     running = [str(process.pid) for process in group.processes.values() if process.pid]
     group.log(f"pid(s) {', '.join(running) or 'none'} run on through supervisord's reload")
@@ -85,7 +89,9 @@ def resume(group, config: LittlebossGroupConfig):
     removed = [group.serving(slot) for slot in range(len(config.process_configs), kept)]
     processes = {}
     for slot, pconfig in enumerate(config.process_configs):
-        process = group.serving(slot) if slot < kept else group.new_process(pconfig, slot)
+        # a slot that runs nothing (stopped, exited, FATAL) starts afresh, as every program does in
+        # a new run (autostart)
+        process = group.serving(slot) if slot < kept and group.serving(slot).pid else group.new_process(pconfig, slot)
         if swap and process.pid:
             process.config = moved(process.config, options)  # its own settings, until swapped
         else:
@@ -113,9 +119,20 @@ def created(pconfig):
     return pconfig
 
 
-def swap_to_config(group) -> None:
-    """Swap the processes that ran on through supervisord's restart for ones on the group's
-    configuration (a ``config`` rollout), or say why not (they keep serving)."""
+def apply(group, config: LittlebossGroupConfig):
+    """``update`` of a program whose configuration changed, in place: ``group`` takes up
+    ``config`` as a new run would (``resume``) and, if the change reaches its running
+    processes, swaps them now; the reload, or None (nothing to swap). LittlebossRPCError if
+    the swap cannot start (the running processes keep serving)."""
+    resume(group, config)
+    group.plugin.release_unused_sockets()
+    return swap_to_config(group) if group.config_due else None
+
+
+def swap_to_config(group):
+    """Swap the processes that kept older settings for ones on the group's configuration (a
+    ``config`` rollout) and return it; if it cannot start, the history, the log and an event
+    say why, the running processes keep serving, and LittlebossRPCError is raised."""
     group.config_due = False
     path = group.binaries.swapped_in or group.configured_path()
     try:
@@ -127,8 +144,8 @@ def swap_to_config(group) -> None:
                   "settings", error=True)
         events.notify(ReloadFailedEvent(group.name, reason=exc.text, **{"from": old, "to": path},
                                         old_pid=group.serving(0).pid, new_pid=0, slots=group.slot_count()))
-        return
-    group.begin_reload(binary, Kind.CONFIG)
+        raise
+    return group.begin_reload(binary, Kind.CONFIG)
 
 
 def abandon(logger) -> None:

@@ -9,7 +9,7 @@ from supervisor.states import SupervisorStates, getProcessStateDescription
 from supervisor.xmlrpc import Faults, RPCError
 
 from . import events  # noqa: F401 - registers the LITTLEBOSS_RELOAD_* event types on import
-from .config import check_before_install
+from .config import LittlebossGroupConfig, check_before_install
 from .contract import IDLE, Kind
 from .faults import LittlebossFaults as F
 from .faults import LittlebossRPCError
@@ -18,6 +18,7 @@ from .group import LittlebossProcessGroup
 from .lifecycle import Launch, Rollout
 from .plugin import Plugin, install
 from .process import LittlebossSubprocess, Role
+from .restart import apply
 from .validate import check_binary
 from .web import PAGE, littleboss_view
 
@@ -200,6 +201,48 @@ class LittlebossNamespaceRPCInterface:
         if not previous:
             raise LittlebossRPCError(F.NO_PREVIOUS, f"{group.config.name}: no previous binary to roll back to")
         return self._begin(group, previous, Kind.ROLLBACK, wait)
+
+    def applyConfig(self, name: str, wait: bool = True):
+        """Apply a program's changed configuration in place, as ``supervisorctl update`` does
+        with littleboss's ctl plugin: after reloadConfig (``reread``), the program takes up its
+        new configuration with its processes running; if the change reaches them (a setting
+        they started with, the sockets) they are swapped for processes on the new settings by
+        a ``config`` rollout, with zero downtime; processes added (numprocs) start, processes
+        removed drain. If the rollout fails, the old processes keep serving on their old
+        settings. NOT_IN_PLACE when it cannot be done in place (its process names changed, or
+        it is no longer a littleboss program): ``update`` then stops and starts it.
+
+        @param string name     The program name
+        @param boolean wait    As for reload
+        @return struct result  name, message, and reload (the config rollout's result, as
+                               reload returns it; empty when nothing reached the running
+                               processes)
+        """
+        self._update("applyConfig")
+        group = self._group(name)
+        wait = argument(wait, bool, "wait")
+        new = next((config for config in self.supervisord.options.process_group_configs
+                    if config.name == group.name), None)
+        if not isinstance(new, LittlebossGroupConfig) or not group.config.can_take_up(new):
+            raise LittlebossRPCError(F.NOT_IN_PLACE, f"{group.name}: its new configuration cannot be applied in "
+                                                     "place (process names changed, or not a littleboss program)")
+        if new == group.config:
+            return {"name": group.name, "message": f"{group.name}: unchanged", "reload": {}}
+        self._refuse_now(group)
+        reload = apply(group, new)
+        if reload is None:
+            return {"name": group.name, "reload": {},
+                    "message": f"{group.name}: applied; no running process needed a swap"}
+        answer = {"name": group.name, "message": f"{group.name}: swapping to the new configuration"}
+        if not wait:
+            return {**answer, "reload": reload.info(time.time())}
+        waiting = self._wait_for(reload)
+
+        def finished():
+            result = waiting()
+            return result if result is NOT_DONE_YET else {**answer, "reload": result}
+
+        return deferred(finished, self)
 
     @staticmethod
     def _refuse_now(group: LittlebossProcessGroup) -> None:
