@@ -290,6 +290,10 @@ def test_supervisorctl_plugin_base_and_controller():
     cls = supervisorctl.Controller
     assert_params(cls, "complete", "self, text, state, line")
     assert_params(cls, "do_help", "self, arg")  # glue.wrap_help
+    # glue.wrap_update: the default plugin's do_update, made (and listed) before a later plugin's factory runs
+    assert_params(supervisorctl.DefaultControllerPlugin, "do_update", "self, arg")
+    assert_uses(supervisorctl.DefaultControllerPlugin.do_update, "reloadConfig", "stopProcessGroup",
+                "removeProcessGroup", "addProcessGroup")
     assert_params(cls, "output", "self, message")
     assert_params(cls, "get_server_proxy", "self, namespace")
     assert_params(cls, "get_supervisor", "self")
