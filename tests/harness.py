@@ -129,7 +129,8 @@ class Supervisord:
 
     # configuration -------------------------------------------------------
     def program(self, name: str, body: str = "", command: str = HTTPAPP, **keys: object) -> None:
-        """Write ``[program:name]`` with ``keys`` (and free-form ``body``) to conf.d/name.conf."""
+        """Write ``[program:name]`` with ``keys`` (and free-form ``body``) to conf.d/name.conf; a key
+        given overrides the defaults written first (supervisord's parser keeps the last)."""
         lines = [f"[program:{name}]", f"command = {command}", "startsecs = 0", "stopwaitsecs = 10",
                  f"stdout_logfile = {self.root / (name + '.log')}", "redirect_stderr = true"]
         lines += [f"{key} = {value}" for key, value in keys.items()]

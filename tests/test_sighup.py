@@ -227,10 +227,9 @@ def test_update_of_numprocs_starts_and_drains_slots_in_place(sv):
 
 
 def test_output_after_a_config_swap_reaches_the_new_auto_log_file_and_survives_the_next_reload(sv):
-    def auto(version: str) -> None:  # stdout_logfile = AUTO, supervisord's default
-        (sv.confd / "auto.conf").write_text(
-            f"[program:auto]\ncommand = {HTTPAPP}\nstartsecs = 0\nenvironment = APP_VERSION={version}\n"
-            f"littleboss_sockets = http=tcp://127.0.0.1:{port}\nlittleboss_ready = notify\n")
+    def auto(version: str) -> None:  # the default stdout_logfile, AUTO (the harness's own is overridden)
+        sv.program("auto", environment=f"APP_VERSION={version}", stdout_logfile="AUTO",
+                   littleboss_sockets=f"http=tcp://127.0.0.1:{port}", littleboss_ready="notify")
 
     port = free_port()
     auto("v1")
@@ -246,10 +245,9 @@ def test_output_after_a_config_swap_reaches_the_new_auto_log_file_and_survives_t
 
 
 def test_a_fatal_program_whose_configuration_was_fixed_starts_on_reload(sv):
-    def crashy(mode: str) -> None:  # startsecs 1: a process that exits at once is FATAL
-        (sv.confd / "crashy.conf").write_text(
-            f"[program:crashy]\ncommand = {HTTPAPP} {mode}\nstartsecs = 1\nstartretries = 0\n"
-            f"littleboss_sockets = http=tcp://127.0.0.1:{port}\n")
+    def crashy(mode: str) -> None:  # startsecs 1 (overriding the harness's 0): exiting at once is FATAL
+        sv.program("crashy", command=f"{HTTPAPP} {mode}", startsecs=1, startretries=0,
+                   littleboss_sockets=f"http=tcp://127.0.0.1:{port}")
 
     port = free_port()
     crashy("--mode crash")
