@@ -141,7 +141,7 @@ def test_options_UnhosedConfigParser_saneget(tmp_path):
 
 
 def test_options_ProcessGroupConfig_subclassed(server_options):
-    """config.py subclasses ProcessGroupConfig (constructor, __eq__, make_group); hooks.py
+    """config.py subclasses ProcessGroupConfig (constructor, __eq__, make_group); plugin.py
     calls after_setuid on a config it re-read."""
     cls = options.ProcessGroupConfig
     assert_params(cls, "__init__", "self, options, name, priority, process_configs")
@@ -345,7 +345,7 @@ def test_events_register_and_notify():
 
 def test_supervisord_Supervisor(server_options):
     """glue.reap_now calls supervisord.reap() to see exits in the same pass; the RPC factory
-    (hooks.py) replaces groups in process_groups, which exist by then: run() adds the
+    (plugin.py) replaces groups in process_groups, which exist by then: run() adds the
     groups, then opens the HTTP servers, which call the factories."""
     assert_params(supervisord_module.Supervisor, "reap", "self, once, recursionguard")
     sup = supervisord_module.Supervisor(server_options)
