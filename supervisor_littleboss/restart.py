@@ -42,7 +42,10 @@ def kept(group) -> bool:
     if KEPT.get(group.name) is group:
         if restarting:
             return True
-        del KEPT[group.name]  # a shutdown came during the restart: it stops as every program does
+        # a shutdown came during the restart: it stops as every program does (now: supervisord may
+        # already have counted it stopped, and will not ask it to stop again)
+        del KEPT[group.name]
+        group.stop_all()
         return False
     if not restarting:
         return False

@@ -265,6 +265,9 @@ def test_a_shutdown_during_supervisords_reload_stops_the_programs_it_was_keeping
     sv.program("slow", command=f"{HTTPAPP} --mode ignore-term --bind 127.0.0.1:{slow}", stopwaitsecs=5)
     sv.ctl("update", check=True)
     sv.wait_running("slow")
+    # it serves, so it ignores SIGTERM by now: supervisord's reload waits its stopwaitsecs, and the
+    # SIGTERM below comes during that wait (one that came after it would be lost between runs)
+    wait_for(lambda: http_get(("127.0.0.1", slow)), what="slow serving")
     sv.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: "run on through supervisord's reload" in (sv.root / "supervisord.log").read_text(),
              what="web kept")
