@@ -87,6 +87,9 @@ class Server(ThreadingHTTPServer):
     def __init__(self, name: str, sock: socket.socket) -> None:
         super().__init__(None, Handler, bind_and_activate=False)
         self.socket, self.socket_name = sock, name
+        # a pool shares the socket: a process that loses the race for a connection must get EAGAIN,
+        # not block in accept() where SIGTERM cannot end it (as the example's myblog does)
+        sock.setblocking(False)
 
 
 def listening_sockets(bind: str) -> dict:
