@@ -98,8 +98,10 @@ def fewest_accepting(samples: list[Sample], start: float, end: float) -> int:
 
 def first_answer(load: Load, pid: int) -> float:
     """When process ``pid`` first answered (waiting until it has)."""
+    # the pool's processes race for each connection on the shared (non-blocking) socket: on a loaded
+    # machine a new one may wait a while for its first
     return wait_for(lambda: min((s.end for s in list(load.samples) if s.version == str(pid)), default=None),
-                    what=f"an answer from pid {pid}")
+                    timeout=60, what=f"an answer from pid {pid}")
 
 
 def pid_of_answer(body: bytes) -> str:
