@@ -36,9 +36,9 @@ from .config import LittlebossGroupConfig, ReloadSettings
 from .contract import Kind
 from .faults import LittlebossRPCError
 from .glue import reap_now, reap_with, write_program_log
-from .lifecycle import Launch, Program, Rollout, begin, refusal
+from .lifecycle import EXITED_ON_ITS_OWN, Launch, Program, Rollout, begin, refusal
 from .orphans import Orphans, ProcessRecord
-from .process import EXITED_ON_ITS_OWN, LittlebossSubprocess, Role, executable_path, with_executable
+from .process import LittlebossSubprocess, Role, executable_path, with_executable
 from .sockets import REGISTRY, SocketSpec
 from .validate import CheckedBinary, allowed_patterns, check_binary
 
@@ -355,7 +355,8 @@ class LittlebossProcessGroup(ProcessGroup):
 
     def process_exited(self, process: LittlebossSubprocess) -> None:
         """Called from a process's finish(): a slot's process that exited on its own."""
-        if process.role is Role.SERVING and self.rollout and process.state in EXITED_ON_ITS_OWN:
+        if (process.role is Role.SERVING and self.rollout
+                and getProcessStateDescription(process.state) in EXITED_ON_ITS_OWN):
             self.rollout.serving_exited(process.slot, process.last_exit)
 
     # --- which binaries may run --------------------------------------------------

@@ -26,7 +26,6 @@ from .outcome import last_lines
 from .validate import CheckedBinary
 
 TAIL_BYTES = 2048
-EXITED_ON_ITS_OWN = (ProcessStates.EXITED, ProcessStates.BACKOFF)  # not stopped by supervisord
 
 
 class Role(enum.Enum):
