@@ -15,7 +15,9 @@ to compare with (and, for gunicorn and the Node.js and Go recipes' servers, a ru
 same server bound to its own port, without littleboss, as long); a control run starts
 and stops the same binary beside the program as often, to show what that costs the
 machine without a reload. The myblog scenarios also run as a pool of 4 processes on one
-socket (numprocs = 4, the ``-pool`` scenarios). Then supervisord's own CPU and memory, idle
+socket (numprocs = 4, the ``-pool`` scenarios). The ``-sighup`` scenarios send supervisord's own
+reload (``supervisorctl reload``) instead, the ``-update`` ones change the program's environment
+and run ``supervisorctl update``. Then supervisord's own CPU and memory, idle
 and during reloads, and how long it takes to start and to stop N programs (--cost-programs),
 with waits that grow with N and no process of its left running.
 """
@@ -27,6 +29,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -226,6 +229,9 @@ class Result:
     versions: list = field(default_factory=list)  # (before, after) per reload
     old_answers_after_return: int = 0
     pids_kept: list = field(default_factory=list)  # per supervisord reload: every pid of the program kept
+    pids_replaced: list = field(default_factory=list)  # per update: every process of the program a new one
+    call_seconds: list = field(default_factory=list)  # per update: how long supervisorctl update took
+    update_outputs: dict = field(default_factory=dict)  # what supervisorctl update printed (pids as N): how often
 
 
 def versions_around(result: Result, answers: list[Sample], windows: list[tuple[float, float]],
@@ -280,8 +286,9 @@ Versions = tuple[str, str] | Callable[[], tuple[str, str]]
 
 
 class Scenario:
-    """One program and how it is swapped: ``reload`` (littleboss), ``restart`` (supervisorctl)
-    or ``sighup`` (``supervisorctl reload``: supervisord's own reload); or ``start-stop``, the
+    """One program and how it is swapped: ``reload`` (littleboss), ``restart`` (supervisorctl),
+    ``sighup`` (``supervisorctl reload``: supervisord's own reload) or ``update`` (its section's
+    ``environment`` changed, then ``supervisorctl update``); or ``start-stop``, the
     control: the program is left alone while the second binary is
     started beside it on a port of its own, answers, and is stopped, as often as the
     reloads run. It costs the machine what a reload costs, without a reload."""
@@ -312,22 +319,32 @@ class Scenario:
         return Scenario(self.name, self.app, "restart", (command, command), littleboss=False)
 
     def configure(self, sv: Supervisord, port: int) -> None:
-        v1 = self.versions[0]
         if self.action == "start-stop":
             self.side_port = free_port()
             sv.program("side", command=f"{self.versions[1]} --http=127.0.0.1:{self.side_port}", autostart="false")
+        self.port = port
+        self.write_program(sv, UPDATE_TAGS[0])
+
+    def write_program(self, sv: Supervisord, tag: str) -> None:
+        """``[program:app]``; an update scenario's has ``environment = APP_VERSION=tag`` (the
+        test server answers it as its version)."""
+        v1 = self.versions[0]
+        env = {"environment": f"APP_VERSION={tag}"} if self.action == "update" else {}
         if not self.littleboss:
-            sv.program("app", command=v1.replace("{port}", str(port)))
+            sv.program("app", command=v1.replace("{port}", str(self.port)), **env)
             return
-        sv.program("app", command=v1, littleboss_sockets=f"http=tcp://127.0.0.1:{port}",
-                   littleboss_ready=self.ready, littleboss_settle=self.settle,
-                   littleboss_allow=f"{Path(v1).parent.parent}/*/*", **self.settings)
+        # an update changes the section, not the binary: the test server itself, nothing to allow
+        allow = {} if self.action == "update" else {"littleboss_allow": f"{Path(v1).parent.parent}/*/*"}
+        sv.program("app", command=v1, littleboss_sockets=f"http=tcp://127.0.0.1:{self.port}",
+                   littleboss_ready=self.ready, littleboss_settle=self.settle, **allow, **self.settings, **env)
 
     @staticmethod
     def pids(sv: Supervisord) -> list[int]:
         return [info["pid"] for info in sv.rpc.supervisor.getAllProcessInfo() if info["group"] == "app"]
 
     def swap(self, sv: Supervisord, n: int) -> dict:
+        if self.action == "update":
+            return self.update(sv, UPDATE_TAGS[(n + 1) % 2])
         if self.action == "sighup":
             before, started = self.pids(sv), time.monotonic()
             sv.rpc.supervisor.restart()
@@ -350,6 +367,34 @@ class Scenario:
             sv.rpc.supervisor.stopProcess(self.spec)
             sv.rpc.supervisor.startProcess(self.spec)
         return {"seconds": time.monotonic() - started, "ready_to_promotion": 0}
+
+
+    def update(self, sv: Supervisord, tag: str) -> dict:
+        """The section's environment changed, then ``supervisorctl update`` as an operator runs it
+        (littleboss's ctl plugin applies a littleboss program in place: a ``config`` rollout; a
+        plain program is stopped, removed and added again); then until the swap has finished
+        (no reload under way, no process draining, every process RUNNING)."""
+        before, started = self.pids(sv), time.monotonic()
+        self.write_program(sv, tag)
+        output = sv.ctl("update")
+        called, last = time.monotonic() - started, {}
+        if self.littleboss:
+            def finished() -> dict | None:
+                info = sv.rpc.littleboss.getProgramInfo("app")
+                return info if info["phase"] == "idle" and not info["draining_pids"] else None
+            last = wait_for(finished, timeout=sv.allow(2), what="the update's swap to finish")["last_reload"]
+        sv.wait_all_running("app")
+        seconds, after = time.monotonic() - started, self.pids(sv)
+        said = re.sub(r"\d+", "N", (output.stdout + output.stderr).strip()) + (
+            f" (exit status {output.returncode})" if output.returncode else "")
+        return {"seconds": seconds, "call_seconds": called, "output": said,
+                "ready_to_promotion": last.get("ready_to_promotion") or 0,
+                "replaced": len(after) == len(before) and not set(after) & set(before)}
+
+
+# the environment an update scenario's program alternates between (APP_VERSION: the test server
+# answers it, so the answers say when the new value took effect)
+UPDATE_TAGS = ("a", "b")
 
 
 def releases(root: Path) -> dict[str, Versions]:
@@ -401,6 +446,12 @@ def scenarios(bins: dict) -> list[Scenario]:
         Scenario("plain-sighup", "httpapp", "sighup", plain, littleboss=False),
         Scenario("littleboss-sighup", "myblog", "sighup", bins["myblog"]),
         Scenario("littleboss-sighup-pool", "myblog pool", "sighup", bins["myblog"], **POOL),
+        # supervisorctl update after a change to the program's environment (APP_VERSION=a, then b,
+        # a, ...; the test server answers it): a plain program is stopped and started again, a
+        # littleboss program (a process or a pool) swapped in place by a config rollout
+        Scenario("plain-update", "httpapp", "update", plain, littleboss=False),
+        Scenario("littleboss-update", "httpapp", "update", (HTTPAPP, HTTPAPP)),
+        Scenario("littleboss-update-pool", "httpapp pool", "update", (HTTPAPP, HTTPAPP), **POOL),
         Scenario("plain-restart-warmup", "warm-up app", "restart", plain_warm, littleboss=False),
         Scenario("littleboss-reload-warmup", "warm-up app", "reload", bins["warm"]),
         Scenario("gunicorn-plain-restart", "gunicorn", "restart", plain_gunicorn, littleboss=False),
@@ -443,12 +494,16 @@ def run(scenario: Scenario, mode: str, args, root: Path, baseline: float | None 
                     result.ready_to_promotion_ms.append(round(swap["ready_to_promotion"] * 1000, 2))
                 if "kept" in swap:
                     result.pids_kept.append(swap["kept"])
+                if "replaced" in swap:
+                    result.pids_replaced.append(swap["replaced"])
+                    result.call_seconds.append(round(swap["call_seconds"], 3))
+                    result.update_outputs[swap["output"]] = result.update_outputs.get(swap["output"], 0) + 1
                 rec.wait_for_requests(args.concurrency * 5, timeout=60)
         result.seconds = round(rec.stopped - rec.started, 1)
         result.broken_keepalive = rec.result.broken if mode == "keepalive" else 0
         answers = summarize(result, rec, windows)
         if baseline is None:
-            versions_around(result, answers, windows, count_old=scenario.action == "reload")
+            versions_around(result, answers, windows, count_old=scenario.action in ("reload", "update"))
     finally:
         sv.stop()
     return result
@@ -527,6 +582,8 @@ def table(results: list[Result]) -> str:
         versions = f"{switched}/{len(r.versions)} switched" if r.versions else "-"
         if r.pids_kept:
             versions = f"pids kept {sum(r.pids_kept)}/{len(r.pids_kept)}"
+        if r.pids_replaced:
+            versions += f", pids replaced {sum(r.pids_replaced)}/{len(r.pids_replaced)}"
         if r.old_answers_after_return:
             versions += f", {r.old_answers_after_return} old answers after return"
         rate = r.requests / r.seconds if r.seconds else 0
@@ -536,6 +593,11 @@ def table(results: list[Result]) -> str:
                      f"{r.longest_gap_in_reloads_ms:>8}{r.seconds:>6.0f}{median_reload:>9}"
                      f"{promo:>9}  {versions}")
     return "\n".join(lines)
+
+
+def _tags(result: Result) -> list[str]:
+    """The value each update of ``result`` set (APP_VERSION), in order."""
+    return [UPDATE_TAGS[(n + 1) % 2] for n in range(len(result.versions))]
 
 
 def targets(results: list[Result], chosen: list[Scenario], costs: list[dict]) -> dict[str, tuple[bool, str]]:
@@ -574,6 +636,18 @@ def targets(results: list[Result], chosen: list[Scenario], costs: list[dict]) ->
             "; ".join(f"{r.scenario} {r.mode}: pids kept {sum(r.pids_kept)}/{len(r.pids_kept)}, "
                       f"{sum(r.failed.values())} failed, {r.broken_keepalive} broken, gap {r.longest_gap_ms} ms"
                       for r in hups))
+    in_place = {s.name for s in chosen if s.action == "update" and s.littleboss}
+    updates = [r for r in results if r.scenario in in_place]
+    if updates:
+        failed = sum(sum(r.failed.values()) + r.broken_keepalive for r in updates)
+        checks["supervisorctl update swaps a littleboss program in place: no request failed, new value answered"] = (
+            failed == 0 and all(all(r.pids_replaced) and len(r.pids_replaced) == len(r.versions)
+                                and all(after == tag for (_, after), tag in zip(r.versions, _tags(r), strict=True))
+                                and not r.old_answers_after_return for r in updates),
+            "; ".join(f"{r.scenario} {r.mode}: {sum(r.failed.values())} failed, {r.broken_keepalive} broken, "
+                      f"pids replaced {sum(r.pids_replaced)}/{len(r.pids_replaced)}, new value answered "
+                      f"{sum(after == tag for (_, after), tag in zip(r.versions, _tags(r), strict=True))}"
+                      f"/{len(r.versions)}, gap {r.longest_gap_ms} ms" for r in updates))
     beyond = [ms - settle[r.scenario] * 1000 for r in reloads for ms in r.ready_to_promotion_ms]
     if beyond:
         median = statistics.median(beyond)
