@@ -1,8 +1,8 @@
 """littleboss's XML-RPC faults: a private range of codes that never clashes with supervisord's (1-92).
 
-1401-1409: the program cannot be reloaded now; 1410-1419: the new binary is refused
-before anything starts; 1420-1429: the new binary was started and failed (the old
-process kept serving).
+1401-1409: the program cannot be reloaded now; 1410-1419: the new binary (for an
+in-place upgrade: the installed code) is refused before anything starts; 1420-1429:
+the new binary was started and failed (the old process kept serving).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ class LittlebossFaults:
     WRITABLE_FILE = 1414
     WRITABLE_DIRECTORY = 1415
     NOT_ALLOWED = 1416
+    PREFLIGHT_FAILED = 1417
 
     EXITED_BEFORE_READY = 1420
     READY_TIMEOUT = 1421

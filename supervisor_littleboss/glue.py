@@ -25,6 +25,7 @@ import os
 import socket
 from collections.abc import Callable, Iterable
 
+from supervisor.datatypes import Automatic
 from supervisor.dispatchers import POutputDispatcher
 from supervisor.options import ServerOptions, UnhosedConfigParser
 from supervisor.process import Subprocess
@@ -170,6 +171,64 @@ def reparse_and_replace_groups(supervisord, replace: Callable[[object, object], 
         else:
             configs.append(current.config if current is not None else config)
     options.process_group_configs = configs
+
+
+def after_run(options: ServerOptions, then: Callable[[], None]) -> None:
+    """``options.close_logger`` (this instance only, since 3.0): ``supervisord.main()`` calls
+    it once a run has ended (its programs stopped or kept, its HTTP servers closed, its pidfile
+    and unix socket file removed), before the next run (SIGHUP) or the exit; ``then()`` runs
+    right after the log is closed."""
+    close_logger = options.close_logger
+
+    def close_logger_then() -> None:
+        close_logger()
+        then()
+
+    options.close_logger = close_logger_then
+
+
+def stay_in_foreground(options: ServerOptions) -> None:
+    """``options.first`` (since 3.0): ``Supervisor.run`` daemonizes (forks) only on the first
+    run of the process. A supervisord that re-executed itself starts a first run again, but it
+    was daemonized before (or never was): it must not fork, or its pid would change."""
+    options.first = False
+
+
+def process_settings(pconfig) -> dict[str, str]:
+    """``ProcessConfig.req_param_names``/``optional_param_names`` (since 3.0): what a process
+    was started with, as text, the way ``ProcessConfig.__eq__`` compares it; a setting left
+    ``AUTO`` (a log file not created yet) is left out."""
+    return {name: repr(getattr(pconfig, name)) for name in (*pconfig.req_param_names, *pconfig.optional_param_names)
+            if getattr(pconfig, name, Automatic) is not Automatic}
+
+
+def same_settings(mine: dict[str, str], theirs: dict[str, str]) -> bool:
+    """Whether two ``process_settings`` are the same, over the settings both know (another
+    supervisor version may add some)."""
+    return all(mine[name] == theirs[name] for name in mine.keys() & theirs.keys())
+
+
+def fill_auto_logs(pconfig, paths: dict[str, str]) -> None:
+    """``stdout_logfile``/``stderr_logfile`` (since 3.0): an ``AUTO`` log file gets the name
+    ``paths`` gives (the file a process taken up already writes) instead of a new one."""
+    for key, path in paths.items():
+        if getattr(pconfig, key, None) is Automatic:
+            setattr(pconfig, key, path)
+
+
+def take_up_pipes(process: Subprocess, pipes: dict[str, int | None]) -> None:
+    """``ProcessConfig.make_dispatchers`` (since 3.0): a process supervisord did not spawn in
+    this run, whose pipes' parent ends ``pipes`` (``stdin``, ``stdout``, ``stderr``) are open
+    here, gets its dispatchers (its output logged as a spawned process's is) and ``pipes``,
+    made as a spawn makes them, through ``options.make_pipes`` answering with those fds."""
+    options = process.config.options
+    handed = {"stdin": None, "stdout": None, "stderr": None, **pipes,
+              "child_stdin": None, "child_stdout": None, "child_stderr": None}
+    options.make_pipes = lambda stderr=True: handed
+    try:
+        process.dispatchers, process.pipes = process.config.make_dispatchers(process)
+    finally:
+        del options.make_pipes
 
 
 # --- supervisor.process.Subprocess --------------------------------------------------------

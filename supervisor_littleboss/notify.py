@@ -17,12 +17,15 @@ _CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 class NotifyReceiver:
     """A supervisord dispatcher that reads ``sd_notify`` messages for one process."""
 
-    def __init__(self, process) -> None:
+    def __init__(self, process, taken: socket.socket | None = None) -> None:
+        """A new socket for ``process``; or ``taken``, the one it was started with, kept open
+        through supervisord's in-place upgrade."""
         self.process = process
-        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket = taken or socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-            self.socket.bind("")  # autobind: the kernel picks a free abstract name nobody can squat
+            if taken is None:
+                self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+                self.socket.bind("")  # autobind: the kernel picks a free abstract name nobody can squat
             self.socket.setblocking(False)
         except OSError:
             self.socket.close()

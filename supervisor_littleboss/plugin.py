@@ -15,12 +15,13 @@ from __future__ import annotations
 import os
 
 from .config import LittlebossGroupConfig, ProcessConfigs, littleboss_configs, wrap_groups_from_parser
-from .glue import keep_logs_on_sighup, reparse_and_replace_groups, spare_fds_on_sighup
+from .glue import after_run, keep_logs_on_sighup, reparse_and_replace_groups, spare_fds_on_sighup, stay_in_foreground
 from .group import LittlebossProcessGroup
 from .restart import KEPT, abandon, kept_fds, kept_logs, resume
 from .sockets import REGISTRY
 from .state import StateStore
 from .ticker import Ticker
+from .upgrade import ARRIVAL, FAILED_EXEC, adopt, hand_over, take_up_sockets
 
 STATE_FILE_NAME = "supervisord-littleboss.json"
 
@@ -36,6 +37,8 @@ class Plugin:
         self.ticker = Ticker()
         self._next: dict[str, LittlebossGroupConfig] | None = None  # the next run's programs, once asked
         self.unsaved = False  # the state changed since it was last written
+        self.upgrade: dict | None = None  # the versions supervisord is being upgraded to, once under way
+        self.preflight = None  # the last upgrade's preflight
 
     def next_config(self, name: str) -> LittlebossGroupConfig | None:
         """On supervisord's restart: the configuration the next run gives littleboss program
@@ -84,6 +87,9 @@ class Plugin:
         kept = KEPT.pop(config.name, None)
         if kept is not None and kept.config.can_take_up(config):
             return resume(kept, config)
+        handed = ARRIVAL.program(config.name) if ARRIVAL else None
+        if handed is not None:  # supervisord re-executed itself: its processes run on
+            return adopt(config, handed)
         # (one that cannot be taken up, its configuration changed again since supervisord read it
         # at SIGHUP: the new group takes its processes, recorded in the state file, back as orphans)
         if config.process_configs == current.config.process_configs:
@@ -114,9 +120,20 @@ def install(supervisord, state_file: str | None = None) -> Plugin:
     spare_fds_on_sighup(kept_fds)
     keep_logs_on_sighup(kept_logs)
     plugin = options.littleboss = Plugin(supervisord, state_file)
+    arriving = ARRIVAL is not None and not ARRIVAL.done
+    if arriving:  # the first run after supervisord re-executed itself
+        stay_in_foreground(options)
+        if ARRIVAL.record:
+            os.chdir(ARRIVAL.record.cwd)
+        take_up_sockets(options.logger)
     wrap_groups_from_parser(options)
     plugin.adopt_groups()
+    if arriving:
+        ARRIVAL.finish(options.logger)
+    while FAILED_EXEC:
+        options.logger.error(f"littleboss: {FAILED_EXEC.pop()}")
     plugin.flush_state()  # what the new groups found (orphans, a refused binary) is written at once
     abandon(options.logger)  # kept, but the configuration changed again before this run read it
     plugin.release_unused_sockets()
+    after_run(options, lambda: hand_over(plugin))
     return plugin

@@ -91,7 +91,7 @@ class LittlebossSubprocess(ChildSetupSubprocess):
         if pid:
             self.last_pid = pid
             self.group.track(pid)
-            self._watch_output()
+            self.watch_output()
         elif self.notify:
             self.notify.close()
         return pid
@@ -100,7 +100,7 @@ class LittlebossSubprocess(ChildSetupSubprocess):
         """The file its command's path resolves to now."""
         return os.path.realpath(executable_path(self))
 
-    def _watch_output(self) -> None:
+    def watch_output(self) -> None:
         """In the parent, after a spawn: read notifications, keep the tail of stderr."""
         if self.notify:
             self.dispatchers[self.notify.fd] = self.notify

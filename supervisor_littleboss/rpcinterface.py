@@ -19,6 +19,7 @@ from .lifecycle import Launch, Rollout
 from .plugin import Plugin, install
 from .process import LittlebossSubprocess, Role
 from .restart import apply
+from .upgrade import begin, preflight, refusal, run_info
 from .validate import check_binary
 from .web import PAGE, littleboss_view
 
@@ -243,6 +244,43 @@ class LittlebossNamespaceRPCInterface:
             return result if result is NOT_DONE_YET else {**answer, "reload": result}
 
         return deferred(finished, self)
+
+    def upgrade(self):
+        """Upgrade supervisord in place: re-execute it in its own pid, running the supervisor,
+        littleboss and Python installed now, with every littleboss program's processes running
+        on through it (same pids, sockets and log files); other programs restart, as on
+        supervisord's reload. The installed code is first tried in a process of its own
+        (imports, configuration read as the new supervisord would read it): if that fails,
+        nothing changes (PREFLIGHT_FAILED). Refused while a program reloads, or its fallback
+        window is open (RELOAD_IN_PROGRESS). The answer comes before the exec: supervisord's
+        HTTP servers then close for a moment; getRunInfo answers again once the new code runs
+        (its upgrades count is this answer's upgrade).
+
+        @return struct result  pid, upgrade (its number: getRunInfo's upgrades once done),
+                               from and to (structs: supervisor, littleboss, python)
+        """
+        self._update("upgrade")
+        refused = refusal(self.plugin, time.time())
+        if refused:
+            raise LittlebossRPCError(F.RELOAD_IN_PROGRESS, refused)
+        check = preflight(self.plugin)
+
+        def finished():
+            if not check.done(time.time()):
+                return NOT_DONE_YET
+            return begin(self.plugin, check)
+
+        return deferred(finished, self)
+
+    def getRunInfo(self) -> dict:
+        """Return what supervisord's process runs: its pid, since when this code runs in it
+        (started, a UNIX time), its in-place upgrades so far (upgrades) and the supervisor,
+        littleboss and Python versions it runs.
+
+        @return struct info  pid, started, upgrades, supervisor, littleboss, python
+        """
+        self._update("getRunInfo")
+        return run_info()
 
     @staticmethod
     def _refuse_now(group: LittlebossProcessGroup) -> None:

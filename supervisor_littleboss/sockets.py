@@ -378,7 +378,22 @@ class SocketRegistry:
 
     def fds(self) -> set[int]:
         """File descriptors of the held sockets (to spare when supervisord closes fds)."""
-        return {held.proxy.fileno() for held in self._held.values()}
+        return set(self.fds_by_url().values())
+
+    def fds_by_url(self) -> dict[str, int]:
+        return {url: held.proxy.fileno() for url, held in self._held.items()}
+
+    def take_up(self, url: str, fd: int, logger) -> None:
+        """Hold the listening socket open at ``fd`` for ``url`` (kept open through supervisord's
+        in-place upgrade); its program's settings are applied when it takes it. OSError or
+        ValueError if it cannot be."""
+        self.acquire(parse_socket_list(f"taken={url}")[0], SocketOptions(), logger, socket_at(fd))
+
+
+def socket_at(fd: int) -> socket.socket:
+    """The socket open at ``fd``, its flags untouched (the processes it was handed to share them)."""
+    sock = socket.socket(fileno=fd)
+    return DatagramSocket(fileno=sock.detach()) if sock.type == socket.SOCK_DGRAM else sock
 
 
 REGISTRY = SocketRegistry()
