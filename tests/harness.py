@@ -153,11 +153,12 @@ class Supervisord:
         (self.confd / f"{name}.conf").unlink()
 
     # lifecycle -----------------------------------------------------------
-    def start(self, wait: bool = True) -> subprocess.Popen:
+    def start(self, wait: bool = True, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start supervisord in the foreground (``env``: more environment variables)."""
         with open(self.output, "w") as output:  # a file, never a pipe nobody reads: it would block supervisord
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(self.conf)],
-                stdout=output, stderr=subprocess.STDOUT, env=VENV_ENV,
+                stdout=output, stderr=subprocess.STDOUT, env={**VENV_ENV, **(env or {})},
             )
         if wait:
             wait_for(lambda: self.proc.poll() is not None or self.rpc.supervisor.getState()["statename"] == "RUNNING",
