@@ -1,17 +1,19 @@
 """supervisorctl commands, enabled by ``[ctlplugin:littleboss]``.
 
-``littleboss:reload NAME [PATH]``, ``littleboss:rollback NAME`` and
-``littleboss:status [--history] [NAME ...]``, also spelled ``littleboss reload ...``;
-``help littleboss`` and ``help littleboss:CMD`` explain them.
+``littleboss:reload NAME [PATH]``, ``littleboss:rollback NAME``,
+``littleboss:status [--history] [NAME ...]`` and ``littleboss:upgrade``, also spelled
+``littleboss reload ...``; ``help littleboss`` and ``help littleboss:CMD`` explain them.
 Exit status: 0 success, 1 refused before anything started (or supervisord
-unreachable, or without littleboss's RPC interface), 7 the new binary was started and
-failed, 2 bad usage.
+unreachable, or without littleboss's RPC interface; for ``upgrade``, also not upgraded in
+place), 7 the new binary was started and failed, 2 bad usage.
 """
 from __future__ import annotations
 
 import shlex
 import time
 import xmlrpc.client
+from collections.abc import Callable
+from typing import TypeVar
 
 from supervisor.supervisorctl import ControllerPluginBase, LSBInitExitStatuses
 from supervisor.xmlrpc import Faults
@@ -27,15 +29,23 @@ SUBCOMMANDS = {  # usage lines (supervisorctl's help layout: usage, tab, what it
     "rollback": ["rollback <name>\t\tReload back to the previous executable"],
     "status": ["status [name ...]\tBinary, sockets and reload phase of littleboss programs (default: all)",
                "status --history [name ...]\tThe same, each followed by its reloads"],
+    "upgrade": ["upgrade\t\t\tRe-execute supervisord in place (same pid) on the supervisor, littleboss and "
+                "Python installed now: littleboss programs run on, other programs restart"],
 }
+TAKES_NAMES = ("reload", "rollback", "status")  # the subcommands whose arguments complete as program names
 EXIT_STATUSES = {
     "reload": "Exit status: 0 done; 1 refused before anything started; 7 the new binary failed "
               "(the old one kept serving), or the reload was aborted by a stop or restart; 2 bad usage.",
     "status": "Exit status: 0 shown; 1 an unknown or not a littleboss program; 2 bad usage.",
+    "upgrade": "Exit status: 0 upgraded (the same pid runs the installed code); 1 refused (a reload in progress, "
+               "the preflight failed) or supervisord unreachable, or it was not upgraded in place, or did not "
+               "answer again within 60 s; 2 bad usage.",
 }
 EXIT_STATUSES["rollback"] = EXIT_STATUSES["reload"]
 POLL_SECONDS = 0.1
-RELOAD_WAIT = 60  # seconds a reload is followed through supervisord's own reload before giving up
+RELOAD_WAIT = 60  # seconds a reload (or upgrade) is followed through supervisord's own reload before giving up
+VERSIONS = {"supervisor": "supervisor", "littleboss": "littleboss", "python": "Python"}  # getRunInfo's, as said
+T = TypeVar("T")
 # applyConfig's faults that leave a program to supervisorctl's update (stop, then start): not
 # littleboss's (or no littleboss interface at all), not a change it can apply in place, or a
 # program in the middle of a reload or a stop (update aborts them, as it always did)
@@ -190,19 +200,8 @@ class LittlebossControllerPlugin(ControllerPluginBase):
                              f"ran ({exc}): its outcome is unknown; see littleboss:status {name} once it is back")
 
     def _last_reload(self, name: str) -> dict:
-        """The program's last reload; through supervisord's own reload (it refuses calls, then its
-        socket is gone a moment), asked again for up to RELOAD_WAIT seconds: the reload goes on."""
-        deadline = time.monotonic() + RELOAD_WAIT
-        while True:
-            try:
-                return self.rpc.getProgramInfo(name)["last_reload"]
-            except xmlrpc.client.Fault as fault:
-                if fault.faultCode != Faults.SHUTDOWN_STATE or time.monotonic() > deadline:
-                    raise
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-            time.sleep(POLL_SECONDS)
+        """The program's last reload, asked through supervisord's own reload: the reload goes on."""
+        return through_restart(lambda: self.rpc.getProgramInfo(name)["last_reload"])
 
     def _say_status(self, name: str) -> None:
         """The program's last ``STATUS=``, if it sent one: what the new binary says of itself."""
@@ -255,6 +254,55 @@ class LittlebossControllerPlugin(ControllerPluginBase):
                 for entry in info["history"] or [None]:
                     self._say(f"  {history_line(entry)}")
 
+    def _upgrade(self, args: list[str]) -> None:
+        """Upgrade supervisord in place, then wait until it answers again on the new code."""
+        if args:
+            raise UsageError("upgrade takes no arguments")
+        try:
+            before = self.rpc.getRunInfo()
+        except xmlrpc.client.Fault as fault:
+            if fault.faultCode != Faults.UNKNOWN_METHOD:
+                raise
+            self.rpc.getAPIVersion()  # UNKNOWN_METHOD again: no littleboss interface at all (said as for any command)
+            self._fail(None, "ERROR: supervisord runs a littleboss release without in-place upgrades: restart "
+                             "supervisord once (every program restarts) to run the installed one; from then on "
+                             "littleboss:upgrade upgrades it in place")
+            return
+        pid = before["pid"]
+        try:
+            answer = self.rpc.upgrade()  # once supervisord has tried the installed code (about a second)
+        except KeyboardInterrupt:
+            self._fail(None, f"supervisord (pid {pid}): stopped before it answered; the upgrade goes ahead only "
+                             "if it had answered already (it is refused while one runs)")
+            return
+        self._say(f"supervisord (pid {pid}) is being upgraded in place: "
+                  f"{version_changes(answer['from'], answer['to'])}; littleboss programs run on, other programs "
+                  "restart")
+        try:
+            after = through_restart(lambda: self.rpc.getRunInfo())  # a new connection each time
+        except KeyboardInterrupt:
+            self._fail(None, f"supervisord (pid {pid}): stopped waiting; the upgrade goes on in supervisord "
+                             "(supervisorctl status shows the programs once it answers again)")
+            return
+        except xmlrpc.client.Fault as fault:
+            if fault.faultCode != Faults.SHUTDOWN_STATE:
+                raise
+            self._fail(None, f"ERROR: supervisord (pid {pid}) was still stopping its programs {RELOAD_WAIT} s "
+                             "after its upgrade began (a program slow to stop: its stopwaitsecs); the upgrade "
+                             "goes on: see supervisord's log")
+            return
+        except OSError as exc:
+            self._fail(None, f"ERROR: supervisord (pid {pid}) did not answer again within {RELOAD_WAIT} s of its "
+                             f"upgrade ({exc}): see supervisord's log. If supervisord is gone, start it again: it "
+                             "takes the programs back as after a kill -9 (littleboss programs' sockets taken "
+                             "back, programs started again)")
+            return
+        problem = upgrade_problem(before, after, answer["upgrade"])
+        if problem:
+            self._fail(None, f"ERROR: {problem}; see supervisord's log")
+            return
+        self._say(upgraded_line(before, after, self.rpc.getAllProgramInfo()))  # the last line, as scripts read it
+
     # --- supervisorctl's update ----------------------------------------------------------
     def _update_in_place(self, arg: str) -> None:
         """Before supervisorctl's ``update`` runs: each changed littleboss program (of those
@@ -285,10 +333,62 @@ class LittlebossControllerPlugin(ControllerPluginBase):
             # supervisorctl keeps ':' in words, so the text may be "littleboss:re"
             prefix, colon, text = text.rpartition(":")
             return [f"{prefix}{colon}{sub} " for sub in SUBCOMMANDS if sub.startswith(text)]
-        if len(words) == 2 or (len(words) == 3 and not line.endswith(" ")):
+        takes_names = len(words) > 1 and words[1] in TAKES_NAMES
+        if takes_names and (len(words) == 2 or (len(words) == 3 and not line.endswith(" "))):
             names = [info["name"] for info in self.rpc.getAllProgramInfo()]
             return [f"{name} " for name in names if name.startswith(text)]
         return []
+
+
+def through_restart(ask: Callable[[], T]) -> T:
+    """``ask()``'s answer. While supervisord reloads (or re-executes itself) it refuses calls
+    (SHUTDOWN_STATE), then its socket is gone a moment: ``ask`` is tried again every
+    POLL_SECONDS for up to RELOAD_WAIT seconds, after which the last refusal or OSError is raised."""
+    deadline = time.monotonic() + RELOAD_WAIT
+    while True:
+        try:
+            return ask()
+        except xmlrpc.client.Fault as fault:
+            if fault.faultCode != Faults.SHUTDOWN_STATE or time.monotonic() > deadline:
+                raise
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(POLL_SECONDS)
+
+
+def version_changes(before: dict, after: dict) -> str:
+    """``supervisor 4.2.2 -> 4.3.0, ...`` for the versions (getRunInfo's) that differ, or ``same
+    versions (...)``."""
+    changed = [f"{label} {before[key]} -> {after[key]}" for key, label in VERSIONS.items() if before[key] != after[key]]
+    return ", ".join(changed) or "same versions (" + ", ".join(f"{label} {after[key]}"
+                                                             for key, label in VERSIONS.items()) + ")"
+
+
+def upgrade_problem(before: dict, after: dict, upgrade: int) -> str:
+    """Why supervisord, answering ``after`` (getRunInfo) once back from upgrade number ``upgrade``,
+    was not upgraded in place ('' if it was); ``before`` is its getRunInfo before the upgrade.
+    (It refuses getRunInfo from the upgrade's answer until its next run: any answer is of that run.)"""
+    pid = before["pid"]
+    if after["pid"] != pid:
+        return f"supervisord answers with pid {after['pid']}, not {pid}: it was started again, not upgraded in place"
+    if after["upgrades"] >= upgrade:
+        return ""
+    if after["started"] != before["started"]:  # new code runs, but it did not take the handover up
+        return (f"supervisord (pid {pid}) re-executed itself, but its new code did not take the programs' processes "
+                "up: they were recovered as after a kill -9 of supervisord (littleboss programs' sockets taken back, "
+                "programs started again)")
+    return f"supervisord (pid {pid}) did not re-execute itself: it reloaded on the code it already ran"
+
+
+def upgraded_line(before: dict, after: dict, programs: list[dict]) -> str:
+    """The last line of ``littleboss:upgrade``: what runs now, and how many littleboss programs
+    (``programs``: getAllProgramInfo) are RUNNING."""
+    running = sum(info["statename"] == "RUNNING" for info in programs)
+    noun = "program" if len(programs) == 1 else "programs"
+    count = f"{running}" if running == len(programs) else f"{running} of {len(programs)}"
+    return (f"supervisord upgraded in place: pid {after['pid']}, {version_changes(before, after)}; "
+            f"{count} littleboss {noun} running")
 
 
 def status_line(info: dict, supervisor) -> str:
