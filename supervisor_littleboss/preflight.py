@@ -25,10 +25,13 @@ PREFLIGHT_TIMEOUT = 60  # seconds
 
 
 def versions() -> dict[str, str]:
-    """supervisor's, littleboss's and Python's versions, of the code running."""
+    """supervisor's, littleboss's and Python's versions, as installed now."""
     from . import __version__
     return {"supervisor": metadata.version("supervisor"), "littleboss": __version__,
             "python": platform.python_version()}
+
+
+RUNNING = versions()  # those of the code running (imported now): an install later changes the above
 
 
 def command() -> list[str]:

@@ -25,7 +25,7 @@ from .glue import fill_auto_logs, keep_logs_on_sighup, process_settings, reap_wi
 from .handover import CHANNELS, ENVIRONMENT, FORMAT, LOGS, HandedProcess, HandedProgram, Handover
 from .notify import NotifyReceiver
 from .orphans import ProcessRecord
-from .preflight import LAUNCH_DIR, Preflight, command, versions
+from .preflight import LAUNCH_DIR, RUNNING, Preflight, command
 from .restart import KEPT
 from .sockets import REGISTRY
 
@@ -60,7 +60,7 @@ class Arrival:
             logger.error(f"littleboss: {self.problem}; the programs' processes are recovered as after a "
                          "supervisord killed with -9 (sockets taken back, programs started again)")
             return
-        before, now = record.versions, versions()
+        before, now = record.versions, RUNNING
         changes = ", ".join(f"{name} {before.get(name, '?')} -> {now[name]}" for name in now) or "none"
         logger.warn(f"littleboss: supervisord (pid {record.pid}) upgraded in place: {changes}; "
                     f"{sum(len(p.processes) for p in record.programs.values())} process(es) of "
@@ -106,7 +106,7 @@ FAILED_EXEC: list[str] = []  # why a re-exec failed (supervisord then reloaded i
 
 
 def run_info() -> dict:
-    return {"pid": os.getpid(), "started": STARTED, "upgrades": UPGRADES, **versions()}
+    return {"pid": os.getpid(), "started": STARTED, "upgrades": UPGRADES, **RUNNING}
 
 
 # --- the old code: refuse, try the new code, reload, hand over, re-execute ---------------
@@ -154,7 +154,7 @@ def begin(plugin, check: Preflight) -> dict:
                         f"{said['versions']['supervisor']}, littleboss {said['versions']['littleboss']}, Python "
                         f"{said['versions']['python']}: littleboss programs run on, other programs restart")
     options.mood = SupervisorStates.RESTARTING
-    return {"pid": os.getpid(), "upgrade": UPGRADES + 1, "from": versions(), "to": said["versions"]}
+    return {"pid": os.getpid(), "upgrade": UPGRADES + 1, "from": RUNNING, "to": said["versions"]}
 
 
 def hand_over(plugin) -> None:
@@ -164,7 +164,7 @@ def hand_over(plugin) -> None:
     if plugin.upgrade is None or plugin.options.mood != SupervisorStates.RESTARTING:
         return
     plugin.flush_state()
-    record = Handover(os.getpid(), os.getcwd(), UPGRADES + 1, versions(), REGISTRY.fds_by_url(),
+    record = Handover(os.getpid(), os.getcwd(), UPGRADES + 1, RUNNING, REGISTRY.fds_by_url(),
                       {name: handed_program(group) for name, group in KEPT.items()})
     path = os.path.join(os.path.dirname(plugin.state.path), HANDOVER_FILE_NAME)
     fds = record.fds()
