@@ -408,3 +408,21 @@ def test_web_status_view_for_the_link_to_the_littleboss_page():
     buttons = root.findwithattrib("id", "buttons")
     assert len(buttons) == 1 and len(buttons[0]) == 3, "the status page's Refresh, Restart All, Stop All"
     assert [anchor.text for anchor in buttons[0][0].findwithattrib("href")] == ["Refresh"]
+
+
+def test_supervisord_upgrade_in_place_hooks(server_options):
+    """upgrade.py and glue: supervisord's main() closes the logger after each run (after_run
+    wraps it on the instance) and runs the next one; run() daemonizes only on the first run
+    (stay_in_foreground); a process taken up gets its dispatchers from make_dispatchers, with
+    make_pipes answering the fds kept open (take_up_pipes); process_settings reads what
+    ProcessConfig.__eq__ compares, leaving AUTO (Automatic) log files out."""
+    assert_uses(supervisord_module.main, "close_logger", "first")
+    assert_uses(supervisord_module.Supervisor.run, "first", "nodaemon", "daemonize", "openhttpservers")
+    assert_params(options.ServerOptions, "close_logger", "self")
+    assert_params(options.ServerOptions, "make_pipes", "self, stderr")
+    assert_params(options.ProcessConfig, "make_dispatchers", "self, proc")
+    assert_uses(options.ProcessConfig.make_dispatchers, "make_pipes")
+    assert_uses(options.ProcessConfig.__eq__, "req_param_names", "optional_param_names", "Automatic")
+    pconfig = server_options.process_group_configs[0].process_configs[0]
+    assert_attributes(pconfig, "req_param_names", "optional_param_names", "stdout_logfile", "stderr_logfile")
+    assert datatypes.Automatic is options.Automatic
