@@ -518,9 +518,9 @@ def cpu_and_memory(pid: int) -> tuple[float, int]:
     return (int(fields[11]) + int(fields[12])) / ticks, rss
 
 
-def supervisord_cost(root: Path, programs: int, idle: float, plugin: bool, reload_all: bool) -> dict:
-    """supervisord's CPU and memory with ``programs`` programs idle (and reloading at once);
-    how long it took to start them all and to stop, and how many it left running."""
+def many_programs(root: Path, programs: int, plugin: bool) -> BenchSupervisord:
+    """A supervisord (not started) with ``programs`` test servers: littleboss programs, or
+    plain ones (each binding its own port) in a supervisord without the plugin."""
     sv = BenchSupervisord(Path(tempfile.mkdtemp(dir=root)), programs)
     if not plugin:
         sv.conf.write_text(sv.conf.read_text().replace("[rpcinterface:littleboss]", "[x_disabled]"))
@@ -530,6 +530,13 @@ def supervisord_cost(root: Path, programs: int, idle: float, plugin: bool, reloa
             if plugin else {}
         command = v1 if plugin else f"{v1} --bind 127.0.0.1:{free_port()}"
         sv.program(f"app{n}", command=command, **keys)
+    return sv
+
+
+def supervisord_cost(root: Path, programs: int, idle: float, plugin: bool, reload_all: bool) -> dict:
+    """supervisord's CPU and memory with ``programs`` programs idle (and reloading at once);
+    how long it took to start them all and to stop, and how many it left running."""
+    sv = many_programs(root, programs, plugin)
     try:
         started = time.monotonic()
         sv.start()
@@ -568,6 +575,86 @@ def supervisord_cost(root: Path, programs: int, idle: float, plugin: bool, reloa
     return {**cost, "stop_seconds": sv.stop_seconds, "left_running": len(sv.left_running)}
 
 
+def pidfile(path: Path) -> tuple[int, int] | None:
+    """(inode, change time) of supervisord's pidfile, or None while there is none: a run of
+    supervisord deletes it when it ends, and the next writes it anew once it has read its
+    configuration, made (or taken up) its groups and made its RPC interfaces (littleboss's
+    among them), just before its main loop starts."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_ctime_ns
+
+
+def parse_cpu(conf: Path, plugin: bool) -> dict:
+    """CPU seconds (in this process) of supervisord's parse of ``conf`` (``read_config``, as
+    supervisord re-reads it on SIGHUP; and of the same programs in one file instead of one
+    included file each), and with the plugin of littleboss's own read of the file
+    (``littleboss_configs``: the same parse, and littleboss's settings)."""
+    from supervisor_littleboss.config import littleboss_configs
+    from supervisor_littleboss.glue import read_server_config
+
+    def cpu(call: Callable[[], object]) -> float:
+        started = time.process_time()
+        call()
+        return round(time.process_time() - started, 3)
+    littleboss_configs(str(conf))  # the first parse in a process imports what parsing needs
+    one = conf.with_name("one-file.conf")
+    one.write_text(conf.read_text().split("[include]")[0] + "\n".join(
+        f.read_text() for f in sorted(conf.parent.glob("conf.d/*.conf"))))
+    parsed = {"parse_cpu_seconds": cpu(lambda: read_server_config(str(conf))),
+              "parse_one_file_cpu_seconds": cpu(lambda: read_server_config(str(one)))}
+    if plugin:
+        parsed["littleboss_parse_cpu_seconds"] = cpu(lambda: littleboss_configs(str(conf)))
+    return parsed
+
+
+def sighup_cost(root: Path, programs: int, plugin: bool) -> dict:
+    """supervisord's own CPU for one SIGHUP (``supervisorctl reload``) with ``programs``
+    littleboss programs (or, without the plugin, plain ones: supervisord restarts them all),
+    from /proc. From the signal until supervisord's new run serves again (its pidfile written
+    anew: every group made or taken up) and, for plain programs, every one started again (a
+    process of supervisord's for each, none of the old ones), then 2 s for the new run's first
+    passes; nothing is asked of supervisord meanwhile (with 500 programs each
+    ``getAllProcessInfo`` costs it tens of ms of CPU). Then one ``getAllProcessInfo``, not
+    counted, checks every process RUNNING and which pids were kept."""
+    sv = many_programs(root, programs, plugin)
+    cost: dict = {"programs": programs, "plugin": plugin}
+    try:
+        sv.start()
+        sv.wait_all_running()
+        time.sleep(2)  # let start-up settle
+        before = {f"{i['group']}:{i['name']}": i["pid"] for i in sv.rpc.supervisor.getAllProcessInfo()}
+        old = {pid: start_ticks(pid) for pid in before.values()}
+        written, pid = pidfile(sv.root / "supervisord.pid"), sv.proc.pid
+        cost.update(parse_cpu(sv.conf, plugin))
+        cpu0, rss0 = cpu_and_memory(pid)
+        started = time.monotonic()
+        os.kill(pid, signal.SIGHUP)  # what supervisorctl reload asks supervisord for (supervisor.restart)
+        wait_for(lambda: pidfile(sv.root / "supervisord.pid") not in (None, written), timeout=sv.allow(2),
+                 what="supervisord's new run to serve")
+        cost["serving_seconds"] = round(time.monotonic() - started, 3)
+        cost["serving_cpu_seconds"] = round(cpu_and_memory(pid)[0] - cpu0, 3)
+        if not plugin:
+            def restarted() -> bool:
+                now = descendants(pid)
+                return sum(1 for child in now if old.get(child) != now[child]) >= programs
+            wait_for(restarted, timeout=sv.allow(0.5), what="every program to start again")
+        cost["seconds"] = round(time.monotonic() - started, 3)
+        time.sleep(2)  # the new run's first passes of its main loop (they sleep up to 1 s)
+        cpu1, rss1 = cpu_and_memory(pid)
+        sv.track()
+        after = {f"{i['group']}:{i['name']}": i for i in sv.rpc.supervisor.getAllProcessInfo()}
+        cost.update(cpu_seconds=round(cpu1 - cpu0, 3), rss_kb_before=rss0, rss_kb_after=rss1,
+                    running=sum(1 for i in after.values() if i["statename"] == "RUNNING"),
+                    pids_kept=sum(1 for name, p in before.items() if name in after and after[name]["pid"] == p
+                                  and start_ticks(p) == old[p]))
+    finally:
+        sv.stop()
+    return {**cost, "stop_seconds": sv.stop_seconds, "left_running": len(sv.left_running)}
+
+
 def table(results: list[Result]) -> str:
     head = (f"{'scenario':<26}{'mode':<10}{'requests':>9}{'req/s':>7}{'failed':>8}  {'by kind':<22}{'ka broken':>9}"
             f"{'p50':>8}{'p99':>8}{'max':>8}{'p99 rl':>8}{'gap':>8}{'gap rl':>8}{'secs':>6}"
@@ -600,7 +687,8 @@ def _tags(result: Result) -> list[str]:
     return [UPDATE_TAGS[(n + 1) % 2] for n in range(len(result.versions))]
 
 
-def targets(results: list[Result], chosen: list[Scenario], costs: list[dict]) -> dict[str, tuple[bool, str]]:
+def targets(results: list[Result], chosen: list[Scenario], costs: list[dict],
+            sighups: tuple[dict, ...] | list[dict] = ()) -> dict[str, tuple[bool, str]]:
     """The product's targets, each (met, the figures behind it), from this run's figures."""
     settle = {s.name: s.settle for s in chosen if s.action == "reload"}
     controls = {s.name for s in chosen if s.action == "start-stop"}
@@ -660,6 +748,22 @@ def targets(results: list[Result], chosen: list[Scenario], costs: list[dict]) ->
         checks["idle supervisord CPU with the plugin no higher than without"] = (
             # (the figures are rounded to 0.001: 2 ticks over 3 s read 0.667, 1 tick 0.333)
             with_it <= without + tick + 0.001, f"{with_it} % with, {without} % without (one clock tick: {tick:.2f} %)")
+    kept_by = [h for h in sighups if h["plugin"]]
+    if kept_by:
+        checks["every pid kept through one SIGHUP, however many littleboss programs"] = (
+            all(h["pids_kept"] == h["running"] == h["programs"] for h in kept_by),
+            "; ".join(f"{h['programs']} programs: {h['pids_kept']} pids kept, {h['running']} running"
+                      for h in kept_by))
+    if len({h["programs"] for h in kept_by}) > 1:
+        fewest, most = min(kept_by, key=lambda h: h["programs"]), max(kept_by, key=lambda h: h["programs"])
+        plain = {h["programs"]: h["cpu_seconds"] for h in sighups if not h["plugin"]}
+        # flat: no more than twice as much (or 50 ms more) with the most programs as with the fewest
+        checks["supervisord CPU per SIGHUP flat in the number of littleboss programs"] = (
+            most["cpu_seconds"] <= max(2 * fewest["cpu_seconds"], fewest["cpu_seconds"] + 0.05),
+            "; ".join(f"{h['programs']} programs: {h['cpu_seconds']} s (supervisord's parse of the configuration "
+                      f"alone {h['parse_cpu_seconds']} s, littleboss's own read {h['littleboss_parse_cpu_seconds']} s"
+                      + (f"; plain supervisord, plain programs: {plain[h['programs']]} s" if h["programs"] in plain
+                         else "") + ")" for h in kept_by))
     return checks
 
 
@@ -676,9 +780,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--limit", type=float, default=600.0, help="upper bound on any one load, seconds")
     parser.add_argument("--cost-programs", type=int, default=50, help="0 skips the supervisord cost runs")
     parser.add_argument("--cost-idle", type=float, default=10.0)
+    parser.add_argument("--sighup-programs", default="10,100",
+                        help="comma-separated numbers of programs: supervisord's CPU for one SIGHUP with that many "
+                             "littleboss programs, and without the plugin with as many plain ones (empty: skip)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
-    report: dict = {"settings": vars(args), "runs": [], "supervisord": []}
+    report: dict = {"settings": vars(args), "runs": [], "supervisord": [], "sighup": []}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         bins = releases(root)
@@ -697,10 +804,11 @@ def main(argv: list[str] | None = None) -> dict:
                         results.append(run(unswapped, mode, args, root, baseline=length))
                         print(table(results[-1:]).splitlines()[-1], flush=True)
         pace = f" at most {args.rate:g} requests/s each" if args.rate else " as fast as they can"
-        print(f"\n{args.reloads} reloads/restarts per scenario, {args.concurrency} clients{pace}; "
-              "latencies in ms ('p99 rl': inside reload windows; 'gap': longest stretch without a success,\n"
-              "'gap rl': the longest of those overlapping a reload window; 'secs': length of the load)\n")
-        print(table(results))
+        if results:
+            print(f"\n{args.reloads} reloads/restarts per scenario, {args.concurrency} clients{pace}; "
+                  "latencies in ms ('p99 rl': inside reload windows; 'gap': longest stretch without a success,\n"
+                  "'gap rl': the longest of those overlapping a reload window; 'secs': length of the load)\n")
+            print(table(results))
         report["runs"] = [asdict(r) for r in results]
         if args.cost_programs:
             costs = [supervisord_cost(root, 1, args.cost_idle, True, False),
@@ -710,7 +818,21 @@ def main(argv: list[str] | None = None) -> dict:
             print("\nsupervisord's own cost")
             for cost in costs:
                 print("  " + ", ".join(f"{k} {v}" for k, v in cost.items()))
-        report["targets"] = targets(results, chosen, report["supervisord"])
+        for programs in (int(n) for n in args.sighup_programs.split(",") if n.strip()):
+            for plugin in (True, False):
+                report["sighup"].append(sighup_cost(root, programs, plugin))
+                hup = report["sighup"][-1]
+                if len(report["sighup"]) == 1:
+                    print("\nsupervisord's CPU for one SIGHUP (supervisorctl reload)")
+                print(f"  {programs} {'littleboss' if plugin else 'plain (no plugin)'} programs: "
+                      f"{hup['cpu_seconds']} s CPU, serving again after {hup['serving_seconds']} s, "
+                      f"all started after {hup['seconds']} s, {hup['running']} running, "
+                      f"{hup['pids_kept']} pids kept; parsing its configuration alone: {hup['parse_cpu_seconds']} s "
+                      f"({hup['parse_one_file_cpu_seconds']} s as one file)"
+                      + (f", littleboss's own read {hup['littleboss_parse_cpu_seconds']} s" if plugin else "")
+                      + f"; {hup['rss_kb_before']} -> {hup['rss_kb_after']} kB, stopped in {hup['stop_seconds']} s, "
+                      f"{hup['left_running']} left running", flush=True)
+        report["targets"] = targets(results, chosen, report["supervisord"], report["sighup"])
         if report["targets"]:
             print("\ntargets")
             for name, (met, figures) in report["targets"].items():
