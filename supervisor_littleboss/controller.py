@@ -272,8 +272,8 @@ class LittlebossControllerPlugin(ControllerPluginBase):
         try:
             answer = self.rpc.upgrade()  # once supervisord has tried the installed code (about a second)
         except KeyboardInterrupt:
-            self._fail(None, f"supervisord (pid {pid}): stopped before it answered; the upgrade goes ahead only "
-                             "if it had answered already (it is refused while one runs)")
+            self._fail(None, f"supervisord (pid {pid}): stopped before it answered; nothing changes, unless its "
+                             "answer was already on its way (then the upgrade goes on)")
             return
         self._say(f"supervisord (pid {pid}) is being upgraded in place: "
                   f"{version_changes(answer['from'], answer['to'])}; littleboss programs run on, other programs "

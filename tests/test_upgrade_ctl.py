@@ -106,6 +106,9 @@ def test_ctrl_c_stops_waiting_but_not_the_upgrade(monkeypatch):
     status, lines = upgrade(ScriptedRPC([SHUTDOWN, KeyboardInterrupt()]), monkeypatch)
     assert status == 1
     assert lines[-1].startswith("supervisord (pid 123): stopped waiting; the upgrade goes on in supervisord")
+    status, lines = upgrade(ScriptedRPC([], upgrade=KeyboardInterrupt()), monkeypatch)  # during the preflight
+    assert status == 1 and lines == ["supervisord (pid 123): stopped before it answered; nothing changes, unless its "
+                                     "answer was already on its way (then the upgrade goes on)"]
 
 
 def test_a_refusal_is_one_error_line(monkeypatch):
