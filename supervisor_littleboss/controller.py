@@ -22,7 +22,7 @@ from .config import interface_missing
 from .contract import RolloutPhase
 from .faults import LittlebossFaults, exit_status
 from .glue import one_shot_words, wrap_completer, wrap_help, wrap_update
-from .outcome import check_line, done_line, slot_label, step_line, steps_reached
+from .outcome import check_line, done_line, slot_label, step_line, steps_reached, version_changes
 
 SUBCOMMANDS = {  # usage lines (supervisorctl's help layout: usage, tab, what it does)
     "reload": ["reload <name> [path]\tSwap in <path> (default: the current executable) with zero downtime"],
@@ -44,7 +44,6 @@ EXIT_STATUSES = {
 EXIT_STATUSES["rollback"] = EXIT_STATUSES["reload"]
 POLL_SECONDS = 0.1
 RELOAD_WAIT = 60  # seconds a reload (or upgrade) is followed through supervisord's own reload before giving up
-VERSIONS = {"supervisor": "supervisor", "littleboss": "littleboss", "python": "Python"}  # getRunInfo's, as said
 T = TypeVar("T")
 # applyConfig's faults that leave a program to supervisorctl's update (stop, then start): not
 # littleboss's (or no littleboss interface at all), not a change it can apply in place, or a
@@ -355,14 +354,6 @@ def through_restart(ask: Callable[[], T]) -> T:
             if time.monotonic() > deadline:
                 raise
         time.sleep(POLL_SECONDS)
-
-
-def version_changes(before: dict, after: dict) -> str:
-    """``supervisor 4.2.2 -> 4.3.0, ...`` for the versions (getRunInfo's) that differ, or ``same
-    versions (...)``."""
-    changed = [f"{label} {before[key]} -> {after[key]}" for key, label in VERSIONS.items() if before[key] != after[key]]
-    return ", ".join(changed) or "same versions (" + ", ".join(f"{label} {after[key]}"
-                                                             for key, label in VERSIONS.items()) + ")"
 
 
 def upgrade_problem(before: dict, after: dict, upgrade: int) -> str:

@@ -75,3 +75,14 @@ def step_line(step: str, pid: int, old_pid: int = 0) -> str:
 def plural(count: int, noun: str) -> str:
     """``1 switched process``, ``2 switched processes``."""
     return f"{count} {noun}" + ("" if count == 1 else "es" if noun.endswith("s") else "s")
+
+
+VERSIONS = {"supervisor": "supervisor", "littleboss": "littleboss", "python": "Python"}  # getRunInfo's, as said
+
+
+def version_changes(before: dict, after: dict) -> str:
+    """``supervisor 4.2.2 -> 4.3.0, ...`` for the versions (getRunInfo's) that differ, or ``same
+    versions (...)``."""
+    changed = [f"{label} {before[key]} -> {after[key]}" for key, label in VERSIONS.items() if before[key] != after[key]]
+    return ", ".join(changed) or "same versions (" + ", ".join(f"{label} {after[key]}"
+                                                             for key, label in VERSIONS.items()) + ")"

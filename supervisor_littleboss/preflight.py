@@ -93,7 +93,7 @@ def main(arguments: list[str]) -> None:
 
     started = time.monotonic()
     options = ServerOptions()
-    options.realize(arguments)  # a bad configuration: "Error: ...", exit 2
+    options.realize(arguments, progname="supervisord")  # a bad configuration: "Error: ...", exit 2
     print(json.dumps({"versions": versions(), "reads": READS,
                       "programs": len(options.process_group_configs),
                       "seconds": round(time.monotonic() - started, 3)}))

@@ -25,6 +25,7 @@ from .glue import fill_auto_logs, keep_logs_on_sighup, process_settings, reap_wi
 from .handover import CHANNELS, ENVIRONMENT, FORMAT, LOGS, HandedProcess, HandedProgram, Handover
 from .notify import NotifyReceiver
 from .orphans import ProcessRecord
+from .outcome import version_changes
 from .preflight import LAUNCH_DIR, RUNNING, Preflight, command
 from .restart import KEPT
 from .sockets import REGISTRY
@@ -40,6 +41,7 @@ class Arrival:
         self.record, self.problem = record, problem
         self.done = False  # taken up (by the first run after the exec)
         self.programs = dict(record.programs) if record else {}
+        self.handed = sum(len(program.processes) for program in self.programs.values())
         self.logs = record.log_files() if record else set()
 
     def program(self, name: str) -> HandedProgram | None:
@@ -60,10 +62,8 @@ class Arrival:
             logger.error(f"littleboss: {self.problem}; the programs' processes are recovered as after a "
                          "supervisord killed with -9 (sockets taken back, programs started again)")
             return
-        before, now = record.versions, RUNNING
-        changes = ", ".join(f"{name} {before.get(name, '?')} -> {now[name]}" for name in now) or "none"
-        logger.warn(f"littleboss: supervisord (pid {record.pid}) upgraded in place: {changes}; "
-                    f"{sum(len(p.processes) for p in record.programs.values())} process(es) of "
+        logger.warn(f"littleboss: supervisord (pid {record.pid}) upgraded in place: "
+                    f"{version_changes(record.versions, RUNNING)}; {self.handed} process(es) of "
                     f"{len(record.programs)} littleboss program(s) handed over")
 
 
@@ -150,9 +150,9 @@ def begin(plugin, check: Preflight) -> dict:
         raise LittlebossRPCError(F.RELOAD_IN_PROGRESS, refused)
     plugin.upgrade = said["versions"]
     options = plugin.options
-    options.logger.warn(f"littleboss: upgrading supervisord (pid {os.getpid()}) in place to supervisor "
-                        f"{said['versions']['supervisor']}, littleboss {said['versions']['littleboss']}, Python "
-                        f"{said['versions']['python']}: littleboss programs run on, other programs restart")
+    options.logger.warn(f"littleboss: upgrading supervisord (pid {os.getpid()}) in place: "
+                        f"{version_changes(RUNNING, said['versions'])}; littleboss programs run on, other programs "
+                        "restart")
     options.mood = SupervisorStates.RESTARTING
     return {"pid": os.getpid(), "upgrade": UPGRADES + 1, "from": RUNNING, "to": said["versions"]}
 
