@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .contract import Kind, history_entry
+from .contract import Kind, history_entry, outcome_label
+from .metrics import observe
 from .state import HISTORY_LIMIT, ProgramState
 
 
@@ -93,4 +94,15 @@ class BinaryRecord:
         state.command = self.configured_command
 
     def _add(self, entry: dict) -> None:
+        """Add a history entry, and count it in the program's metrics."""
         self.state.history = [*self.state.history, entry][-HISTORY_LIMIT:]
+        reloads = self.state.metrics["reloads"]
+        key = f"{entry['kind']} {outcome_label(entry['outcome'])}"
+        reloads[key] = reloads.get(key, 0) + 1
+        if "seconds" in entry:
+            observe(self.state.metrics["duration"], entry["seconds"])
+
+    def observe(self, name: str, seconds: float) -> None:
+        """Count how long a step of a reload took (metrics.HISTOGRAMS: ready, drain)."""
+        observe(self.state.metrics[name], seconds)
+        self.save()

@@ -88,3 +88,14 @@ def history_entry(kind: Kind, old_path: str, new_path: str, outcome: str, now: f
     if seconds is not None:
         entry["seconds"] = round(seconds, 3)
     return entry
+
+
+# a history entry's outcome, by how it begins, as the metrics label it (any other: refused)
+OUTCOME_LABELS = (("succeeded", "succeeded"), ("failed", "failed"), ("rolled back", "rolled_back"),
+                  ("started", "started"), ("recorded", "recorded"))
+
+
+def outcome_label(outcome: str) -> str:
+    """A history entry's outcome as a metric label: succeeded, failed, rolled_back, started,
+    recorded or refused."""
+    return next((label for prefix, label in OUTCOME_LABELS if outcome.startswith(prefix)), "refused")

@@ -113,6 +113,7 @@ class Record(Protocol):
     def commit(self, kind: Kind, old_path: str, new_path: str, seconds: float, now: float) -> str | None: ...
     def failed(self, kind: Kind, old_path: str, new_path: str, outcome: str, seconds: float, now: float) -> None: ...
     def use(self, path: str, kind: Kind, replaced: str, previous: str | None, outcome: str, now: float) -> None: ...
+    def observe(self, name: str, seconds: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,7 @@ class Swap:
             elif candidate.is_ready(now):
                 self._to(SwapPhase.CHECKING if settings.check else SwapPhase.SETTLING)
                 self.ready_at = self.next_check = now
+                self.program.record.observe("ready", now - self.started_at)
                 self._say(step_line("ready", candidate.pid))
             elif now - self.started_at > settings.ready_timeout:
                 self.fail(F.READY_TIMEOUT, f"it was not ready within {settings.ready_timeout:g}s "
@@ -237,6 +239,7 @@ class Swap:
                 self._say(step_line("promoted", candidate.pid, self.old_pid))
         if self.phase is SwapPhase.DRAINING and not self.old.pid:
             self._to(SwapPhase.DONE)
+            self.program.record.observe("drain", now - self.promoted_at)
             self._say(f"old pid {self.old_pid} has exited")
 
     def _check(self, now: float) -> None:

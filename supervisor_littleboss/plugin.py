@@ -121,6 +121,10 @@ def install(supervisord, state_file: str | None = None) -> Plugin:
     keep_logs_on_sighup(kept_logs)
     plugin = options.littleboss = Plugin(supervisord, state_file)
     arriving = ARRIVAL is not None and not ARRIVAL.done
+    # this run of supervisord, counted for the metrics: after an upgrade, a start or a SIGHUP
+    run = "upgrades" if arriving and ARRIVAL.record else "starts" if options.first else "reloads"
+    plugin.state.supervisord[run] += 1
+    plugin.save_state()
     if arriving:  # the first run after supervisord re-executed itself
         stay_in_foreground(options)
         if ARRIVAL.record:

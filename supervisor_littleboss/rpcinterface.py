@@ -11,6 +11,8 @@ from supervisor.xmlrpc import Faults, RPCError
 from . import events  # noqa: F401 - registers the LITTLEBOSS_RELOAD_* event types on import
 from .config import LittlebossGroupConfig, check_before_install
 from .contract import IDLE, Kind
+from .exporter import PATH as METRICS_PATH
+from .exporter import VIEW as METRICS_VIEW
 from .faults import LittlebossFaults as F
 from .faults import LittlebossRPCError
 from .glue import LISTEN_FDS_START, add_web_view, check_groups_when_parsed, deferred, link_status_page
@@ -327,4 +329,5 @@ def make_littleboss_rpcinterface(supervisord, **config) -> LittlebossNamespaceRP
     interface = LittlebossNamespaceRPCInterface(plugin)
     add_web_view(PAGE, littleboss_view(interface))  # /littleboss.html in supervisord's web UI,
     link_status_page(PAGE, "Littleboss")  # linked from its status page (once, however often this runs)
+    add_web_view(METRICS_PATH, METRICS_VIEW)  # /littleboss/metrics, for Prometheus
     return interface

@@ -20,11 +20,13 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
+from .metrics import HISTOGRAMS, new_histogram, valid_histogram
 from .orphans import ProcessRecord
 
 HISTORY_LIMIT = 20
 MAX_TIME = 253402300799.0  # 9999-12-31 23:59:59 UTC: the last time ``status --history`` can print
 ENTRY_STRINGS = ("kind", "from", "to", "outcome")  # history entry fields besides time and seconds
+SUPERVISORD_COUNTS = ("starts", "reloads", "upgrades")  # supervisord's own, for the metrics
 
 
 def _invalid(where: str, what: str) -> ValueError:
@@ -76,6 +78,26 @@ def _process(value: object, where: str) -> ProcessRecord:
         raise ValueError(f"{where}: {exc}") from None
 
 
+def new_metrics() -> dict:
+    """A program's metrics kept across supervisord's restarts: reloads counted by ``kind
+    outcome``, and the HISTOGRAMS."""
+    return {"reloads": {}, **{name: new_histogram() for name in HISTOGRAMS}}
+
+
+def _metrics(value: object, where: str) -> dict:
+    data = _object(value, where, ("reloads", *HISTOGRAMS))
+    reloads = data.get("reloads", {})
+    if not isinstance(reloads, dict) or not all(type(n) is int and n >= 0 for n in reloads.values()):
+        raise _invalid(f"{where}.reloads", "an object of counts")
+    checked = {"reloads": dict(reloads)}
+    for name in HISTOGRAMS:
+        histogram = data.get(name, new_histogram())
+        if not valid_histogram(histogram):
+            raise _invalid(f"{where}.{name}", "a histogram")
+        checked[name] = histogram
+    return checked
+
+
 @dataclass
 class ProgramState:
     """What littleboss remembers about one program."""
@@ -85,6 +107,7 @@ class ProgramState:
     command: str | None = None  # the configured command when ``path`` was swapped in
     history: list[dict] = field(default_factory=list)  # the newest HISTORY_LIMIT entries, oldest first
     processes: list[ProcessRecord] = field(default_factory=list)  # running now, to find after a crash
+    metrics: dict = field(default_factory=new_metrics)  # counted since the state file was made
 
     @classmethod
     def from_dict(cls, value: object, where: str) -> ProgramState:
@@ -92,7 +115,7 @@ class ProgramState:
 
         Missing keys take their defaults; unknown keys and wrong types are errors.
         """
-        data = _object(value, where, ("path", "previous", "command", "history", "processes"))
+        data = _object(value, where, ("path", "previous", "command", "history", "processes", "metrics"))
         for key in ("path", "previous", "command"):
             if not isinstance(data.get(key), (str, type(None))):
                 raise _invalid(f"{where}.{key}", "a string or null")
@@ -104,7 +127,8 @@ class ProgramState:
             raise _invalid(f"{where}.processes", "a list")
         return cls(data.get("path"), data.get("previous"), data.get("command"),
                    [_history_entry(entry, f"{where}.history[{i}]") for i, entry in enumerate(history)],
-                   [_process(entry, f"{where}.processes[{i}]") for i, entry in enumerate(processes)])
+                   [_process(entry, f"{where}.processes[{i}]") for i, entry in enumerate(processes)],
+                   _metrics(data.get("metrics", {}), f"{where}.metrics"))
 
 
 def _no_constant(name: str) -> None:
@@ -113,18 +137,27 @@ def _no_constant(name: str) -> None:
 
 def parse(text: str) -> dict[str, ProgramState]:
     """Every program's state in a state file's ``text``; ValueError says what is wrong, and where."""
+    return parse_all(text)[0]
+
+
+def parse_all(text: str) -> tuple[dict[str, ProgramState], dict[str, int]]:
+    """Every program's state, and supervisord's counts, in a state file's ``text``."""
     try:
         raw = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not valid JSON: {exc}") from None
     except RecursionError:
         raise ValueError("not valid JSON: nested too deeply") from None
-    if "programs" not in _object(raw, "the top level", ("programs",)):
+    if "programs" not in _object(raw, "the top level", ("programs", "supervisord")):
         raise ValueError("the top level has no programs")
     programs = raw["programs"]
     if not isinstance(programs, dict):
         raise _invalid("programs", "an object")
-    return {name: ProgramState.from_dict(state, f"programs.{name}") for name, state in programs.items()}
+    counts = _object(raw.get("supervisord", {}), "supervisord", SUPERVISORD_COUNTS)
+    if not all(type(n) is int and n >= 0 for n in counts.values()):
+        raise _invalid("supervisord", "an object of counts")
+    return ({name: ProgramState.from_dict(state, f"programs.{name}") for name, state in programs.items()},
+            {**dict.fromkeys(SUPERVISORD_COUNTS, 0), **counts})
 
 
 def _aside_name(path: str) -> str:
@@ -142,14 +175,17 @@ class StateStore:
 
     def __init__(self, path: str, logger=None) -> None:
         self.path = path
-        self.programs: dict[str, ProgramState] = self._load(logger)
+        self.programs: dict[str, ProgramState]
+        self.supervisord: dict[str, int]  # supervisord's starts, reloads (SIGHUP) and in-place upgrades
+        self.programs, self.supervisord = self._load(logger)
 
-    def _load(self, logger) -> dict[str, ProgramState]:
+    def _load(self, logger) -> tuple[dict[str, ProgramState], dict[str, int]]:
+        empty = ({}, dict.fromkeys(SUPERVISORD_COUNTS, 0))
         try:
             with open(self.path, encoding="utf-8") as file:
-                return parse(file.read())
+                return parse_all(file.read())
         except FileNotFoundError:
-            return {}
+            return empty
         except OSError as exc:
             problem = f"cannot be read: {exc.strerror or exc}"
         except ValueError as exc:  # including UnicodeDecodeError
@@ -163,7 +199,7 @@ class StateStore:
         if logger:
             logger.error(f"littleboss: the state file {self.path} {problem}; {outcome}; "
                          "the programs start with their configured binaries")
-        return {}
+        return empty
 
     def program(self, name: str) -> ProgramState:
         return self.programs.setdefault(name, ProgramState())
@@ -171,7 +207,8 @@ class StateStore:
     def save(self) -> None:
         """Write the whole state to a temporary file beside ``path``, rename it over, fsync the directory."""
         directory = os.path.dirname(self.path) or "."
-        data = json.dumps({"programs": {name: asdict(state) for name, state in self.programs.items()}}, indent=1)
+        data = json.dumps({"programs": {name: asdict(state) for name, state in self.programs.items()},
+                           "supervisord": self.supervisord}, indent=1)
         fd, tmp = tempfile.mkstemp(prefix=".littleboss-", dir=directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as file:

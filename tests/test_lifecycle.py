@@ -74,6 +74,7 @@ class FakeGroup:
         self.committed: list[tuple] = []
         self.recorded: list[tuple] = []
         self.used: list[tuple] = []
+        self.observed: list[tuple] = []  # (histogram, seconds)
         self.spawn_fails = set()  # candidate numbers (0-based) whose spawn fails
         self.starting = {}  # pid -> Process made ready by test steps
         self.mood_running = True
@@ -143,6 +144,9 @@ class FakeGroup:
 
     def use(self, path, kind, replaced, previous, outcome, now):
         self.used.append((path, kind, previous, outcome))
+
+    def observe(self, name, seconds):
+        self.observed.append((name, seconds))
 
     def log(self, message: str, error: bool) -> None:
         self.logged.append(message)

@@ -1,0 +1,68 @@
+"""What the kernel says about the sockets littleboss programs serve on: a listening socket's
+accept queue, and the established connections a process still holds.
+
+Read only when asked (a scrape of the metrics, a drain in progress): a listening socket's
+queue is one ``getsockopt`` on the socket supervisord holds; a process's connections are its
+fds' socket inodes matched against the kernel's TCP tables for the program's ports.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import struct
+
+_TCP_INFO = struct.Struct("8B6I")  # struct tcp_info's first fields: ..., tcpi_unacked, tcpi_sacked
+_ESTABLISHED = "01"
+_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
+
+
+def accept_queue(sock: socket.socket) -> tuple[int, int] | None:
+    """(connections waiting to be accepted, the backlog) of a listening TCP socket; None for
+    any other socket (the kernel tells a TCP listener's in ``tcpi_unacked``/``tcpi_sacked``)."""
+    if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO.size)
+    except OSError:
+        return None
+    fields = _TCP_INFO.unpack_from(info.ljust(_TCP_INFO.size, b"\0"))
+    return fields[12], fields[13]
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets process ``pid`` has open (empty if it is gone)."""
+    inodes = set()
+    try:
+        with os.scandir(f"/proc/{pid}/fd") as entries:
+            for entry in entries:
+                try:
+                    target = os.readlink(entry.path)
+                except OSError:
+                    continue
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    except OSError:
+        pass
+    return inodes
+
+
+def established(pids: list[int], ports: set[int]) -> dict[int, int]:
+    """For each of ``pids``: how many established TCP connections to one of ``ports`` (the
+    program's listening ports: accepted connections, not the ones it opened itself) it holds."""
+    inodes = {pid: socket_inodes(pid) for pid in pids}
+    counts = dict.fromkeys(pids, 0)
+    if not ports or not any(inodes.values()):
+        return counts
+    owner = {inode: pid for pid, held in inodes.items() for inode in held}
+    for table in _TABLES:
+        try:
+            with open(table) as file:
+                next(file, None)
+                for line in file:
+                    fields = line.split()
+                    if len(fields) > 9 and fields[3] == _ESTABLISHED and fields[9] in owner \
+                            and int(fields[1].rpartition(":")[2], 16) in ports:
+                        counts[owner[fields[9]]] += 1
+        except OSError:
+            continue
+    return counts
