@@ -406,7 +406,7 @@ def require(tool: str, package: str) -> str:
     path = shutil.which(tool)
     if path is None:
         raise AssertionError(f"`{tool}` is not installed, and the Node.js and Go recipes' tests and benchmark "
-                             f"scenarios need it: apt-get install {package} (.ci/run installs it)")
+                             f"scenarios need it: apt-get install {package} (scripts/test installs it)")
     return path
 
 
