@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from supervisor.datatypes import colon_separated_user_group, list_of_strings, octal_type, process_or_group_name
+from supervisor.datatypes import boolean, colon_separated_user_group, list_of_strings, octal_type, process_or_group_name
 from supervisor.options import ProcessGroupConfig, ServerOptions, UnhosedConfigParser
 
 from . import glue
@@ -41,6 +41,7 @@ class ReloadSettings:
     check_interval: float = 1
     check_timeout: float = 10
     allow: tuple[str, ...] = ()  # glob patterns; empty: only the configured command's path
+    drain_connections: bool = True  # a replaced process is drained once it holds no connection and no longer listens
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ OPTION_KEYS: dict[str, tuple[str, str, Callable[[str], object], str]] = {
     "littleboss_check_interval": ("reload", "check_interval", _positive_seconds, "seconds, more than 0"),
     "littleboss_check_timeout": ("reload", "check_timeout", _positive_seconds, "seconds, more than 0"),
     "littleboss_surge": ("reload", "surge", _positive_integer, "a positive integer, at most numprocs"),
+    "littleboss_drain_connections": ("reload", "drain_connections", boolean, "true or false"),
     "littleboss_allow": ("reload", "allow", _globs,
                          "absolute paths or glob patterns, separated by spaces (quote one that holds a space)"),
 }

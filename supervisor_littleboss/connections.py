@@ -13,6 +13,7 @@ import struct
 
 _TCP_INFO = struct.Struct("8B6I")  # struct tcp_info's first fields: ..., tcpi_unacked, tcpi_sacked
 _ESTABLISHED = "01"
+_UNIX_CONNECTED = "03"  # /proc/net/unix's St: SS_CONNECTED
 _TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
 
 
@@ -44,6 +45,34 @@ def socket_inodes(pid: int) -> set[str]:
     except OSError:
         pass
     return inodes
+
+
+def holds(pid: int, listeners: set[str], ports: set[int], paths: set[str]) -> tuple[int, bool]:
+    """What process ``pid`` still serves: how many connections it holds to the program's TCP
+    ``ports`` or unix socket ``paths``, and whether it still holds one of the ``listeners``
+    (their inodes), so that it may accept another."""
+    inodes = socket_inodes(pid)
+    count = established([pid], ports)[pid] + _unix_connections(inodes, paths)
+    return count, bool(inodes & listeners)
+
+
+def _unix_connections(inodes: set[str], paths: set[str]) -> int:
+    """Connected unix stream sockets among ``inodes`` bound to one of ``paths`` (a connection a
+    listening unix socket accepted carries its path)."""
+    if not inodes or not paths:
+        return 0
+    count = 0
+    try:
+        with open("/proc/net/unix") as file:
+            next(file, None)
+            for line in file:
+                fields = line.split(None, 7)
+                if len(fields) == 8 and fields[5] == _UNIX_CONNECTED and fields[6] in inodes \
+                        and fields[7].rstrip("\n") in paths:
+                    count += 1
+    except OSError:
+        pass
+    return count
 
 
 def established(pids: list[int], ports: set[int]) -> dict[int, int]:

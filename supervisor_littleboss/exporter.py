@@ -7,11 +7,10 @@ the connections draining processes still hold, each held socket's accept queue.
 """
 from __future__ import annotations
 
-from .connections import accept_queue, established
+from .connections import accept_queue
 from .metrics import CONTENT_TYPE, HISTOGRAMS, Family, render
 from .preflight import RUNNING
 from .process import Role
-from .sockets import SocketSpec
 
 PATH = "littleboss/metrics"
 KINDS = ("reload", "rollback", "fallback", "config")  # counted from 0, so that a rate exists from the start
@@ -21,10 +20,6 @@ HELP = {
     "ready": "Seconds from a candidate's start to its READY=1 (or startsecs)",
     "drain": "Seconds from a promotion to the replaced process's exit",
 }
-
-
-def tcp_ports(specs: tuple[SocketSpec, ...]) -> set[int]:
-    return {spec.address[1][1] for spec in specs if not spec.is_unix and not spec.is_datagram}
 
 
 def families(plugin) -> list[Family]:
@@ -52,8 +47,7 @@ def families(plugin) -> list[Family]:
         for role in (Role.SERVING, Role.CANDIDATE, Role.DRAINING):
             processes.add({**program, "role": role.value}, sum(process.role is role for process in running))
         reloading.add(program, int(bool(group.rollout and group.rollout.active)))
-        draining = [process.pid for process in running if process.role is Role.DRAINING]
-        connections.add(program, sum(established(draining, tcp_ports(group.sockets)).values()))
+        connections.add(program, sum(group.draining_connections().values()))
         for spec, sock in zip(group.sockets, group.listeners, strict=False):
             queued = accept_queue(sock)
             if queued is not None:

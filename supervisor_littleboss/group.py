@@ -33,14 +33,17 @@ from . import restart
 from .binaries import BinaryRecord
 from .check import CheckRun, check_environment, mark_output
 from .config import LittlebossGroupConfig, ReloadSettings
+from .connections import holds
 from .contract import Kind
 from .faults import LittlebossRPCError
 from .glue import reap_now, reap_with, write_program_log
 from .lifecycle import EXITED_ON_ITS_OWN, Launch, Program, Rollout, begin, refusal
 from .orphans import Orphans, ProcessRecord
 from .process import LittlebossSubprocess, Role, executable_path, with_executable
-from .sockets import REGISTRY, SocketSpec
+from .sockets import REGISTRY, SocketSpec, serving_addresses
 from .validate import CheckedBinary, allowed_patterns, check_binary
+
+DRAIN_POLL = 0.2  # seconds between two looks at what a draining process still holds
 
 
 class LittlebossProcessGroup(ProcessGroup):
@@ -332,6 +335,33 @@ class LittlebossProcessGroup(ProcessGroup):
             self.extras.append(old)
             old.stop()
             old.delay = time.time() + self.lameduck(old.config)
+
+    def drained(self, old: LittlebossSubprocess) -> bool:
+        """Whether a replaced process serves no one any more: it has exited, or (with
+        littleboss_drain_connections) it was told to stop, holds no connection to the program's
+        sockets and no longer holds a listening one. It may still be finishing other work: it
+        has until the end of its lameduck to exit, as always. Asked at most every DRAIN_POLL s."""
+        if not old.pid or old.drained_at:
+            return True
+        now = time.time()
+        if not self.settings.drain_connections or old.state != ProcessStates.STOPPING or now < old.next_drain_poll:
+            return False
+        old.next_drain_poll = now + DRAIN_POLL
+        ports, paths = serving_addresses(self.sockets)
+        connections, listening = holds(old.pid, {str(os.fstat(sock.fileno()).st_ino) for sock in self.listeners},
+                                       ports, paths)
+        if connections or listening:
+            return False
+        old.drained_at = now
+        self.log(f"pid {old.pid} holds no connection and no longer listens: drained (it has until its lameduck "
+                 "ends to exit)")
+        return True
+
+    def draining_connections(self) -> dict[int, int]:
+        """The connections each draining process still holds, by pid."""
+        ports, paths = serving_addresses(self.sockets)
+        return {process.pid: holds(process.pid, set(), ports, paths)[0]
+                for process in self.extras if process.role is Role.DRAINING and process.pid}
 
     def new_process(self, pconfig, slot: int) -> LittlebossSubprocess:
         """A process for a slot added to the program (it starts as any process does)."""

@@ -103,6 +103,7 @@ class Slots(Protocol):
     def run_slots_on(self, path: str) -> None: ...  # the binary every slot's next spawn runs
     def start_slot(self, slot: int, binary: CheckedBinary | None) -> str | None: ...  # why it did not spawn
     def supervisord_running(self) -> bool: ...
+    def drained(self, old: Candidate) -> bool: ...  # a replaced process serves no one any more
 
 
 class Record(Protocol):
@@ -193,7 +194,7 @@ class Swap:
     def gone(self) -> bool:
         """Nothing of it runs that should not: the candidate (failed) or the old process (promoted)."""
         if self.promoted:
-            return not self.old.pid
+            return self.group.drained(self.old)
         return self.phase is SwapPhase.FAILED and not (self.candidate and self.candidate.pid)
 
     def _to(self, phase: SwapPhase) -> None:
@@ -237,10 +238,10 @@ class Swap:
                 self.old = self.group.promote(self.slot, candidate)
                 self.old_pid = self.old.last_pid if self.old.pid else self.old_pid
                 self._say(step_line("promoted", candidate.pid, self.old_pid))
-        if self.phase is SwapPhase.DRAINING and not self.old.pid:
+        if self.phase is SwapPhase.DRAINING and self.group.drained(self.old):
             self._to(SwapPhase.DONE)
             self.program.record.observe("drain", now - self.promoted_at)
-            self._say(f"old pid {self.old_pid} has exited")
+            self._say(f"old pid {self.old_pid} " + ("is drained" if self.old.pid else "has exited"))
 
     def _check(self, now: float) -> None:
         """Run the check every interval until it passes; the ready timeout bounds it all."""

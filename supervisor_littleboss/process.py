@@ -59,6 +59,8 @@ class LittlebossSubprocess(ChildSetupSubprocess):
     last_exit = ""  # how its last run ended, e.g. "exit status 3"
     binary: CheckedBinary | None = None  # a checked new binary: its next spawn runs exactly that file
     running_path: str | None = None  # the file its last spawn ran, symlinks resolved then
+    drained_at = 0.0  # replaced: when it was seen holding no connection and no longer listening
+    next_drain_poll = 0.0
 
     def __init__(self, config, group: ProcessGroup, slot: int, role: Role = Role.SERVING) -> None:
         super().__init__(config)

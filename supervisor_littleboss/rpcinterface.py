@@ -69,6 +69,7 @@ def program_info(group: LittlebossProcessGroup) -> dict:
         "candidate_pid": candidates[0].pid if candidates else 0,
         "candidate_pids": [candidate.pid for candidate in candidates],
         "draining_pids": [p.pid for p in group.extras if p.role is Role.DRAINING and p.pid],
+        "draining": [{"pid": pid, "connections": count} for pid, count in group.draining_connections().items()],
         "last_reload": rollout.info(now) if rollout else {},
         "history": group.binaries.history,
     }
@@ -135,7 +136,8 @@ class LittlebossNamespaceRPCInterface:
                              spawnerr), notify_status (its last STATUS=), phase (idle,
                              or of a reload under way: starting, checking, settling,
                              rolling back), candidate_pid (of the first slot under way),
-                             candidate_pids, draining_pids, last_reload (struct, as
+                             candidate_pids, draining_pids, draining (each: pid,
+                             connections it still holds), last_reload (struct, as
                              reload returns it) and history (array of structs: time,
                              kind, from, to, outcome, seconds)
         """
@@ -177,8 +179,9 @@ class LittlebossNamespaceRPCInterface:
                                runs; draining, done, failed, rolled back after;
                                started, recorded for a program not running), old_pid,
                                new_pid, old_path, new_path, seconds (to the last
-                               promotion), drain_seconds (for the old processes to
-                               exit), slots_done, slots_total, slots (array of structs:
+                               promotion), drain_seconds (until the old processes
+                               exited, or were drained: see littleboss_drain_connections),
+                               slots_done, slots_total, slots (array of structs:
                                slot, process, phase (waiting, starting, checking,
                                settling, draining, done, failed), old_pid,
                                candidate_pid, check, error), message (for a program

@@ -28,7 +28,7 @@ from supervisor.xmlrpc import RPCError
 
 from . import __version__
 from .contract import DECIDING_PHASES, IDLE, RolloutPhase
-from .outcome import done_line
+from .outcome import done_line, plural
 
 PAGE = "littleboss.html"
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates", PAGE)
@@ -225,7 +225,9 @@ def show_path(element, path: str) -> None:
 def fill_reload(section, info: dict) -> None:
     """The reload under way, with a line per slot of a program with several processes."""
     last = info["last_reload"]
-    section.findmeld("phase").content(info["phase"])
+    draining = ", ".join(f"pid {process['pid']} draining with {plural(process['connections'], 'connection')}"
+                         for process in info.get("draining", []))
+    section.findmeld("phase").content(info["phase"] + (f" ({draining})" if draining else ""))
     slots = last.get("slots", []) if info["phase"] != IDLE and len(last.get("slots", [])) > 1 else []
     if not slots:
         section.findmeld("slots").deparent()

@@ -99,4 +99,4 @@ def test_event_listeners_hear_reload_events_and_no_stop_of_a_program_that_kept_s
     succeeded = next(line for line in lines if line.startswith("LITTLEBOSS_RELOAD_SUCCEEDED"))
     assert f"from:{v1} to:{v2} old_pid:{result['old_pid']} new_pid:{result['new_pid']}" in succeeded
     assert not [line for line in lines if line.startswith("PROCESS_STATE") and "processname:web" in line], lines
-    assert not pid_alive(result["old_pid"])
+    wait_for(lambda old=result["old_pid"]: not pid_alive(old), what="the drained old process to exit")

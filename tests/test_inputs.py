@@ -91,7 +91,8 @@ def test_a_starting_program_is_reloaded_like_a_running_one(sv):
     assert sv.info("slow")["statename"] == "STARTING"  # startsecs = 60
     old = sv.info("slow")["pid"]
     result = sv.rpc.littleboss.reload("slow", sv.v2)
-    assert result["old_pid"] == old and not pid_alive(old)  # it answered once the old process had exited
+    assert result["old_pid"] == old  # it answered once the old process had drained; it exits then
+    wait_for(lambda: not pid_alive(old), what="the drained old process to exit")
     assert sv.info("slow")["statename"] == "RUNNING" and sv.info("slow")["pid"] == result["new_pid"]
 
 

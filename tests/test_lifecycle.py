@@ -132,6 +132,9 @@ class FakeGroup:
     def supervisord_running(self) -> bool:
         return self.mood_running
 
+    def drained(self, old) -> bool:
+        return not old.pid
+
     # --- the binary record ---------------------------------------------------------
     previous = "/srv/v0/app"
 

@@ -155,7 +155,8 @@ def test_reloads_under_load_fail_no_request(sv, releases, name, keepalive):
             old_version = serving(sv, name)[0]
             new = releases[name][RECIPES[name].versions.index(old_version) ^ 1]
             result = sv.rpc.littleboss.reload(name, new)
-            assert not pid_alive(result["old_pid"])  # it returned once the old process had drained
+            # it returned once the old process had drained (no connection, no listener); it exits then
+            wait_for(lambda old=result["old_pid"]: not pid_alive(old), what="the drained old process to exit")
             assert serving(sv, name) == (Path(new).parent.name, result["new_pid"])  # promoted
             load.wait_for_requests(20)
     assert load.result.failed == 0 and load.result.broken == 0, load.result

@@ -95,7 +95,8 @@ def test_twenty_reloads_alternating_binaries_fail_no_request(sv, releases, keepa
             old_version = "v1" if version == "v2" else "v2"
             result = sv.rpc.littleboss.reload("web", target)
             assert (result["old_path"], result["new_path"]) == (current, target)
-            assert not pid_alive(result["old_pid"])  # it returned after the old process exited
+            # it returned once the old process had drained (no connection, no listener); it exits then
+            wait_for(lambda old=result["old_pid"]: not pid_alive(old), what="the drained old process to exit")
             assert serving("web") == (version, result["new_pid"])
             old_answers = load.result.bodies[old_version]
             load.wait_for_requests(20)
@@ -233,7 +234,7 @@ def test_an_old_process_that_ignores_sigterm_is_killed_after_the_lameduck(sv, re
         result = sv.rpc.littleboss.reload("stubborn", releases.v2)
         load.wait_for_requests(50)
     assert result["drain_seconds"] >= 1
-    assert not pid_alive(old)
+    wait_for(lambda: not pid_alive(old), what="the old process to exit")
     assert f"killing 'stubborn' ({old}) with SIGKILL" in sv.log.read_text()
     # it kept accepting until killed: what it had accepted is lost, but nothing is refused
     assert load.result.failures["refused"] == 0 and load.result.failures["timeout"] == 0, load.result

@@ -76,7 +76,8 @@ def test_reloads_under_load_fail_nothing_and_keep_the_throughput_of_the_server_a
             for n in range(RELOADS):
                 target, version = (releases.v2, "v2") if n % 2 == 0 else (releases.v1, "v1")
                 result = supervisord.rpc.littleboss.reload("app", target)
-                assert not pid_alive(result["old_pid"])  # it returned after the old process exited
+                # it returned once the old process had drained (no connection, no listener); it exits then
+                wait_for(lambda old=result["old_pid"]: not pid_alive(old), what="the drained old process to exit")
                 assert serving(address) == (version, result["new_pid"])  # the new one answers
                 load.wait_for_requests(20)
         assert load.result.failed == 0 and load.result.broken == 0, load.result

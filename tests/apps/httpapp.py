@@ -14,7 +14,9 @@ once, with a message on stderr), ``never-ready`` (serve, never send READY=1),
 (send READY=1, after ``--after`` seconds stop as on SIGTERM but exit 4), ``ignore-term``
 (ignore SIGTERM).
 ``--bind HOST:PORT`` makes it a plain program that binds its own socket; ``--warmup S``
-makes it take S seconds before it accepts anything and is ready.
+makes it take S seconds before it accepts anything and is ready; ``--linger S`` makes it
+wait S seconds to exit once it has stopped serving. ``GET /stream?S`` answers slowly: a line
+every 0.1 s for S seconds.
 """
 import argparse
 import json
@@ -56,6 +58,8 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
 
     def do_GET(self) -> None:
+        if self.path.startswith("/stream?"):  # a slow response: a line every 0.1 s for SECONDS
+            return self.stream(float(self.path.partition("?")[2]))
         if self.path == "/env":
             body = json.dumps({**STARTUP, "pid": os.getpid()}).encode()
         elif self.path.startswith("/print?"):  # a line on stdout, for the tests of its log
@@ -70,6 +74,19 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self.end_headers()
         self.wfile.write(body)
+
+    def stream(self, seconds: float) -> None:
+        lines = max(1, round(seconds * 10))
+        line = f"{VERSION} {os.getpid()} streaming\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(line) * lines))
+        self.send_header("Connection", "close")
+        self.close_connection = True
+        self.end_headers()
+        for _ in range(lines):
+            self.wfile.write(line)
+            self.wfile.flush()
+            time.sleep(0.1)
 
     def handle_one_request(self) -> None:
         try:
@@ -118,6 +135,7 @@ def main() -> None:
     parser.add_argument("--after", type=float, default=1.0)
     parser.add_argument("--bind", default="")
     parser.add_argument("--warmup", type=float, default=0.0, help="seconds before it accepts and is ready")
+    parser.add_argument("--linger", type=float, default=0.0, help="seconds it waits to exit once it has drained")
     args = parser.parse_args()
     modes = set(args.mode.split(","))
     if "crash" in modes:
@@ -151,6 +169,7 @@ def main() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         while True:
             signal.pause()
+    time.sleep(args.linger)
     sys.exit(4 if "crash-after-ready" in modes else 0)
 
 
