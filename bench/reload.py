@@ -231,6 +231,7 @@ class Result:
     pids_kept: list = field(default_factory=list)  # per supervisord reload: every pid of the program kept
     pids_replaced: list = field(default_factory=list)  # per update: every process of the program a new one
     call_seconds: list = field(default_factory=list)  # per update: how long supervisorctl update took
+    swap_seconds: list = field(default_factory=list)  # per littleboss update: its config rollout's own time
     update_outputs: dict = field(default_factory=dict)  # what supervisorctl update printed (pids as N): how often
 
 
@@ -377,17 +378,19 @@ class Scenario:
         before, started = self.pids(sv), time.monotonic()
         self.write_program(sv, tag)
         output = sv.ctl("update")
-        called, last = time.monotonic() - started, {}
+        called, last, history = time.monotonic() - started, {}, {}
         if self.littleboss:
             def finished() -> dict | None:
                 info = sv.rpc.littleboss.getProgramInfo("app")
                 return info if info["phase"] == "idle" and not info["draining_pids"] else None
-            last = wait_for(finished, timeout=sv.allow(2), what="the update's swap to finish")["last_reload"]
+            info = wait_for(finished, timeout=sv.allow(2), what="the update's swap to finish")
+            last, history = info["last_reload"], info["history"][-1] if info["history"] else {}
         sv.wait_all_running("app")
         seconds, after = time.monotonic() - started, self.pids(sv)
         said = re.sub(r"\d+", "N", (output.stdout + output.stderr).strip()) + (
             f" (exit status {output.returncode})" if output.returncode else "")
         return {"seconds": seconds, "call_seconds": called, "output": said,
+                "swap_seconds": history.get("seconds") if history.get("kind") == "config" else None,
                 "ready_to_promotion": last.get("ready_to_promotion") or 0,
                 "replaced": len(after) == len(before) and not set(after) & set(before)}
 
@@ -497,6 +500,8 @@ def run(scenario: Scenario, mode: str, args, root: Path, baseline: float | None 
                 if "replaced" in swap:
                     result.pids_replaced.append(swap["replaced"])
                     result.call_seconds.append(round(swap["call_seconds"], 3))
+                    if swap["swap_seconds"] is not None:
+                        result.swap_seconds.append(round(swap["swap_seconds"], 3))
                     result.update_outputs[swap["output"]] = result.update_outputs.get(swap["output"], 0) + 1
                 rec.wait_for_requests(args.concurrency * 5, timeout=60)
         result.seconds = round(rec.stopped - rec.started, 1)

@@ -19,8 +19,8 @@ def test_a_short_benchmark_run_reports_its_figures(tmp_path):
         [sys.executable, str(BENCH), "--reloads", "2", "--concurrency", "2", "--modes", "new",
          "--scenarios", "plain-restart,littleboss-reload,start-stop-control,go-reload,"
                         "littleboss-restart-pool,littleboss-reload-pool,start-stop-control-pool,"
-                        "plain-sighup,littleboss-sighup-pool",
-         "--cost-programs", "2", "--cost-idle", "1", "--json", str(out)],
+                        "plain-sighup,littleboss-sighup-pool,littleboss-update",
+         "--cost-programs", "2", "--cost-idle", "1", "--sighup-programs", "2", "--json", str(out)],
         capture_output=True, text=True, timeout=300,
     )
     assert run.returncode == 0, run.stderr
@@ -29,7 +29,7 @@ def test_a_short_benchmark_run_reports_its_figures(tmp_path):
     assert set(runs) == {"baseline myblog", "plain-restart", "littleboss-reload", "start-stop-control",
                          "go-reload", "baseline go", "own port go", "littleboss-restart-pool",
                          "littleboss-reload-pool", "baseline myblog pool", "start-stop-control-pool",
-                         "plain-sighup", "littleboss-sighup-pool"}
+                         "plain-sighup", "littleboss-sighup-pool", "littleboss-update"}
     for name in ("littleboss-reload", "littleboss-reload-pool"):  # one process; numprocs = 4, one at a time
         reload = runs[name]
         assert reload["failed"] == {} and len(reload["reload_seconds"]) == 2
@@ -50,6 +50,19 @@ def test_a_short_benchmark_run_reports_its_figures(tmp_path):
     assert runs["plain-sighup"]["pids_kept"] == [False, False]
     assert runs["littleboss-sighup-pool"]["pids_kept"] == [True, True]
     assert report["targets"]["every pid kept and no request failed through supervisord's reload"][0] is True
+    # supervisorctl update after an environment change (APP_VERSION a -> b -> a): swapped in place
+    update = runs["littleboss-update"]
+    assert update["failed"] == {} and update["pids_replaced"] == [True, True]
+    assert update["versions"] == [["a", "b"], ["b", "a"]] and update["old_answers_after_return"] == 0
+    assert all(said.startswith("app: applied its new configuration") for said in update["update_outputs"])
+    assert report["targets"]["supervisorctl update swaps a littleboss program in place: no request failed, "
+                             "new value answered"][0] is True
+    # one SIGHUP with 2 littleboss programs (pids kept), and with 2 plain ones without the plugin (restarted)
+    littleboss, plain = report["sighup"]
+    assert (littleboss["plugin"], littleboss["pids_kept"], littleboss["running"]) == (True, 2, 2)
+    assert (plain["plugin"], plain["pids_kept"], plain["running"]) == (False, 0, 2)
+    assert all(h["cpu_seconds"] >= 0 and h["left_running"] == 0 for h in report["sighup"])
+    assert report["targets"]["every pid kept through one SIGHUP, however many littleboss programs"][0] is True
     assert "longest gap within 5 ms of a run without reloads (new)" in report["targets"]
     # each reload beside its own control: myblog's and the pool's
     figures = report["targets"]["longest gap no longer than the start-stop control's (new)"][1]
