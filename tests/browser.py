@@ -13,7 +13,8 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 
 def launch(playwright: Playwright) -> Browser:
-    """The distribution's Chromium; a missing one is an error (`.ci/run` installs it), never a skip."""
+    """The distribution's Chromium; a missing one is an error (scripts/test, README.rst's test
+    command, installs it), never a skip."""
     if not shutil.which(CHROMIUM):
         raise RuntimeError(f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium)")
     return playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)

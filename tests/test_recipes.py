@@ -3,7 +3,8 @@ the ``[program:x]`` settings and the program-side code tested here are read from
 Each server is reloaded under load in both connection modes, and its keep-alive throughput
 is compared with the same server on its own port. (gunicorn's recipe: test_reload.py.)
 
-``node`` and ``go`` must be installed (.ci/run installs them): a missing one fails its tests.
+``node`` and ``go`` must be installed (scripts/test, README.rst's test command, installs
+them): a missing one fails its tests.
 """
 from __future__ import annotations
 
