@@ -40,6 +40,8 @@ class ReloadSettings:
     check: tuple[str, ...] = ()  # a command that must pass against a ready candidate (argv)
     check_interval: float = 1
     check_timeout: float = 10
+    check_failures: int = 3  # failed checks in a row after promotion that roll the program back
+    check_after_promotion: bool = True  # the check also runs through littleboss_fallback_window
     allow: tuple[str, ...] = ()  # glob patterns; empty: only the configured command's path
     drain_connections: bool = True  # a replaced process is drained once it holds no connection and no longer listens
 
@@ -134,6 +136,8 @@ OPTION_KEYS: dict[str, tuple[str, str, Callable[[str], object], str]] = {
     "littleboss_check": ("reload", "check", _command, "a command, in shell-style words"),
     "littleboss_check_interval": ("reload", "check_interval", _positive_seconds, "seconds, more than 0"),
     "littleboss_check_timeout": ("reload", "check_timeout", _positive_seconds, "seconds, more than 0"),
+    "littleboss_check_failures": ("reload", "check_failures", _positive_integer, "a positive integer"),
+    "littleboss_check_after_promotion": ("reload", "check_after_promotion", boolean, "true or false"),
     "littleboss_surge": ("reload", "surge", _positive_integer, "a positive integer, at most numprocs"),
     "littleboss_drain_connections": ("reload", "drain_connections", boolean, "true or false"),
     "littleboss_allow": ("reload", "allow", _globs,

@@ -299,26 +299,75 @@ class Swap:
 
 class FallbackWatch:
     """After a completed rollout to ``failed_path``: until ``until``, a new process that exits
-    on its own rolls the whole program back to ``previous`` (with ``restore``, the binary
+    on its own, or (with ``littleboss_check``) fails its check ``littleboss_check_failures``
+    times in a row, rolls the whole program back to ``previous`` (with ``restore``, the binary
     that was previous before the rollout, previous again)."""
 
     def __init__(self, program: Program, failed_path: str, previous: str, restore: str | None, until: float) -> None:
         self.program, self.failed_path, self.previous, self.restore = program, failed_path, previous, restore
         self.until = until
+        self.checks: dict[int, Check] = {}  # the check running against each slot's process
+        self.next_check: dict[int, float] = {}
+        self.failures: dict[int, int] = {}  # each slot's failed checks in a row
+        self.fallback: Rollout | None = None  # once its check failed: the rollout swapping back
 
     def covers(self, now: float) -> bool:
         return now <= self.until
 
-    def fall_back(self, slot: int, how: str, now: float) -> Rollout | None:
-        """Start ``previous`` again: the dead slots at once; returns the ``fallback`` rollout
-        that swaps the living ones back, if any."""
+    def step(self, now: float) -> bool:
+        """Run the check against each new process every littleboss_check_interval; once one
+        failed littleboss_check_failures times in a row, fall back (True; ``fallback`` is the
+        rollout that swaps the living processes back, if any)."""
+        group, settings = self.program.slots, self.program.slots.settings
+        if not settings.check or not settings.check_after_promotion:
+            return False
+        for slot in range(group.slot_count()):
+            process = group.serving(slot)
+            if not process.pid or group.slot_path(slot) != self.failed_path:
+                continue
+            if slot not in self.checks and now >= self.next_check.get(slot, 0.0):
+                self.checks[slot] = group.start_check(slot, process, now)
+                self.next_check[slot] = now + settings.check_interval
+            outcome = self.checks[slot].poll(now) if slot in self.checks else None
+            if outcome is None:
+                continue
+            del self.checks[slot]
+            passed, how = outcome
+            self.failures[slot] = 0 if passed else self.failures.get(slot, 0) + 1
+            if passed:
+                continue
+            failures, part = self.failures[slot], slot_part(group.slot_name(slot), slot, group.slot_count())
+            self.program.log(f"{part + ': ' if part else ''}check after promotion failed ({failures} of "
+                             f"{settings.check_failures} in a row): {how}", True)
+            if failures >= settings.check_failures:
+                self.stop()
+                self.fallback = self.fall_back(slot, f"failed its check {failures} times in a row after its "
+                                                     f"promotion (last: {how})", now)
+                return True
+        return False
+
+    def due_in(self, now: float) -> float | None:
+        """Seconds until the next check is due (None: none is)."""
+        dues = [due - now for slot, due in self.next_check.items() if slot not in self.checks]
+        return max(0.0, min(dues)) if dues and self.program.slots.settings.check else None
+
+    def stop(self) -> None:
+        """The window is over, or the program falls back or stops: no check runs any more."""
+        for check in self.checks.values():
+            check.stop()
+        self.checks.clear()
+
+    def fall_back(self, slot: int, why: str, now: float) -> Rollout | None:
+        """Start ``previous`` again (``slot``'s new process ``why``: it exited, or failed its
+        check): the dead slots at once; returns the ``fallback`` rollout that swaps the living
+        ones back, if any."""
         program, group, failed, previous = self.program, self.program.slots, self.failed_path, self.previous
         part = slot_part(group.slot_name(slot), slot, group.slot_count())
         who = f"{part}: " if part else ""
-        program.log(f"{who}{failed} exited ({how}) within littleboss_fallback_window of its promotion; "
+        program.log(f"{who}{failed} {why} within littleboss_fallback_window of its promotion; "
                     f"starting {previous} again", True)
         program.record.use(previous, Kind.FALLBACK, group.slot_path(0), self.restore,
-                           f"rolled back automatically: {failed} exited ({how})", now)
+                           f"rolled back automatically: {failed} {why}", now)
         group.run_slots_on(previous)
         restarted = restart_exited(group)
         events.notify(ReloadRolledBackEvent(program.name, **{"from": failed, "to": previous},
@@ -422,7 +471,11 @@ class Rollout:
             self._to(RolloutPhase.DONE)
             self.drained_at = now
         if self.watch is not None and not self.watch.covers(now):
+            self.watch.stop()
             self.watch = None
+        if self.watch is not None and self.group.supervisord_running() and self.watch.step(now):
+            self.watch, self.successor = None, self.watch.fallback  # its check failed: it fell back
+            self._to(RolloutPhase.ROLLED_BACK)
 
     def _run(self, now: float) -> None:
         for swap in self.swaps:
@@ -543,7 +596,8 @@ class Rollout:
         elif self.watch is not None and self.watch.covers(now):
             watch, self.watch = self.watch, None
             if self.group.supervisord_running():
-                self.successor = watch.fall_back(slot, how, now)
+                watch.stop()
+                self.successor = watch.fall_back(slot, f"exited ({how})", now)
                 self._to(RolloutPhase.ROLLED_BACK)
 
     def due_in(self, now: float) -> float | None:
@@ -551,6 +605,8 @@ class Rollout:
         dues = [swap.due_in(now) for swap in self.swaps]
         if self.revert is not None:
             dues.append(self.revert.due_in(now))
+        if self.watch is not None:
+            dues.append(self.watch.due_in(now))
         return min((due for due in dues if due is not None), default=None)
 
     def _stop_swaps(self, reason: str) -> None:

@@ -459,8 +459,34 @@ def test_a_check_that_fails_twice_then_passes_holds_promotion_until_it_passes():
     rollout.step(T0 + 1.5)  # within the interval: no new run
     assert len(group.checks) == 1 and rollout.swaps[0].info()["check"] == "exit status 1"
     rollout.step(T0 + 2)
-    rollout.step(T0 + 3)  # the third run passes; settle 0: promoted at once
-    assert len(group.checks) == 3 and rollout.phase is RolloutPhase.DRAINING
+    rollout.step(T0 + 3)  # the third run passes; settle 0: promoted at once (and watched: a fourth)
+    assert len(group.checks) == 4 and rollout.phase is RolloutPhase.DRAINING
+
+
+def test_a_check_that_fails_after_promotion_within_the_window_rolls_the_program_back():
+    passes, fails = (True, "exit status 0"), (False, "exit status 1; last output: 503")
+    group = checked_group([passes, passes, passes, fails, fails, fails], fallback_window=30, check_failures=3)
+    rollout = begin(group)
+    run(group, rollout, T0 + 2)  # ready, checked, promoted; the watch's checks pass
+    assert rollout.phase is RolloutPhase.DONE and group.used == []
+    for tick in range(1, 25):  # then fail three times in a row
+        rollout.step(T0 + 2 + tick / 4)
+    assert rollout.phase is RolloutPhase.ROLLED_BACK and rollout.watch is None and rollout.successor is not None
+    assert group.used == [(OLD, "fallback", "/srv/v0/app", f"rolled back automatically: {NEW} failed its check "
+                           "3 times in a row after its promotion (last: exit status 1; last output: 503)")]
+    assert "check after promotion failed (2 of 3 in a row): exit status 1; last output: 503" in group.logged
+
+
+@pytest.mark.parametrize("settings", [{"check_after_promotion": False}, {"fallback_window": 1}],
+                         ids=["not-after-promotion", "after-the-window"])
+def test_a_check_that_fails_after_promotion_but_unwatched_changes_nothing(settings):
+    group = checked_group([(True, "exit status 0")] + [(False, "exit status 1")] * 20,
+                          **{"fallback_window": 30, **settings})
+    rollout = begin(group)
+    run(group, rollout, T0 + 2)
+    for tick in range(1, 40):
+        rollout.step(T0 + 2 + tick / 4)
+    assert rollout.phase is RolloutPhase.DONE and group.used == []
 
 
 def test_a_check_that_never_passes_fails_the_reload_with_its_last_result():
