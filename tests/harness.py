@@ -401,12 +401,13 @@ def make_gunicorn_release(releases: Path, version: str) -> str:
     return make_executable(releases, version, f"#!/bin/sh\nAPP_VERSION={version} exec {GUNICORN}\n")
 
 
-def require(tool: str, package: str) -> str:
+def require(tool: str, package: str,
+            needed_by: str = "the Node.js and Go recipes' tests and benchmark scenarios") -> str:
     """The path of ``tool`` on PATH; an AssertionError that says how to install it if it is missing."""
     path = shutil.which(tool)
     if path is None:
-        raise AssertionError(f"`{tool}` is not installed, and the Node.js and Go recipes' tests and benchmark "
-                             f"scenarios need it: apt-get install {package} (scripts/test installs it)")
+        raise AssertionError(f"`{tool}` is not installed, and {needed_by} need it: apt-get install {package} "
+                             "(scripts/test installs it)")
     return path
 
 
