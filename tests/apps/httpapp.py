@@ -16,7 +16,8 @@ once, with a message on stderr), ``never-ready`` (serve, never send READY=1),
 ``--bind HOST:PORT`` makes it a plain program that binds its own socket; ``--warmup S``
 makes it take S seconds before it accepts anything and is ready; ``--linger S`` makes it
 wait S seconds to exit once it has stopped serving. ``GET /stream?S`` answers slowly: a line
-every 0.1 s for S seconds.
+every 0.1 s for S seconds. ``GET /health`` answers 200, or 503 once ``--unhealthy-after S``
+seconds have passed since it started.
 """
 import argparse
 import json
@@ -31,6 +32,7 @@ from urllib.parse import unquote
 
 VERSION = os.environ.get("APP_VERSION", "v1")
 DRAINING = threading.Event()
+UNHEALTHY_AT = 0.0  # with --unhealthy-after: when GET /health starts answering 503
 
 
 def open_fds() -> list:
@@ -60,6 +62,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path.startswith("/stream?"):  # a slow response: a line every 0.1 s for SECONDS
             return self.stream(float(self.path.partition("?")[2]))
+        if self.path == "/health" and UNHEALTHY_AT and time.monotonic() >= UNHEALTHY_AT:
+            self.send_error(503, "unhealthy")  # the app's own answer: the connection is served
+            return
         if self.path == "/env":
             body = json.dumps({**STARTUP, "pid": os.getpid()}).encode()
         elif self.path.startswith("/print?"):  # a line on stdout, for the tests of its log
@@ -136,7 +141,10 @@ def main() -> None:
     parser.add_argument("--bind", default="")
     parser.add_argument("--warmup", type=float, default=0.0, help="seconds before it accepts and is ready")
     parser.add_argument("--linger", type=float, default=0.0, help="seconds it waits to exit once it has drained")
+    parser.add_argument("--unhealthy-after", type=float, default=0.0, help="seconds before /health answers 503")
     args = parser.parse_args()
+    global UNHEALTHY_AT
+    UNHEALTHY_AT = time.monotonic() + args.unhealthy_after if args.unhealthy_after else 0.0
     modes = set(args.mode.split(","))
     if "crash" in modes:
         print(f"httpapp {VERSION}: cannot start: configuration is broken", file=sys.stderr, flush=True)
