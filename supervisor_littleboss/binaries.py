@@ -102,6 +102,11 @@ class BinaryRecord:
         if "seconds" in entry:
             observe(self.state.metrics["duration"], entry["seconds"])
 
+    def note(self, kind: Kind, path: str, outcome: str, now: float) -> None:
+        """Something that happened to the program's processes, not to its binary: history only."""
+        self._add(history_entry(kind, path, path, outcome, now))
+        self.save()
+
     def observe(self, name: str, seconds: float) -> None:
         """Count how long a step of a reload took (metrics.HISTOGRAMS: ready, drain)."""
         observe(self.state.metrics[name], seconds)

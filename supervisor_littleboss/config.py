@@ -42,6 +42,7 @@ class ReloadSettings:
     check_timeout: float = 10
     check_failures: int = 3  # failed checks in a row after promotion that roll the program back
     check_after_promotion: bool = True  # the check also runs through littleboss_fallback_window
+    watchdog: float = 0  # seconds a running process may go without WATCHDOG=1 (0: no watchdog)
     allow: tuple[str, ...] = ()  # glob patterns; empty: only the configured command's path
     drain_connections: bool = True  # a replaced process is drained once it holds no connection and no longer listens
 
@@ -137,6 +138,7 @@ OPTION_KEYS: dict[str, tuple[str, str, Callable[[str], object], str]] = {
     "littleboss_check_interval": ("reload", "check_interval", _positive_seconds, "seconds, more than 0"),
     "littleboss_check_timeout": ("reload", "check_timeout", _positive_seconds, "seconds, more than 0"),
     "littleboss_check_failures": ("reload", "check_failures", _positive_integer, "a positive integer"),
+    "littleboss_watchdog": ("reload", "watchdog", _seconds, "seconds, 0 (off) or more"),
     "littleboss_check_after_promotion": ("reload", "check_after_promotion", boolean, "true or false"),
     "littleboss_surge": ("reload", "surge", _positive_integer, "a positive integer, at most numprocs"),
     "littleboss_drain_connections": ("reload", "drain_connections", boolean, "true or false"),

@@ -19,6 +19,7 @@ class Kind(str, enum.Enum):
     REVERT = "revert"  # a failed rollout swapping its switched slots back (never recorded)
     CONFIG = "config"  # the configuration changed: applied by a swap, or the swapped-in binary dropped
     REFUSED = "refused"  # the state file's binary would be refused now: another one started
+    WATCHDOG = "watchdog"  # a process missed its littleboss_watchdog deadline and was restarted
 
     @property
     def asked_for(self) -> bool:

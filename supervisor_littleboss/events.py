@@ -42,12 +42,18 @@ class ReloadRolledBackEvent(LittlebossReloadEvent):
     """The new binary exited soon after promotion and the previous one was started again."""
 
 
+class WatchdogEvent(LittlebossReloadEvent):
+    """A process missed its littleboss_watchdog deadline: it was killed (and is restarted, or
+    the program falls back within its fallback window)."""
+
+
 EVENT_TYPES = {
     "LITTLEBOSS_RELOAD": LittlebossReloadEvent,
     "LITTLEBOSS_RELOAD_STARTED": ReloadStartedEvent,
     "LITTLEBOSS_RELOAD_SUCCEEDED": ReloadSucceededEvent,
     "LITTLEBOSS_RELOAD_FAILED": ReloadFailedEvent,
     "LITTLEBOSS_RELOAD_ROLLED_BACK": ReloadRolledBackEvent,
+    "LITTLEBOSS_WATCHDOG": WatchdogEvent,
 }
 
 for _name, _event in EVENT_TYPES.items():

@@ -26,6 +26,7 @@ import signal
 import socket
 import time
 
+from supervisor import events
 from supervisor.process import ProcessGroup, Subprocess
 from supervisor.states import ProcessStates, SupervisorStates, getProcessStateDescription
 
@@ -35,10 +36,12 @@ from .check import CheckRun, check_environment, mark_output
 from .config import LittlebossGroupConfig, ReloadSettings
 from .connections import holds
 from .contract import Kind
+from .events import WatchdogEvent
 from .faults import LittlebossRPCError
 from .glue import reap_now, reap_with, write_program_log
 from .lifecycle import EXITED_ON_ITS_OWN, Launch, Program, Rollout, begin, refusal
 from .orphans import Orphans, ProcessRecord
+from .outcome import slot_part
 from .process import LittlebossSubprocess, Role, executable_path, with_executable
 from .sockets import REGISTRY, SocketSpec, serving_addresses
 from .validate import CheckedBinary, allowed_patterns, check_binary
@@ -197,6 +200,8 @@ class LittlebossProcessGroup(ProcessGroup):
             if self.rollout.phase.promoted_all:  # every running process is on the group's settings
                 self.config_pending = False
             self.plugin.ticker.wake_in(self.rollout.due_in(now))
+        if self.settings.watchdog:
+            self._watch_dogs(now)
         for process in self.all_processes():
             # an extra process only ever stops (SIGKILL after its lameduck): a candidate is moved
             # by its reload, and one that exited must never be respawned
@@ -387,7 +392,37 @@ class LittlebossProcessGroup(ProcessGroup):
         """Called from a process's finish(): a slot's process that exited on its own."""
         if (process.role is Role.SERVING and self.rollout
                 and getProcessStateDescription(process.state) in EXITED_ON_ITS_OWN):
-            self.rollout.serving_exited(process.slot, process.last_exit)
+            self.rollout.serving_exited(process.slot, f"hung: {process.hung}" if process.hung else process.last_exit)
+
+    # --- the watchdog ----------------------------------------------------------------
+    def _watch_dogs(self, now: float) -> None:
+        """Kill a running process that missed its littleboss_watchdog deadline (or sent
+        WATCHDOG=trigger); wake the main loop at the next deadline."""
+        for process in self.processes.values():
+            deadline = process.watchdog_deadline() if process.state == ProcessStates.RUNNING else None
+            if deadline is None or process.hung:
+                continue
+            if process.notify.triggered or now > deadline:
+                self._hung(process, now)
+            else:
+                self.plugin.ticker.wake_in(deadline - now)
+
+    def _hung(self, process: LittlebossSubprocess, now: float) -> None:
+        """A hung process is killed, as if it had crashed: within the fallback window of its
+        binary's promotion the program falls back; otherwise supervisord starts it again."""
+        process.hung = ("it sent WATCHDOG=trigger" if process.notify.triggered else
+                        f"no WATCHDOG=1 for {self.settings.watchdog:g}s (littleboss_watchdog)")
+        watch = self.rollout.watch if self.rollout is not None else None
+        falls_back = watch is not None and watch.covers(now)
+        part = slot_part(process.config.name, process.slot, self.slot_count())
+        self.log(f"{part + ': ' if part else ''}pid {process.pid} is hung ({process.hung}): killing it; "
+                 + ("the program falls back (littleboss_fallback_window)" if falls_back else "supervisord restarts it"),
+                 error=True)
+        if not falls_back:
+            self.binaries.note(Kind.WATCHDOG, self.slot_path(process.slot),
+                               f"pid {process.pid} killed and restarted: {process.hung}", now)
+        events.notify(WatchdogEvent(self.name, pid=process.pid, path=self.slot_path(process.slot), reason=process.hung))
+        process.kill_process_group()
 
     # --- which binaries may run --------------------------------------------------
     def allowed(self) -> tuple[str, ...]:

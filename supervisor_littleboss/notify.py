@@ -35,6 +35,9 @@ class NotifyReceiver:
         self.closed = False
         self.ready = False
         self.ready_at = 0.0  # when READY=1 arrived
+        self.pinged_at = 0.0  # when WATCHDOG=1 last arrived
+        self.extended_until = 0.0  # EXTEND_TIMEOUT_USEC: no deadline before this
+        self.triggered = False  # WATCHDOG=trigger: the program says it is hung
         self.status = ""
 
     @property
@@ -68,8 +71,15 @@ class NotifyReceiver:
             return
         if "STATUS" in fields:
             self.status = fields["STATUS"]
+        now = time.time()
+        if fields.get("WATCHDOG") == "1":
+            self.pinged_at = now
+        elif fields.get("WATCHDOG") == "trigger":
+            self.triggered = True
+        if fields.get("EXTEND_TIMEOUT_USEC", "").isdigit():
+            self.extended_until = now + int(fields["EXTEND_TIMEOUT_USEC"]) / 1e6
         if fields.get("READY") == "1" and not self.ready:
-            self.ready, self.ready_at = True, time.time()
+            self.ready, self.ready_at = True, now
             logger.info(f"littleboss: {self.process.config.name} (pid {pid}) sent READY=1")
 
     def handle_error(self) -> None:

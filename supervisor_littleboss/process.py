@@ -60,6 +60,7 @@ class LittlebossSubprocess(ChildSetupSubprocess):
     binary: CheckedBinary | None = None  # a checked new binary: its next spawn runs exactly that file
     running_path: str | None = None  # the file its last spawn ran, symlinks resolved then
     drained_at = 0.0  # replaced: when it was seen holding no connection and no longer listening
+    hung = ""  # why it was killed as hung (littleboss_watchdog), until it is spawned again
     next_drain_poll = 0.0
 
     def __init__(self, config, group: ProcessGroup, slot: int, role: Role = Role.SERVING) -> None:
@@ -79,13 +80,14 @@ class LittlebossSubprocess(ChildSetupSubprocess):
             if reason:
                 self._give_up(reason)
                 return None
-            if self.group.settings.ready == "notify":
+            if self.group.settings.ready == "notify" or self.group.settings.watchdog:
                 try:
                     self.notify = NotifyReceiver(self)
                 except OSError as exc:
                     self._give_up(f"littleboss: program {self.config.name!r} cannot open its NOTIFY_SOCKET: {exc}")
                     return None
         self.running_path = self.binary.path if self.binary else self.resolved_command_path()
+        self.hung = ""
         try:
             pid = super().spawn()
         finally:
@@ -143,6 +145,9 @@ class LittlebossSubprocess(ChildSetupSubprocess):
         os.environ.update(listen_environment([spec.name for spec in self.group.sockets]))
         if self.notify:
             os.environ["NOTIFY_SOCKET"] = self.notify.address
+        watchdog = self.group.settings.watchdog
+        if watchdog:  # systemd's watchdog protocol (sd_watchdog_enabled): this pid is the program's once it execs
+            os.environ.update(WATCHDOG_USEC=str(round(watchdog * 1e6)), WATCHDOG_PID=str(os.getpid()))
 
     def finish(self, pid, sts) -> None:
         dispatchers = list(self.dispatchers.values())
@@ -186,6 +191,14 @@ class LittlebossSubprocess(ChildSetupSubprocess):
 
     def ready_since(self) -> float | None:
         return self.notify.ready_at if self.notify and self.notify.ready else None
+
+    def watchdog_deadline(self) -> float | None:
+        """When it is hung unless it sends WATCHDOG=1 (littleboss_watchdog): that long after its
+        last WATCHDOG=1, its READY=1 or its start, whichever came last; None without a watchdog."""
+        seconds, notify = self.group.settings.watchdog, self.notify
+        if not seconds or not self.pid or notify is None:
+            return None
+        return max(max(notify.pinged_at, notify.ready_at, self.laststart) + seconds, notify.extended_until)
 
     def kill_process_group(self) -> None:
         """SIGKILL the process group it leads (it and any child it forked), if any is left."""

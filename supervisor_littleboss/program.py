@@ -98,6 +98,7 @@ class Littleboss:
         self.name = name
         self.listeners: dict[str, Listener] = {}
         self.notify_socket = ""
+        self.watchdog_seconds = 0.0  # littleboss_watchdog (WATCHDOG_USEC), when supervisord set one
         self.supervised = False
         self.args: argparse.Namespace | None = None
 
@@ -158,7 +159,9 @@ class Littleboss:
         names = environ.get("LISTEN_FDNAMES", "").split(":")
         count = int(environ.get("LISTEN_FDS", "0"))
         self.notify_socket = environ.pop("NOTIFY_SOCKET", "")
-        for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        if environ.get("WATCHDOG_PID", str(os.getpid())) == str(os.getpid()):
+            self.watchdog_seconds = int(environ.get("WATCHDOG_USEC", "0") or 0) / 1e6
+        for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID"):
             environ.pop(key, None)
         names += [""] * (count - len(names))
         return [(names[n], SD_LISTEN_FDS_START + n) for n in range(count)]
@@ -186,6 +189,13 @@ class Littleboss:
     def status(self, text: str) -> None:
         """Show ``text`` as this process's status (STATUS=) in littleboss's program info."""
         self.notify(f"STATUS={text}")
+
+    def watchdog(self) -> None:
+        """Tell supervisord this process is alive (WATCHDOG=1), with ``littleboss_watchdog``: call
+        it from the loop that must not block, at least every ``watchdog_seconds / 2``; a no-op
+        without a watchdog."""
+        if self.watchdog_seconds:
+            self.notify("WATCHDOG=1")
 
     def notify(self, message: str) -> None:
         if not self.notify_socket:

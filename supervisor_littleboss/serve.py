@@ -59,6 +59,14 @@ def describe(sockets: list[socket.socket]) -> str:
     return ", ".join(name(sock) for sock in sockets)
 
 
+async def keep_pinging(lb: Littleboss) -> None:
+    """WATCHDOG=1 from the event loop, three times per ``littleboss_watchdog``: a loop blocked
+    (by a handler that never yields) stops it, and supervisord kills the process as hung."""
+    while lb.watchdog_seconds:
+        lb.watchdog()
+        await asyncio.sleep(lb.watchdog_seconds / 3)
+
+
 async def stop_accepting(servers: list[asyncio.AbstractServer]) -> None:
     """Close the listening ``servers`` (their sockets stay open in supervisord and the next
     process) without losing a connection accepted a moment before: asyncio accepts a batch
@@ -214,6 +222,7 @@ def uvicorn_server_class() -> type:
                 logger.info("Uvicorn running on %s, the sockets supervisord passed", where)
                 self.lb.status(f"serving on {where}{origin.status()}")
             self.lb.ready()
+            self.pinging = asyncio.get_running_loop().create_task(keep_pinging(self.lb))
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             self.draining = True
@@ -221,6 +230,8 @@ def uvicorn_server_class() -> type:
             self.lb.status("draining")
             await settle(lambda: any(map(waiting, self.server_state.connections)), self.grace)
             await super().shutdown(sockets=sockets)  # closes idle connections, waits for the rest
+            if getattr(self, "pinging", None):
+                self.pinging.cancel()
 
     def waiting(connection: Any) -> bool:
         """An open connection with no request in progress: uvicorn's own shutdown would close it."""
@@ -390,7 +401,9 @@ def serve_hypercorn(app: Any, module: str, config: Any, lb: Littleboss, inherite
         await config.log.log(*origin.message())
         lb.status(f"serving on {describe(listeners)}{origin.status()}")
         lb.ready()
+        pinging = loop.create_task(keep_pinging(lb))
         await stop.wait()
+        pinging.cancel()
         await stop_accepting(loop.tracked_servers)
         config.keep_alive_max_requests = 0  # each further response says Connection: close
         lb.status("draining")

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -24,7 +25,9 @@ from harness import (
 )
 from load import Load
 
-pytestmark = pytest.mark.e2e  # each test starts a real supervisord
+from supervisor_littleboss.program import Littleboss
+
+pytestmark = pytest.mark.e2e  # each test starts a real supervisord (or a program)
 
 MYBLOG = str(EXAMPLE / "myblog.py")
 CONF_D = Path(__file__).parent.parent / "conf.d"  # the example as a checkout has it
@@ -243,3 +246,20 @@ def test_littleboss_start_flag_of_a_program_that_cannot_start_exits_7(supervisor
                              capture_output=True, text=True, env=VENV_ENV, timeout=60)
     assert started.returncode == 7, (started.stdout, started.stderr)
     assert started.stderr.startswith("myblog: ERROR: myblog: ")
+
+
+def test_the_watchdog_is_read_from_the_environment_and_pinged_over_the_notify_socket():
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(f"\0littleboss-test-watchdog-{os.getpid()}")
+    receiver.settimeout(5)
+    lb = Littleboss("svc")
+    pid = str(os.getpid())
+    lb.inherited({"LISTEN_PID": pid, "LISTEN_FDS": "0", "NOTIFY_SOCKET": f"@littleboss-test-watchdog-{pid}",
+                  "WATCHDOG_USEC": "1500000", "WATCHDOG_PID": pid})
+    assert lb.watchdog_seconds == 1.5
+    lb.watchdog()
+    assert receiver.recv(100) == b"WATCHDOG=1"
+    other = Littleboss("svc")  # a watchdog meant for another pid (a parent's) is not ours
+    other.inherited({"LISTEN_PID": pid, "LISTEN_FDS": "0", "WATCHDOG_USEC": "1500000", "WATCHDOG_PID": "1"})
+    assert other.watchdog_seconds == 0
+    receiver.close()

@@ -17,7 +17,8 @@ once, with a message on stderr), ``never-ready`` (serve, never send READY=1),
 makes it take S seconds before it accepts anything and is ready; ``--linger S`` makes it
 wait S seconds to exit once it has stopped serving. ``GET /stream?S`` answers slowly: a line
 every 0.1 s for S seconds. ``GET /health`` answers 200, or 503 once ``--unhealthy-after S``
-seconds have passed since it started.
+seconds have passed since it started. With ``WATCHDOG_USEC`` set it sends ``WATCHDOG=1`` from its
+main loop; ``--hang-after S`` blocks that loop after S seconds (its server threads answer on).
 """
 import argparse
 import json
@@ -142,6 +143,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=0.0, help="seconds before it accepts and is ready")
     parser.add_argument("--linger", type=float, default=0.0, help="seconds it waits to exit once it has drained")
     parser.add_argument("--unhealthy-after", type=float, default=0.0, help="seconds before /health answers 503")
+    parser.add_argument("--hang-after", type=float, default=0.0, help="seconds before its main loop blocks")
     args = parser.parse_args()
     global UNHEALTHY_AT
     UNHEALTHY_AT = time.monotonic() + args.unhealthy_after if args.unhealthy_after else 0.0
@@ -166,8 +168,17 @@ def main() -> None:
     # short waits: SIGTERM may be delivered to any thread, and its Python handler runs
     # only when the main thread wakes
     deadline = time.monotonic() + args.after if "crash-after-ready" in modes else float("inf")
+    # systemd's watchdog: WATCHDOG=1 from the main loop, three times per WATCHDOG_USEC; with
+    # --hang-after S the main loop blocks after S seconds (the server threads go on answering)
+    ping = int(os.environ.get("WATCHDOG_USEC", "0")) / 3e6
+    hang_at, next_ping = time.monotonic() + args.hang_after if args.hang_after else float("inf"), 0.0
     while not wake.wait(0.05) and time.monotonic() < deadline:
-        pass  # at the deadline, crash-after-ready "crashes": it drains and exits 4
+        if time.monotonic() >= hang_at:
+            threading.Event().wait()  # blocked for good
+        if ping and time.monotonic() >= next_ping:
+            notify("WATCHDOG=1")
+            next_ping = time.monotonic() + ping
+        # at the deadline, crash-after-ready "crashes": it drains and exits 4
     DRAINING.set()
     for server in servers:
         server.shutdown()
