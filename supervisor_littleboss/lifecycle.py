@@ -297,33 +297,23 @@ class Swap:
                 "check": self.checked, "error": self.reason}
 
 
-class FallbackWatch:
-    """After a completed rollout to ``failed_path``: until ``until``, a new process that exits
-    on its own, or (with ``littleboss_check``) fails its check ``littleboss_check_failures``
-    times in a row, rolls the whole program back to ``previous`` (with ``restore``, the binary
-    that was previous before the rollout, previous again)."""
+class CheckWatch:
+    """``littleboss_check`` run against each promoted process of the program that runs ``path``,
+    every ``littleboss_check_interval``; each slot's failures in a row are counted."""
 
-    def __init__(self, program: Program, failed_path: str, previous: str, restore: str | None, until: float) -> None:
-        self.program, self.failed_path, self.previous, self.restore = program, failed_path, previous, restore
-        self.until = until
+    def __init__(self, program: Program, path: str, when: str) -> None:
+        self.program, self.path, self.when = program, path, when  # when: "after its promotion", ...
         self.checks: dict[int, Check] = {}  # the check running against each slot's process
         self.next_check: dict[int, float] = {}
-        self.failures: dict[int, int] = {}  # each slot's failed checks in a row
-        self.fallback: Rollout | None = None  # once its check failed: the rollout swapping back
+        self.failures: dict[int, int] = {}
 
-    def covers(self, now: float) -> bool:
-        return now <= self.until
-
-    def step(self, now: float) -> bool:
-        """Run the check against each new process every littleboss_check_interval; once one
-        failed littleboss_check_failures times in a row, fall back (True; ``fallback`` is the
-        rollout that swaps the living processes back, if any)."""
+    def step(self, now: float) -> tuple[int, str] | None:
+        """(a slot, why) once the slot's process failed its check littleboss_check_failures times
+        in a row; None meanwhile."""
         group, settings = self.program.slots, self.program.slots.settings
-        if not settings.check or not settings.check_after_promotion:
-            return False
         for slot in range(group.slot_count()):
             process = group.serving(slot)
-            if not process.pid or group.slot_path(slot) != self.failed_path:
+            if not process.pid or group.slot_path(slot) != self.path:
                 continue
             if slot not in self.checks and now >= self.next_check.get(slot, 0.0):
                 self.checks[slot] = group.start_check(slot, process, now)
@@ -337,25 +327,58 @@ class FallbackWatch:
             if passed:
                 continue
             failures, part = self.failures[slot], slot_part(group.slot_name(slot), slot, group.slot_count())
-            self.program.log(f"{part + ': ' if part else ''}check after promotion failed ({failures} of "
+            self.program.log(f"{part + ': ' if part else ''}check failed {self.when} ({failures} of "
                              f"{settings.check_failures} in a row): {how}", True)
             if failures >= settings.check_failures:
                 self.stop()
-                self.fallback = self.fall_back(slot, f"failed its check {failures} times in a row after its "
-                                                     f"promotion (last: {how})", now)
-                return True
-        return False
+                return slot, f"failed its check {failures} times in a row {self.when} (last: {how})"
+        return None
 
     def due_in(self, now: float) -> float | None:
         """Seconds until the next check is due (None: none is)."""
         dues = [due - now for slot, due in self.next_check.items() if slot not in self.checks]
-        return max(0.0, min(dues)) if dues and self.program.slots.settings.check else None
+        return max(0.0, min(dues)) if dues else None
 
     def stop(self) -> None:
-        """The window is over, or the program falls back or stops: no check runs any more."""
+        """No check runs any more."""
         for check in self.checks.values():
             check.stop()
         self.checks.clear()
+
+
+class FallbackWatch:
+    """After a completed rollout to ``failed_path``: until ``until``, a new process that exits
+    on its own, or (with ``littleboss_check``) fails its check ``littleboss_check_failures``
+    times in a row, rolls the whole program back to ``previous`` (with ``restore``, the binary
+    that was previous before the rollout, previous again)."""
+
+    def __init__(self, program: Program, failed_path: str, previous: str, restore: str | None, until: float) -> None:
+        self.program, self.failed_path, self.previous, self.restore = program, failed_path, previous, restore
+        self.until = until
+        settings = program.slots.settings
+        self.checking = CheckWatch(program, failed_path, "after its promotion") \
+            if settings.check and settings.check_after_promotion else None
+        self.fallback: Rollout | None = None  # once its check failed: the rollout swapping back
+
+    def covers(self, now: float) -> bool:
+        return now <= self.until
+
+    def step(self, now: float) -> bool:
+        """Watch through the check; once a process failed it, fall back (True; ``fallback`` is the
+        rollout that swaps the living processes back, if any)."""
+        failed = self.checking.step(now) if self.checking is not None else None
+        if failed is None:
+            return False
+        self.fallback = self.fall_back(*failed, now)
+        return True
+
+    def due_in(self, now: float) -> float | None:
+        return self.checking.due_in(now) if self.checking is not None else None
+
+    def stop(self) -> None:
+        """The window is over, or the program falls back: no check runs any more."""
+        if self.checking is not None:
+            self.checking.stop()
 
     def fall_back(self, slot: int, why: str, now: float) -> Rollout | None:
         """Start ``previous`` again (``slot``'s new process ``why``: it exited, or failed its
@@ -583,6 +606,8 @@ class Rollout:
             swap.program = program
         if self.watch is not None:
             self.watch.program = program
+            if self.watch.checking is not None:
+                self.watch.checking.program = program
 
     def serving_exited(self, slot: int, how: str) -> None:
         """A slot's process exited on its own (not stopped by supervisord); acted on in step()."""

@@ -474,7 +474,7 @@ def test_a_check_that_fails_after_promotion_within_the_window_rolls_the_program_
     assert rollout.phase is RolloutPhase.ROLLED_BACK and rollout.watch is None and rollout.successor is not None
     assert group.used == [(OLD, "fallback", "/srv/v0/app", f"rolled back automatically: {NEW} failed its check "
                            "3 times in a row after its promotion (last: exit status 1; last output: 503)")]
-    assert "check after promotion failed (2 of 3 in a row): exit status 1; last output: 503" in group.logged
+    assert "check failed after its promotion (2 of 3 in a row): exit status 1; last output: 503" in group.logged
 
 
 @pytest.mark.parametrize("settings", [{"check_after_promotion": False}, {"fallback_window": 1}],

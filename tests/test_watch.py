@@ -57,7 +57,7 @@ def test_a_binary_that_fails_its_check_after_promotion_is_rolled_back_within_the
             f"rolled back automatically: {sick} failed its check 3 times in a row after its promotion "
             "(last: exit status 1; last output: HTTP 503)"), history[-1]
         assert serving(sv) == "v1"
-        assert "check after promotion failed (1 of 3 in a row)" in sv.log.read_text()
+        assert "check failed after its promotion (1 of 3 in a row)" in sv.log.read_text()
     finally:
         sv.stop()
 
@@ -73,7 +73,7 @@ def test_the_same_failure_after_the_window_changes_nothing(tmp_path):
         wait_for(lambda: health(sv) == "unhealthy", what="the new binary to turn unhealthy")
         assert serving(sv) == "v2" and sv.info("web")["pid"] == pid
         assert [entry["kind"] for entry in sv.rpc.littleboss.getProgramInfo("web")["history"]] == ["reload"]
-        assert "check after promotion failed" not in sv.log.read_text()
+        assert "check failed after its promotion" not in sv.log.read_text()
     finally:
         sv.stop()
 
