@@ -54,6 +54,7 @@ class RolloutPhase(str, enum.Enum):
     was not running (``lifecycle.Launch``)."""
 
     RUNNING = "running"  # swaps under way (shown as the phase of the first slot under way)
+    HOLDING = "holding"  # a canary: its first slots promoted, the others wait (a time, or a promote)
     DRAINING = "draining"  # every slot promoted; replaced processes finish their work
     DONE = "done"
     ROLLING_BACK = "rolling back"  # a failed rollout swapping its switched slots back
@@ -65,7 +66,7 @@ class RolloutPhase(str, enum.Enum):
     @property
     def active(self) -> bool:
         """The reload still decides: until every slot is promoted, or the failure's slots are back."""
-        return self in (RolloutPhase.RUNNING, RolloutPhase.ROLLING_BACK)
+        return self in (RolloutPhase.RUNNING, RolloutPhase.HOLDING, RolloutPhase.ROLLING_BACK)
 
     @property
     def promoted_all(self) -> bool:
@@ -78,7 +79,8 @@ IDLE = "idle"  # getProgramInfo's phase when no reload is under way
 SHOWN_PHASES = (IDLE, *(p.value for p in SwapPhase if p is not SwapPhase.WAITING), *(p.value for p in RolloutPhase
                                                                                      if p is not RolloutPhase.RUNNING))
 # the phases of a reload that is still deciding (a slot's swap in flight, or swapping back)
-DECIDING_PHASES = (*(p.value for p in SwapPhase if p.in_flight), RolloutPhase.ROLLING_BACK.value)
+DECIDING_PHASES = (*(p.value for p in SwapPhase if p.in_flight), RolloutPhase.HOLDING.value,
+                   RolloutPhase.ROLLING_BACK.value)
 
 
 def history_entry(kind: Kind, old_path: str, new_path: str, outcome: str, now: float,

@@ -8,6 +8,7 @@ the connections draining processes still hold, each held socket's accept queue.
 from __future__ import annotations
 
 from .connections import accept_queue
+from .contract import RolloutPhase
 from .metrics import CONTENT_TYPE, HISTOGRAMS, Family, render
 from .preflight import RUNNING
 from .process import Role
@@ -28,6 +29,7 @@ def families(plugin) -> list[Family]:
     histograms = {name: Family(f"littleboss_reload_{name}_seconds", "histogram", HELP[name]) for name in HISTOGRAMS}
     processes = Family("littleboss_processes", "gauge", "Running processes of a program, by role")
     reloading = Family("littleboss_reload_in_progress", "gauge", "1 while a reload of the program decides")
+    held = Family("littleboss_reload_held", "gauge", "1 while a canary reload of the program holds")
     connections = Family("littleboss_draining_connections", "gauge",
                          "Established connections still held by a program's draining processes")
     queue = Family("littleboss_socket_accept_queue", "gauge",
@@ -47,6 +49,7 @@ def families(plugin) -> list[Family]:
         for role in (Role.SERVING, Role.CANDIDATE, Role.DRAINING):
             processes.add({**program, "role": role.value}, sum(process.role is role for process in running))
         reloading.add(program, int(bool(group.rollout and group.rollout.active)))
+        held.add(program, int(bool(group.rollout and group.rollout.phase is RolloutPhase.HOLDING)))
         connections.add(program, sum(group.draining_connections().values()))
         for spec, sock in zip(group.sockets, group.listeners, strict=False):
             queued = accept_queue(sock)
@@ -56,7 +59,7 @@ def families(plugin) -> list[Family]:
         binary.add({**program, "path": group.current_path(), "previous": group.binaries.previous or ""}, 1)
     counts = plugin.state.supervisord
     return [
-        reloads, *histograms.values(), processes, reloading, connections, queue, backlog, binary,
+        reloads, *histograms.values(), processes, reloading, held, connections, queue, backlog, binary,
         Family("littleboss_supervisord_starts_total", "counter",
                "Starts of supervisord with this state file").add({}, counts["starts"]),
         Family("littleboss_supervisord_reloads_total", "counter",

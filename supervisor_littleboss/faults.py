@@ -19,6 +19,7 @@ class LittlebossFaults:
     NO_PREVIOUS = 1405
     UNSUPPORTED = 1406
     NOT_IN_PLACE = 1407
+    NOT_HOLDING = 1408
 
     PATH_NOT_ABSOLUTE = 1410
     NO_FILE = 1411

@@ -254,9 +254,11 @@ class LittlebossProcessGroup(ProcessGroup):
                     f"(phase {rollout.shown_phase}); wait for it to finish")
         return refusal(self)
 
-    def begin_reload(self, binary: CheckedBinary, kind: Kind) -> Rollout | Launch:
-        """Give the program ``binary`` (closed once every slot has spawned from it)."""
-        reload = begin(self.program, kind, binary, time.time())
+    def begin_reload(self, binary: CheckedBinary, kind: Kind, canary: int = 0,
+                     hold: float | None = None) -> Rollout | Launch:
+        """Give the program ``binary`` (closed once every slot has spawned from it); ``canary``
+        slots first, then a ``hold`` (seconds; None: until promoted)."""
+        reload = begin(self.program, kind, binary, time.time(), canary, hold)
         if isinstance(reload, Rollout):
             self.rollout = reload
             self.plugin.ticker.keep_ticking()

@@ -147,7 +147,8 @@ SWAP_EDGES = {
 }
 R = RolloutPhase
 ROLLOUT_EDGES = {
-    R.RUNNING: {R.DRAINING, R.ROLLING_BACK, R.FAILED}, R.ROLLING_BACK: {R.FAILED},
+    R.RUNNING: {R.DRAINING, R.HOLDING, R.ROLLING_BACK, R.FAILED}, R.HOLDING: {R.RUNNING, R.ROLLING_BACK, R.FAILED},
+    R.ROLLING_BACK: {R.FAILED},
     R.DRAINING: {R.DONE, R.ROLLED_BACK}, R.DONE: {R.ROLLED_BACK}, R.FAILED: set(), R.ROLLED_BACK: set(),
 }
 LAUNCH_EDGES = {R.STARTED: {R.FAILED}, R.RECORDED: set(), R.FAILED: set()}
@@ -421,7 +422,8 @@ class Rollout:
     """
 
     def __init__(self, program: Program, kind: Kind, new_path: str, now: float,
-                 binary: CheckedBinary | None = None, slots: list[int] | None = None) -> None:
+                 binary: CheckedBinary | None = None, slots: list[int] | None = None,
+                 canary: int = 0, hold: float | None = None) -> None:
         self.id = next(IDS)
         self.program, self.group, self.kind, self.new_path, self.binary = program, program.slots, kind, new_path, binary
         self.settings = self.group.settings
@@ -439,6 +441,11 @@ class Rollout:
         self.watch: FallbackWatch | None = None  # after it completed, through the fallback window
         self.successor: Rollout | None = None  # the fallback rollout that follows it
         self.stopping = True  # aborted because the program is being stopped (else its processes run on)
+        # a canary: its first ``canary`` slots are swapped, then it holds ``hold`` seconds (None:
+        # until promote()) with the check watching them, before it goes on with the others
+        self.canary = canary if 0 < canary < len(self.swaps) else 0
+        self.hold, self.held_since, self.promoted_by_hand = hold, 0.0, False
+        self.holding: CheckWatch | None = None
 
     @property
     def name(self) -> str:
@@ -488,6 +495,8 @@ class Rollout:
             self.revert.step(now)
             if self.phase is RolloutPhase.ROLLING_BACK and not self.revert.active:
                 self._failed(now)
+        if self.phase is RolloutPhase.HOLDING:
+            self._held(now)
         if self.phase is RolloutPhase.RUNNING:
             self._run(now)
         if self.phase is RolloutPhase.DRAINING and all(swap.gone for swap in self.swaps):
@@ -506,13 +515,52 @@ class Rollout:
                 swap.step(now)
             if swap.phase is SwapPhase.FAILED:
                 return self._fail(swap.code, swap.why, now)
-        for swap in self.swaps:  # start the next slots, as many as the surge allows
+        waiting = self.swaps[:self.canary] if self.canary else self.swaps  # a canary: its slots first
+        if self.canary and all(swap.promoted for swap in waiting):
+            return self._hold(now)
+        for swap in waiting:  # start the next slots, as many as the surge allows
             if swap.phase is SwapPhase.WAITING and sum(s.in_flight for s in self.swaps) < self.settings.surge:
                 swap.start(self.binary, now)
                 if swap.phase is SwapPhase.FAILED:
                     return self._fail(swap.code, swap.why, now)
         if all(swap.promoted for swap in self.swaps):
             self._complete(now)
+
+    def _hold(self, now: float) -> None:
+        """The canary's slots are promoted: hold, the check watching them, before the others."""
+        self._to(RolloutPhase.HOLDING)
+        self.held_since = now
+        if self.settings.check:
+            self.holding = CheckWatch(self.program, self.new_path, "during the canary's hold")
+        until = f"for {self.hold:g}s" if self.hold is not None else f"until littleboss:promote {self.name}"
+        self.program.log(f"canary: {plural(self.canary, 'process')} of {len(self.swaps)} run {self.new_path}; "
+                         f"holding {until} (littleboss:abort {self.name} swaps them back)", False)
+
+    def _held(self, now: float) -> None:
+        failed = self.holding.step(now) if self.holding is not None else None
+        if failed is not None:
+            slot, why = failed
+            swap = next(swap for swap in self.swaps if swap.slot == slot)
+            return self._fail(F.CHECK_FAILED, f"{swap.part + ' ' if swap.part else ''}{self.new_path} {why}", now)
+        if self.promoted_by_hand or (self.hold is not None and now >= self.held_since + self.hold):
+            if self.holding is not None:
+                self.holding.stop()
+            self.canary = 0  # every slot now
+            self._to(RolloutPhase.RUNNING)
+            self.program.log(f"canary held {now - self.held_since:.1f}s: going on with the other "
+                             f"{plural(len(self.swaps) - sum(swap.promoted for swap in self.swaps), 'process')}",
+                             False)
+
+    def promote(self) -> None:
+        """A canary holding until promoted: go on with the other slots (at the next step)."""
+        self.promoted_by_hand = True
+
+    def cancel(self, why: str, now: float) -> None:
+        """Give up the rollout and swap the slots already switched back (a canary aborted)."""
+        if self.active:
+            if self.holding is not None:
+                self.holding.stop()
+            self._fail(F.ABORTED, f"aborted: {why}", now)
 
     def _complete(self, now: float) -> None:
         self._to(RolloutPhase.DRAINING)
@@ -615,7 +663,8 @@ class Rollout:
 
     def _exited(self, slot: int, how: str, now: float) -> None:
         swap = next((swap for swap in self.swaps if swap.slot == slot), None)
-        if self.phase is RolloutPhase.RUNNING and swap is not None and swap.promoted and self.kind.asked_for:
+        if self.phase in (RolloutPhase.RUNNING, RolloutPhase.HOLDING) and swap is not None and swap.promoted \
+                and self.kind.asked_for:
             self._fail(F.EXITED_AFTER_PROMOTION, f"{swap.part + ' ' if swap.part else ''}{self.new_path} exited "
                                                  f"after its promotion ({how})", now)
         elif self.watch is not None and self.watch.covers(now):
@@ -632,6 +681,9 @@ class Rollout:
             dues.append(self.revert.due_in(now))
         if self.watch is not None:
             dues.append(self.watch.due_in(now))
+        if self.phase is RolloutPhase.HOLDING:
+            dues.append(self.holding.due_in(now) if self.holding is not None else None)
+            dues.append(None if self.hold is None else max(0.0, self.held_since + self.hold - now))
         return min((due for due in dues if due is not None), default=None)
 
     def _stop_swaps(self, reason: str) -> None:
@@ -680,6 +732,9 @@ class Rollout:
             "error": self.failure.text if self.failure else "",
             "fault_code": self.failure.code if self.failure else 0,
             "watched_until": self.watch.until if self.watch is not None else 0.0,
+            "canary": self.canary,
+            "held_until": (self.held_since + self.hold if self.hold is not None else -1.0)
+            if self.phase is RolloutPhase.HOLDING else 0.0,
         }
 
     def candidates(self) -> list[Candidate]:
@@ -782,10 +837,11 @@ def refusal(group: Slots) -> str | None:
     return None
 
 
-def begin(program: Program, kind: Kind, binary: CheckedBinary, now: float) -> Rollout | Launch:
+def begin(program: Program, kind: Kind, binary: CheckedBinary, now: float, canary: int = 0,
+          hold: float | None = None) -> Rollout | Launch:
     """Give ``program`` the checked ``binary``: a rollout over its running slots (a slot stopped
-    on purpose stays stopped and starts on it later), or, when none runs, a launch. The
-    binary is closed once every slot has spawned from it."""
+    on purpose stays stopped and starts on it later; ``canary`` slots first, then a ``hold``),
+    or, when none runs, a launch. The binary is closed once every slot has spawned from it."""
     group = program.slots
     statenames = [group.statename(slot) for slot in range(group.slot_count())]
     if all(name in STARTABLE for name in statenames):
@@ -793,6 +849,6 @@ def begin(program: Program, kind: Kind, binary: CheckedBinary, now: float) -> Ro
         launch.start(now)
         return launch
     slots = [slot for slot, name in enumerate(statenames) if name != "STOPPED"]
-    rollout = Rollout(program, kind, binary.path, now, binary, slots)
+    rollout = Rollout(program, kind, binary.path, now, binary, slots, canary, hold)
     rollout.start(now)
     return rollout

@@ -10,7 +10,7 @@ from supervisor.xmlrpc import Faults, RPCError
 
 from . import events  # noqa: F401 - registers the LITTLEBOSS_RELOAD_* event types on import
 from .config import LittlebossGroupConfig, check_before_install
-from .contract import IDLE, Kind
+from .contract import IDLE, Kind, RolloutPhase
 from .exporter import PATH as METRICS_PATH
 from .exporter import VIEW as METRICS_VIEW
 from .faults import LittlebossFaults as F
@@ -135,7 +135,7 @@ class LittlebossNamespaceRPCInterface:
                              passed as), processes (each: name, state, statename, pid,
                              spawnerr), notify_status (its last STATUS=), phase (idle,
                              or of a reload under way: starting, checking, settling,
-                             rolling back), candidate_pid (of the first slot under way),
+                             holding, rolling back), candidate_pid (of the first slot under way),
                              candidate_pids, draining_pids, draining (each: pid,
                              connections it still holds), last_reload (struct, as
                              reload returns it) and history (array of structs: time,
@@ -175,8 +175,8 @@ class LittlebossNamespaceRPCInterface:
                                have exited (true), or at once (false; follow it with
                                getProgramInfo)
         @return struct result  id, name, kind (reload, rollback, fallback, config), phase
-                               (starting, checking, settling, rolling back while it
-                               runs; draining, done, failed, rolled back after;
+                               (starting, checking, settling, holding (a canary),
+                               rolling back while it runs; draining, done, failed, rolled back after;
                                started, recorded for a program not running), old_pid,
                                new_pid, old_path, new_path, seconds (to the last
                                promotion), drain_seconds (until the old processes
@@ -191,6 +191,64 @@ class LittlebossNamespaceRPCInterface:
         group = self._group(name)
         path, wait = argument(path, str, "path"), argument(wait, bool, "wait")
         return self._begin(group, path or group.command_path(), Kind.RELOAD, wait)
+
+    def reloadCanary(self, name: str, path: str, canary: int, hold: float, wait: bool = False):
+        """Reload a program of several processes as a canary: replace ``canary`` of its
+        processes first, hold (the check and the watchdog watching them) for ``hold`` seconds,
+        or until promote (``hold`` negative), then replace the others; if a canary fails its
+        check (littleboss_check_failures in a row) or exits during the hold, or on abort, the
+        canaries are swapped back to the old binary.
+
+        @param string name     The program name
+        @param string path     As for reload
+        @param int canary      How many processes go first (1 to numprocs - 1)
+        @param double hold     Seconds to hold after them; negative: until promote
+        @param boolean wait    As for reload (true waits through the hold)
+        @return struct result  As reload returns
+        """
+        self._update("reloadCanary")
+        group = self._group(name)
+        path, canary, wait = argument(path, str, "path"), argument(canary, int, "canary"), argument(wait, bool, "wait")
+        hold = float(hold if type(hold) is int else argument(hold, float, "hold"))
+        if not 0 < canary < group.slot_count():
+            raise RPCError(Faults.BAD_ARGUMENTS, f"canary must be from 1 to {group.slot_count() - 1} (numprocs - 1) "
+                                                 f"for {group.name}, not {canary}")
+        return self._begin(group, path or group.command_path(), Kind.RELOAD, wait, canary,
+                           None if hold < 0 else hold)
+
+    def promote(self, name: str) -> dict:
+        """Go on with a canary reload that holds: its other processes are replaced now.
+
+        @param string name     The program name
+        @return struct result  As reload returns (wait false)
+        """
+        self._update("promote")
+        rollout = self._held(name)
+        rollout.promote()
+        return rollout.info(time.time())
+
+    def abort(self, name: str) -> dict:
+        """Give up a reload under way (a canary holding, or any other): the processes already
+        switched are swapped back to the old binary, with zero downtime.
+
+        @param string name     The program name
+        @return struct result  As reload returns (wait false)
+        """
+        self._update("abort")
+        group = self._group(name)
+        rollout = group.rollout
+        if rollout is None or not rollout.active:
+            raise LittlebossRPCError(F.NOT_HOLDING, f"{group.name}: no reload is under way")
+        rollout.cancel("littleboss:abort", time.time())
+        return rollout.info(time.time())
+
+    def _held(self, name: str) -> Rollout:
+        group = self._group(name)
+        rollout = group.rollout
+        if rollout is None or rollout.phase is not RolloutPhase.HOLDING:
+            raise LittlebossRPCError(F.NOT_HOLDING, f"{group.name}: no canary holds (littleboss:status {group.name} "
+                                                    "shows its phase)")
+        return rollout
 
     def rollback(self, name: str, wait: bool = True):
         """Reload a program back to its previous executable (before the last successful reload).
@@ -295,10 +353,11 @@ class LittlebossNamespaceRPCInterface:
             in_progress = group.rollout is not None and group.rollout.active
             raise LittlebossRPCError(F.RELOAD_IN_PROGRESS if in_progress else F.NOT_RUNNING, refusal)
 
-    def _begin(self, group: LittlebossProcessGroup, path: str, kind: Kind, wait: bool):
+    def _begin(self, group: LittlebossProcessGroup, path: str, kind: Kind, wait: bool, canary: int = 0,
+               hold: float | None = None):
         self._refuse_now(group)
         binary = check_binary(group.name, path, group.serving(0).config.uid, group.allowed())
-        reload = group.begin_reload(binary, kind)
+        reload = group.begin_reload(binary, kind, canary, hold)
         if not wait:
             return reload.info(time.time())
         return self._wait_for(reload)

@@ -611,3 +611,64 @@ def test_a_rollback_of_a_stopped_program_keeps_the_binary_it_leaves_as_previous(
     group = FakeGroup()
     launch(group, "STOPPED", kind=Kind.ROLLBACK)
     assert group.used == [(NEW, Kind.ROLLBACK, OLD, "recorded for the next start (it was STOPPED)")]
+
+
+# --- a canary ------------------------------------------------------------------------
+def canary(group: FakeGroup, count: int, hold: float | None) -> Rollout:
+    group.now = T0
+    rollout = Rollout(group.program, Kind.RELOAD, NEW, T0, slots=list(range(group.slot_count())), canary=count,
+                      hold=hold)
+    rollout.start(T0)
+    return rollout
+
+
+def step_until(group: FakeGroup, rollout: Rollout, until: float, since: float = T0) -> None:
+    for tick in range(1, round((until - since) * 4) + 1):
+        group.now = since + tick / 4
+        rollout.step(since + tick / 4)
+        for swap in rollout.swaps:
+            if swap.old is not None:
+                swap.old.pid = 0
+
+
+def test_a_canary_swaps_its_slots_holds_then_goes_on_with_the_others():
+    group = FakeGroup(slots=4)
+    rollout = canary(group, 1, hold=5)
+    step_until(group, rollout, T0 + 3)
+    assert rollout.phase is RolloutPhase.HOLDING and [swap.promoted for swap in rollout.swaps] == [True] + [False] * 3
+    assert rollout.info(T0 + 3)["held_until"] == pytest.approx(rollout.held_since + 5)
+    assert rollout.due_in(T0 + 3) == pytest.approx(rollout.held_since + 5 - (T0 + 3))
+    step_until(group, rollout, T0 + 12, since=T0 + 3)
+    assert rollout.phase is RolloutPhase.DONE and all(swap.promoted for swap in rollout.swaps)
+    assert any(line.startswith("canary: 1 process of 4 run") for line in group.logged)
+
+
+def test_a_canary_held_until_promoted_waits_for_promote():
+    group = FakeGroup(slots=3)
+    rollout = canary(group, 2, hold=None)
+    step_until(group, rollout, T0 + 60)
+    assert rollout.phase is RolloutPhase.HOLDING and rollout.info(T0 + 60)["held_until"] == -1
+    rollout.promote()
+    step_until(group, rollout, T0 + 65, since=T0 + 60)
+    assert rollout.phase is RolloutPhase.DONE
+
+
+def test_a_canary_that_fails_its_check_during_the_hold_is_swapped_back():
+    passes, fails = (True, "exit status 0"), (False, "exit status 1")
+    group = checked_group([passes, fails, fails, fails] + [passes] * 5, slots=4, check_failures=3)  # then the revert
+    rollout = canary(group, 1, hold=30)
+    step_until(group, rollout, T0 + 10)
+    assert rollout.phase is RolloutPhase.FAILED and rollout.failure.code == 1426
+    assert "failed its check 3 times in a row during the canary's hold" in rollout.failure.text
+    assert all(swap.phase is SwapPhase.FAILED for swap in rollout.swaps[1:])  # the others never started
+    assert rollout.revert is not None and rollout.revert.kind is Kind.REVERT
+
+
+def test_an_aborted_canary_is_swapped_back():
+    group = FakeGroup(slots=2)
+    rollout = canary(group, 1, hold=None)
+    step_until(group, rollout, T0 + 3)
+    rollout.cancel("littleboss:abort", T0 + 3)
+    step_until(group, rollout, T0 + 8, since=T0 + 3)
+    assert rollout.phase is RolloutPhase.FAILED and rollout.failure.code == 1423
+    assert [group.slots[slot].path for slot in range(2)] == [OLD, OLD]
