@@ -25,14 +25,19 @@ from .glue import one_shot_words, wrap_completer, wrap_help, wrap_update
 from .outcome import check_line, done_line, slot_label, step_line, steps_reached, version_changes
 
 SUBCOMMANDS = {  # usage lines (supervisorctl's help layout: usage, tab, what it does)
-    "reload": ["reload <name> [path]\tSwap in <path> (default: the current executable) with zero downtime"],
+    "reload": ["reload <name> [path]\tSwap in <path> (default: the current executable) with zero downtime",
+               "reload <name> [path] --canary K --hold [S]\tK processes first, hold S seconds (or until "
+               "promote) with the check watching, then the others"],
+    "promote": ["promote <name>\t\tGo on with a canary reload that holds"],
+    "abort": ["abort <name>\t\tGive up the reload under way; switched processes are swapped back"],
     "rollback": ["rollback <name>\t\tReload back to the previous executable"],
     "status": ["status [name ...]\tBinary, sockets and reload phase of littleboss programs (default: all)",
                "status --history [name ...]\tThe same, each followed by its reloads"],
     "upgrade": ["upgrade\t\t\tRe-execute supervisord in place (same pid) on the supervisor, littleboss and "
                 "Python installed now: littleboss programs run on, other programs restart"],
 }
-TAKES_NAMES = ("reload", "rollback", "status")  # the subcommands whose arguments complete as program names
+# the subcommands whose arguments complete as program names
+TAKES_NAMES = ("reload", "rollback", "status", "promote", "abort")
 EXIT_STATUSES = {
     "reload": "Exit status: 0 done; 1 refused before anything started; 7 the new binary failed "
               "(the old one kept serving), or the reload was aborted by a stop or restart; 2 bad usage.",
@@ -42,6 +47,7 @@ EXIT_STATUSES = {
                "answer again within 60 s; 2 bad usage.",
 }
 EXIT_STATUSES["rollback"] = EXIT_STATUSES["reload"]
+EXIT_STATUSES["promote"] = EXIT_STATUSES["abort"] = "Exit status: 0 done; 1 no reload to act on; 2 bad usage."
 POLL_SECONDS = 0.1
 RELOAD_WAIT = 60  # seconds a reload (or upgrade) is followed through supervisord's own reload before giving up
 T = TypeVar("T")
@@ -148,10 +154,27 @@ class LittlebossControllerPlugin(ControllerPluginBase):
 
     # --- subcommands --------------------------------------------------------------
     def _reload(self, args: list[str]) -> None:
+        args, canary, hold = canary_options(args)
         if len(args) not in (1, 2):
             raise UsageError("reload takes a program name and an optional path")
         name, path = args[0], (args[1] if len(args) == 2 else "")
-        self._follow(name, self.rpc.reload(name, path, False))
+        if canary:
+            self._follow(name, self.rpc.reloadCanary(name, path, canary, hold, False))
+        else:
+            self._follow(name, self.rpc.reload(name, path, False))
+
+    def _promote(self, args: list[str]) -> None:
+        if len(args) != 1:
+            raise UsageError("promote takes a program name")
+        info = self.rpc.promote(args[0])
+        self._say(f"{args[0]}: canary promoted: the other {info['slots_total'] - info['slots_done']} "
+                  f"process(es) are being replaced (littleboss:status {args[0]})")
+
+    def _abort(self, args: list[str]) -> None:
+        if len(args) != 1:
+            raise UsageError("abort takes a program name")
+        self.rpc.abort(args[0])
+        self._say(f"{args[0]}: reload aborted: the processes already switched are swapped back to the old binary")
 
     def _rollback(self, args: list[str]) -> None:
         if len(args) != 1:
@@ -234,6 +257,13 @@ class LittlebossControllerPlugin(ControllerPluginBase):
             if check and (slot["slot"], "check", check) not in said:  # each new outcome of its check, once
                 said.add((slot["slot"], "check", check))
                 self._say(f"{label}: {check_line(slot)}")
+        holding = RolloutPhase.HOLDING.value
+        if last["phase"] == holding and holding not in said:
+            said.add(holding)
+            until = (f"until littleboss:promote {name}" if last["held_until"] < 0 else
+                     "until " + time.strftime("%H:%M:%S", time.localtime(last["held_until"])))
+            self._say(f"{name}: canary: {last['slots_done']} of {last['slots_total']} processes run "
+                      f"{last['new_path']}; holding {until} (littleboss:abort {name} swaps them back)")
         rolling_back = RolloutPhase.ROLLING_BACK.value
         if last["phase"] == rolling_back and rolling_back not in said:
             said.add(rolling_back)
@@ -380,6 +410,36 @@ def upgraded_line(before: dict, after: dict, programs: list[dict]) -> str:
     count = f"{running}" if running == len(programs) else f"{running} of {len(programs)}"
     return (f"supervisord upgraded in place: pid {after['pid']}, {version_changes(before, after)}; "
             f"{count} littleboss {noun} running")
+
+
+def canary_options(args: list[str]) -> tuple[list[str], int, float]:
+    """``--canary K`` and ``--hold [SECONDS]`` taken out of a reload's arguments: (the rest, K
+    (0: none), the hold in seconds, -1: until promoted)."""
+    rest, canary, hold = [], 0, -1.0
+    words = iter(args)
+    for word in words:
+        if word == "--canary":
+            value = next(words, "")
+            if not value.isdigit() or int(value) < 1:
+                raise UsageError(f"--canary takes a number of processes, 1 or more, not {value!r}")
+            canary = int(value)
+        elif word == "--hold":
+            value = next(words, None)
+            try:
+                hold = float(value)
+            except (TypeError, ValueError):  # no time: until promoted (the word is the name or path)
+                hold = -1.0
+                rest += [] if value is None else [value]
+            else:
+                if not 0 <= hold < 1e9:
+                    raise UsageError(f"--hold takes seconds, 0 or more, not {value!r}")
+        elif word.startswith("--"):
+            raise UsageError(f"reload has no option {word}")
+        else:
+            rest.append(word)
+    if "--hold" in args and not canary:
+        raise UsageError("--hold goes with --canary K")
+    return rest, canary, hold
 
 
 def status_line(info: dict, supervisor) -> str:
