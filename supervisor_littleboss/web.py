@@ -43,6 +43,8 @@ class Littleboss(Protocol):
     def getAllProgramInfo(self) -> list: ...
     def reload(self, name: str, path: str = "", wait: bool = True): ...
     def rollback(self, name: str, wait: bool = True): ...
+    def promote(self, name: str) -> dict: ...
+    def abort(self, name: str) -> dict: ...
 
 
 class LittlebossView(MeldView):
@@ -148,6 +150,10 @@ def start_action(rpc: Littleboss, action: str, name: str, path: str, confirmed: 
     confirmation named: if it changed since, nothing starts)."""
     if action == "reload":
         return rpc.reload(name, path, False)
+    if action == "promote":  # a canary that holds
+        return rpc.promote(name)
+    if action == "abort":
+        return rpc.abort(name)
     if action != "rollback":
         raise Refused(f"unknown action {action!r}")
     previous = rpc.getProgramInfo(name)["previous_path"]
@@ -195,6 +201,11 @@ def fill_program(section, info: dict, path_field: str) -> None:
     section.findmeld("reload_token").attributes(value=TOKEN)
     for field in ("rollback_program", "reload_program"):
         section.findmeld(field).attributes(value=name)
+    if info["phase"] == RolloutPhase.HOLDING.value:  # a canary holds: promote it, or abort
+        section.findmeld("hold_token").attributes(value=TOKEN)
+        section.findmeld("hold_program").attributes(value=name)
+    else:
+        section.findmeld("hold_form").deparent()
     section.findmeld("reload_path").attributes(value=literal(path_field))
     if not info["previous_path"]:
         section.findmeld("rollback_button").attributes(disabled="disabled", title="no previous binary")

@@ -235,3 +235,30 @@ def test_with_credentials_the_page_and_its_actions_need_them(tmp_path, releases,
         wait_for(lambda: sv.info("web")["pid"] == pid, what="the program untouched")
     finally:
         sv.stop()
+
+
+def test_a_holding_canary_is_promoted_or_aborted_from_the_page(tmp_path, releases, page):
+    sv = Supervisord(tmp_path, inet_http=True)
+    port = free_port()
+    sv.littleboss_program("pool", releases.v1, port, releases.allow, numprocs=2,
+                          process_name="%(program_name)s_%(process_num)s")
+    sv.start()
+    try:
+        wait_for(lambda: all(p["pid"] for p in sv.rpc.littleboss.getProgramInfo("pool")["processes"]),
+                 what="the pool")
+        # Promote a canary to v2 (the other process follows), then Abort one back to v1 (swapped back)
+        for button, target, outcome in (("Promote", releases.v2, "done"), ("Abort", releases.v1, "failed")):
+            sv.rpc.littleboss.reloadCanary("pool", target, 1, -1, False)
+            wait_for(lambda: sv.rpc.littleboss.getProgramInfo("pool")["phase"] == "holding", what="the hold")
+            page.goto(url(sv))
+            section = page.locator("#program-pool")
+            expect(section).to_contain_text("holding")
+            section.get_by_role("button", name=button).click()
+            last = wait_for(lambda: (info := sv.rpc.littleboss.getProgramInfo("pool"))["phase"] == "idle"
+                            and info["last_reload"], timeout=30, what=f"{button} to take effect")
+            assert last["phase"] == outcome, last
+            assert sv.rpc.littleboss.getProgramInfo("pool")["path"] == releases.v2
+            page.goto(url(sv))
+            expect(page.locator("#program-pool").get_by_role("button", name="Promote")).to_have_count(0)
+    finally:
+        sv.stop()
