@@ -263,6 +263,7 @@ def take_up(process, handed: HandedProcess) -> None:
         process.notify = NotifyReceiver(process, socket.socket(fileno=handed.notify))
         process.notify.ready, process.notify.ready_at, process.notify.status = (
             handed.ready, handed.ready_at, handed.status)
+        process.notify.pinged_at = time.time()  # littleboss_watchdog: counted afresh from the upgrade
     process.watch_output()
     reap_with(process.config.options, handed.pid, process)
     process.group.track(handed.pid)
