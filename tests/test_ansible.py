@@ -10,6 +10,8 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -29,11 +31,13 @@ MODULE = "supervisor_littleboss.fleet.littleboss"
 ROLLING_RELOAD, ROLLBACK = "supervisor_littleboss.fleet.rolling_reload", "supervisor_littleboss.fleet.rollback"
 INTERPRETER = '"{{ ansible_playbook_python }}"'  # the local connection's, as README.rst's inventory has it
 CHECK_TITLE = "Check health_url from the host"
+STOPPED = ("the rollout stopped at this host's batch (no later batch was started): fix the cause and run the same "
+           "command again to carry on")  # how the message of a stopped rollout ends
 # an interpreter that runs the module as user nobody, who may not use the supervisords' sockets
 NOBODY_PYTHON = '#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 "$@"\n'
 # ansible-core ships no JSON stdout callback (ansible.posix has one): this one prints, as the last
 # line, {"results": {host: {first word of a task's name: its result, with "outcome": ok, failed
-# or skipped}}, "stats": {host: counts}}
+# or skipped}}, "stats": {host: counts}, "batches": [[hosts of the 1st serial batch, sorted], ...]}
 CALLBACK = '''
 import json
 from ansible.plugins.callback import CallbackBase
@@ -47,12 +51,18 @@ class CallbackModule(CallbackBase):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.results = {}
+        self.batches = []
+
+    def v2_playbook_on_play_start(self, play):  # once per serial batch
+        self.batches.append([])
 
     def record(self, result, outcome):
         # ansible-core 2.19 names them host, task and result; 2.17 only _host, _task and _result
         host, task, data = (getattr(result, name, None) or getattr(result, "_" + name)
                             for name in ("host", "task", "result"))
         self.results.setdefault(host.get_name(), {})[task.get_name().split()[0]] = dict(data, outcome=outcome)
+        if host.get_name() not in self.batches[-1]:
+            self.batches[-1].append(host.get_name())
 
     def v2_runner_on_ok(self, result):
         self.record(result, "ok")
@@ -65,7 +75,8 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_stats(self, stats):
         counts = {host: stats.summarize(host) for host in stats.processed}
-        self._display.display(json.dumps({"results": self.results, "stats": counts}, default=str))
+        batches = [sorted(batch) for batch in self.batches]
+        self._display.display(json.dumps({"results": self.results, "stats": counts, "batches": batches}, default=str))
 '''
 
 
@@ -87,6 +98,9 @@ class Fleet:
         self.slow = releases.add("slow", "v4", "--warmup", "3")  # ready after 3 s
         # v3 crashes on host2 only (say, a setting that host lacks)
         self.v3 = releases.script("v3", f'[ "$FLEET_HOST" = host2 ] && exec {crash}\nAPP_VERSION=v3 exec {HTTPAPP}')
+        # v5 serves, but its GET /health answers 503 from the start on host1 only (the canary)
+        sick = releases.add("sick", "v5", "--unhealthy-after", "0.001")
+        self.v5 = releases.script("v5", f'[ "$FLEET_HOST" = host1 ] && exec {sick}\nAPP_VERSION=v5 exec {HTTPAPP}')
         self.sv: dict[str, Supervisord] = {}
         self.ports: dict[str, int] = {}
         inventory = ["[web]"]
@@ -102,7 +116,7 @@ class Fleet:
                 sv.conf.write_text(text.replace(http[0], f"{http[0]}\nusername = {USERNAME}\npassword = {PASSWORD}"))
                 self.http_url = f"http://{http[1]}"
                 url = f"{self.http_url} littleboss_username={USERNAME} littleboss_password={PASSWORD}"
-            inventory.append(f"{host} littleboss_server_url={url} health_url=http://127.0.0.1:{port}/")
+            inventory.append(f"{host} littleboss_server_url={url} health_url=http://127.0.0.1:{port}/health")
         inventory += ["[web:vars]", "ansible_connection=local", f"ansible_python_interpreter={INTERPRETER}"]
         self.inventory = root / "inventory.ini"
         self.inventory.write_text("\n".join(inventory) + "\n")
@@ -230,7 +244,7 @@ def test_a_binary_that_fails_on_a_host_stops_the_rollout_there(fleet):
     assert failed["Reload"]["outcome"] == "failed", failed["Reload"]
     assert failed["Reload"]["fault_code"] == LittlebossFaults.EXITED_BEFORE_READY, failed["Reload"]
     assert failed["Reload"]["msg"].startswith(f"EXITED_BEFORE_READY: {PROGRAM}: reload to {fleet.v3} failed")
-    assert failed["Stop"]["msg"].startswith(f"host2: {failed['Reload']['msg']}; the rollout stopped at this host")
+    assert failed["Stop"]["msg"] == f"host2: {failed['Reload']['msg']}; {STOPPED}"
     assert failed["Roll"]["outcome"] == "skipped"  # the new binary was never promoted: nothing to roll back
     assert (failed["Reload"]["old_path"], fleet.info("host2")["path"]) == (fleet.v1, fleet.v1)
     assert fleet.serving("host2") == "v1" and fleet.info("host2")["pid"] == failed["Reload"]["old_pid"]
@@ -250,8 +264,7 @@ def test_a_failed_health_check_rolls_that_host_back_and_stops_the_rollout(fleet)
 
     def stopped(results: dict, outcome: str) -> str:
         return (f"host1: the health check of {PROGRAM} at {nothing_there} failed: "
-                f"{results['Check']['results'][0]['msg']}; {outcome}; the rollout stopped at this host (the hosts "
-                "after it were not touched): fix the cause and run the same command again to carry on")
+                f"{results['Check']['results'][0]['msg']}; {outcome}; {STOPPED}")
 
     output = check_fails(fleet.v2)
     host1 = output["host1"]
@@ -266,6 +279,94 @@ def test_a_failed_health_check_rolls_that_host_back_and_stops_the_rollout(fleet)
     host1 = check_fails(fleet.v1)["host1"]  # it runs v1 already: nothing to roll back
     assert host1["Roll"]["outcome"] == "skipped" and fleet.untouched("host1") == unchanged
     assert host1["Stop"]["msg"] == stopped(host1, f"left on {fleet.v1}, which it ran before this run")
+
+
+def last_swaps(fleet: Fleet, host: str, count: int) -> list[tuple[str, str, str]]:
+    """The kind, from and to of the host's last ``count`` history entries."""
+    return [(entry["kind"], entry["from"], entry["to"]) for entry in fleet.info(host)["history"][-count:]]
+
+
+def test_canary_batches_swap_the_canary_then_the_rest_after_a_hold(fleet):
+    fleet.put(fleet.v1)
+    with load_on(fleet):
+        output = fleet.rolling_reload("-e", f"path={fleet.v2}", "-e", '{"batches": [1, "100%"], "hold": 1}')
+    assert output["batches"] == [["host1"], ["host2", "host3"]]  # the canary, then the rest at once
+    results = output["results"]
+    for host in HOSTS:
+        reload, health = results[host]["Reload"], results[host]["Check"]
+        assert reload["changed"] and (reload["old_path"], reload["new_path"]) == (fleet.v1, fleet.v2), reload
+        assert health["results"][0]["status"] == 200 and fleet.serving(host) == "v2", health
+    # the hold after the canary's batch, then its health checked again; none after the last batch
+    assert results["host1"]["Hold"]["outcome"] == "ok" and results["host1"]["Recheck"]["results"][0]["status"] == 200
+    assert results["host2"]["Hold"]["outcome"] == "skipped"  # a pause runs once per batch, as its first host
+    assert [results[host]["Recheck"]["outcome"] for host in HOSTS[1:]] == ["skipped", "skipped"]
+    canary = fleet.info("host1")["history"][-1]  # its time: the promotion
+    for host in HOSTS[1:]:
+        entry = fleet.info(host)["history"][-1]
+        assert entry["time"] - entry["seconds"] >= canary["time"] + 1, f"{host} started within the canary's hold"
+
+
+def test_a_canary_that_fails_its_health_check_is_rolled_back_and_no_other_host_is_touched(fleet):
+    fleet.put(fleet.v1)
+    before = {host: fleet.untouched(host) for host in HOSTS[1:]}
+    with load_on(fleet):  # v5's /health answers 503 on host1 only
+        output = fleet.rolling_reload("-e", f"path={fleet.v5}", "-e", "batches=1,50%,100%",
+                                      "-e", "health_retries=2", "-e", "health_delay=0", ok=False)
+    assert output["batches"] == [["host1"]] and list(output["results"]) == ["host1"], output["batches"]
+    host1 = output["results"]["host1"]
+    assert host1["Reload"]["changed"] and host1["Reload"]["new_path"] == fleet.v5, host1["Reload"]
+    check = host1["Check"]["results"][0]
+    assert host1["Check"]["outcome"] == "failed" and check["status"] == 503, check
+    assert host1["Roll"]["changed"] and host1["Roll"]["new_path"] == fleet.v1, host1["Roll"]
+    assert host1["Stop"]["msg"] == (f"host1: the health check of {PROGRAM} at http://127.0.0.1:{fleet.ports['host1']}"
+                                    f"/health failed: {check['msg']}; rolled back to {fleet.v1}; {STOPPED}")
+    assert last_swaps(fleet, "host1", 2) == [("reload", fleet.v1, fleet.v5), ("rollback", fleet.v5, fleet.v1)]
+    assert fleet.serving("host1") == "v1"
+    assert {host: fleet.untouched(host) for host in HOSTS[1:]} == before, "a host after the canary was touched"
+
+
+@contextlib.contextmanager
+def health_url_failing_after(passes: int):
+    """A health URL on 127.0.0.1 that answers 200 to its first ``passes`` GETs, then 503: the URL and
+    the statuses it answered."""
+    statuses: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            statuses.append(200 if len(statuses) < passes else 503)
+            self.send_response(statuses[-1])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/health", statuses
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_a_canary_whose_health_check_fails_after_the_hold_is_rolled_back(fleet):
+    fleet.put(fleet.v1)
+    before = {host: fleet.untouched(host) for host in HOSTS[1:]}
+    with health_url_failing_after(1) as (url, statuses):  # passes right after the reload, fails after the hold
+        output = fleet.rolling_reload("-e", f"path={fleet.v2}", "-e", f"health_url={url}", "-e", "batches=1,100%",
+                                      "-e", "hold=1", "-e", "health_retries=0", ok=False)
+    assert statuses == [200, 503] and output["batches"] == [["host1"]], (statuses, output["batches"])
+    host1 = output["results"]["host1"]
+    assert [host1[task]["outcome"] for task in ("Reload", "Check", "Hold", "Recheck")] == ["ok", "ok", "ok", "failed"]
+    assert host1["Roll"]["changed"] and host1["Roll"]["new_path"] == fleet.v1, host1["Roll"]
+    assert host1["Stop"]["msg"] == (f"host1: the health check of {PROGRAM} at {url} failed after the hold of 1 s: "
+                                    f"{host1['Recheck']['results'][0]['msg']}; rolled back to {fleet.v1}; {STOPPED}")
+    assert last_swaps(fleet, "host1", 2) == [("reload", fleet.v1, fleet.v2), ("rollback", fleet.v2, fleet.v1)]
+    assert fleet.serving("host1") == "v1"
+    assert {host: fleet.untouched(host) for host in HOSTS[1:]} == before, "a host after the canary was touched"
 
 
 def test_rollback_playbook_returns_every_host_to_its_previous_binary(fleet):
@@ -329,7 +430,7 @@ def test_the_health_check_shows_each_hosts_own_url(fleet):
     titles = re.findall(r"^TASK \[(.*)\]", result.stdout, re.MULTILINE)
     assert titles.count(CHECK_TITLE) == len(HOSTS) and "http" not in " ".join(titles), titles  # a title per host
     for host in HOSTS:
-        assert f"ok: [{host}] => (item=http://127.0.0.1:{fleet.ports[host]}/)" in result.stdout, result.stdout
+        assert f"ok: [{host}] => (item=http://127.0.0.1:{fleet.ports[host]}/health)" in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize(("playbook", "args", "message"), [
@@ -340,9 +441,14 @@ def test_the_health_check_shows_each_hosts_own_url(fleet):
      f"program is required: the supervisord program to roll back on each host, e.g. ansible-playbook -i "
      f"inventory.ini {ROLLBACK} -e program=myblog -e path=/srv/myblog/releases/41/myblog"),
     (ROLLING_RELOAD, ("-e", f"program={PROGRAM}", "-e", "health_retries=five"),
-     "health_retries and health_delay must be whole numbers (how many times to try health_url, and the seconds "
-     "between tries), e.g. -e health_retries=10 -e health_delay=2; got health_retries=five, health_delay=1"),
-], ids=["rolling_reload", "rollback", "health_retries"])
+     "health_retries and health_delay must be whole numbers (how many times to try health_url again after a failed "
+     "try, and the seconds between tries), e.g. -e health_retries=10 -e health_delay=2; got health_retries=five, "
+     "health_delay=1"),
+    (ROLLING_RELOAD, ("-e", f"program={PROGRAM}", "-e", "batches=1,all"),
+     "batches must be the hosts of each batch, each a whole number or a percentage of the fleet (the first batch is "
+     "the canary), e.g. -e batches=1,25%,100%; hold must be a whole number of seconds to wait after each batch, "
+     "e.g. -e hold=300; got batches=1,all, hold=0"),
+], ids=["rolling_reload", "rollback", "health_retries", "batches"])
 def test_a_missing_or_bad_variable_stops_the_run_before_any_host_is_touched(fleet, playbook, args, message):
     before = {host: fleet.untouched(host) for host in HOSTS}
     result = fleet.shown(playbook, *args)
