@@ -381,6 +381,24 @@ def test_web_views_and_meld_views():
     assert_uses(http_server.http_request.build_reply_header, "reply_code")
 
 
+def test_http_request_header_and_channel_output_buffer():
+    """glue.request_header reads a request's header with http_request.get_header (None for
+    one it lacks); glue.send_at_once raises the ac_out_buffer_size of the request's channel,
+    which initiate_send slices each send to (4096 on supervisord's channel class)."""
+    from supervisor import http
+    from supervisor.medusa import asynchat_25, http_server
+
+    assert_params(http_server.http_request, "get_header", "self, header")
+    request = http_server.http_request(None, "GET / HTTP/1.1", "GET", "/", "1.1",
+                                       ["Host: x", "Accept-Encoding: gzip"])
+    assert (request.get_header("accept-encoding"), request.get_header("Cookie")) == ("gzip", None)
+    assert "channel" in http_server.http_request.__init__.__code__.co_names
+    assert http.deferring_http_channel.ac_out_buffer_size == 4096
+    assert issubclass(http.deferring_http_channel, asynchat_25.async_chat)
+    assert_uses(asynchat_25.async_chat.initiate_send, "ac_out_buffer_size", "refill_buffer", "send")
+    assert_uses(http.deferring_http_channel.refill_buffer, "ac_out_buffer")
+
+
 def test_pidhistory_and_childlog_for_the_checks_littleboss_runs():
     """glue.reap_with records a check's pid in ServerOptions.pidhistory, which reap() looks up
     to hand the exit status to finish(pid, sts) and then forgets; glue.write_program_log
