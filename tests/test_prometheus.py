@@ -2,13 +2,15 @@
 by the test on a free loopback port with README's scrape job (a scrape every second), scrapes a
 real supervisord while a program is reloaded under load, and its HTTP API answers what an
 operator's dashboards and alerts would read; ``promtool`` checks a real scrape and README's
-examples (the scrape job, the two alert rules, which also fire or not as README says).
+examples (the scrape job, the two alert rules, which also fire or not as README says); the page
+is gzipped for a client that accepts it, as Prometheus does, and only then.
 
 Prometheus and promtool come from Debian's ``prometheus`` package, which ``scripts/test``
 installs: without them these tests fail (``harness.require``), they never skip."""
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import re
 import signal
@@ -179,10 +181,17 @@ def sv(tmp_path_factory, releases) -> Iterator[Supervisord]:
 
 
 def scrape(sv: Supervisord) -> str:
+    return fetch(sv)[1].decode()
+
+
+def fetch(sv: Supervisord, accept_encoding: str | None = None) -> tuple[dict[str, str], bytes]:
+    """A GET of /littleboss/metrics: the response's headers and body (as sent)."""
     request = urllib.request.Request(f"http://127.0.0.1:{sv.http_port}/littleboss/metrics")
     request.add_header("Authorization", "Basic " + base64.b64encode(":".join(CREDENTIALS).encode()).decode())
+    if accept_encoding is not None:
+        request.add_header("Accept-Encoding", accept_encoding)
     with urllib.request.urlopen(request, timeout=10) as response:
-        return response.read().decode()
+        return {name.lower(): value for name, value in response.headers.items()}, response.read()
 
 
 def other(releases: Releases, path: str) -> str:
@@ -276,6 +285,20 @@ def test_promtool_check_metrics_passes_on_a_real_scrape(sv, releases):
     assert 'littleboss_processes{program="pool",role="serving"} 2' in text
     result = promtool("check", "metrics", stdin=text)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), text
+
+
+@pytest.mark.parametrize(("accept_encoding", "gzipped"), [
+    ("gzip", True), ("deflate, gzip;q=0.5", True), ("x-gzip", True), ("gzip;q=0", False), ("deflate", False),
+    (None, False)])
+def test_the_page_is_gzipped_when_the_client_accepts_it(sv, accept_encoding, gzipped):
+    """Prometheus asks for gzip (and gets a tenth of the bytes); a client that does not, or
+    refuses it (q=0), gets the same page as text."""
+    headers, body = fetch(sv, accept_encoding)
+    plain = scrape(sv)
+    assert headers.get("content-encoding") == ("gzip" if gzipped else None)
+    assert headers["content-length"] == str(len(body)) and headers["vary"] == "Accept-Encoding"
+    assert (gzip.decompress(body) if gzipped else body).decode() == plain
+    assert plain.startswith("# HELP littleboss_reloads_total ") and 'littleboss_processes{program="pool"' in plain
 
 
 def test_promtool_checks_readmes_alert_rules_and_scrape_job(tmp_path):
