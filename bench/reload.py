@@ -16,8 +16,9 @@ same server bound to its own port, without littleboss, as long); a control run s
 and stops the same binary beside the program as often, to show what that costs the
 machine without a reload. The myblog scenarios also run as a pool of 4 processes on one
 socket (numprocs = 4, the ``-pool`` scenarios). The ``-sighup`` scenarios send supervisord's own
-reload (``supervisorctl reload``) instead, the ``-update`` ones change the program's environment
-and run ``supervisorctl update``. Then supervisord's own CPU and memory, idle
+reload (``supervisorctl reload``) instead, the ``-upgrade`` ones its in-place upgrade
+(``littleboss.upgrade``: the same pid re-executes itself), the ``-update`` ones change the
+program's environment and run ``supervisorctl update``. Then supervisord's own CPU and memory, idle
 and during reloads, and how long it takes to start and to stop N programs (--cost-programs),
 with waits that grow with N and no process of its left running.
 """
@@ -288,7 +289,8 @@ Versions = tuple[str, str] | Callable[[], tuple[str, str]]
 
 class Scenario:
     """One program and how it is swapped: ``reload`` (littleboss), ``restart`` (supervisorctl),
-    ``sighup`` (``supervisorctl reload``: supervisord's own reload) or ``update`` (its section's
+    ``sighup`` (``supervisorctl reload``: supervisord's own reload), ``upgrade`` (supervisord
+    upgraded in place, ``littleboss.upgrade``) or ``update`` (its section's
     ``environment`` changed, then ``supervisorctl update``); or ``start-stop``, the
     control: the program is left alone while the second binary is
     started beside it on a port of its own, answers, and is stopped, as often as the
@@ -346,11 +348,16 @@ class Scenario:
     def swap(self, sv: Supervisord, n: int) -> dict:
         if self.action == "update":
             return self.update(sv, UPDATE_TAGS[(n + 1) % 2])
-        if self.action == "sighup":
+        if self.action in ("sighup", "upgrade"):
             before, started = self.pids(sv), time.monotonic()
-            sv.rpc.supervisor.restart()
-            wait_for(lambda: sv.rpc.supervisor.getState()["statename"] == "RUNNING", timeout=sv.allow(0.1),
-                     what="supervisord after its reload")
+            if self.action == "sighup":
+                sv.rpc.supervisor.restart()
+                number = 0
+            else:
+                number = sv.rpc.littleboss.upgrade()["upgrade"]  # then re-executes itself: a moment unreachable
+            wait_for(lambda: sv.rpc.littleboss.getRunInfo()["upgrades"] == number
+                     and sv.rpc.supervisor.getState()["statename"] == "RUNNING", timeout=sv.allow(0.1),
+                     what=f"supervisord after its {self.action}")
             sv.wait_all_running("app")
             return {"seconds": time.monotonic() - started, "ready_to_promotion": 0, "kept": self.pids(sv) == before}
         if self.action == "reload":
@@ -449,6 +456,8 @@ def scenarios(bins: dict) -> list[Scenario]:
         Scenario("plain-sighup", "httpapp", "sighup", plain, littleboss=False),
         Scenario("littleboss-sighup", "myblog", "sighup", bins["myblog"]),
         Scenario("littleboss-sighup-pool", "myblog pool", "sighup", bins["myblog"], **POOL),
+        Scenario("littleboss-upgrade", "myblog", "upgrade", bins["myblog"]),
+        Scenario("littleboss-upgrade-pool", "myblog pool", "upgrade", bins["myblog"], **POOL),
         # supervisorctl update after a change to the program's environment (APP_VERSION=a, then b,
         # a, ...; the test server answers it): a plain program is stopped and started again, a
         # littleboss program (a process or a pool) swapped in place by a config rollout
@@ -720,7 +729,7 @@ def targets(results: list[Result], chosen: list[Scenario], costs: list[dict],
                 all(r.longest_gap_ms <= c.longest_gap_ms for r, c in controlled),
                 "; ".join(f"{r.app} {r.longest_gap_ms} ms with reloads, {c.longest_gap_ms} ms in its control"
                           for r, c in controlled))
-    kept = {s.name for s in chosen if s.action == "sighup" and s.littleboss}
+    kept = {s.name for s in chosen if s.action in ("sighup", "upgrade") and s.littleboss}
     hups = [r for r in results if r.scenario in kept]
     if hups:
         failed = sum(sum(r.failed.values()) + r.broken_keepalive for r in hups)
