@@ -254,8 +254,8 @@ def test_a_holding_canary_is_promoted_or_aborted_from_the_page(tmp_path, release
             section = page.locator("#program-pool")
             expect(section).to_contain_text("holding")
             section.get_by_role("button", name=button).click()
-            last = wait_for(lambda: (info := sv.rpc.littleboss.getProgramInfo("pool"))["phase"] == "idle"
-                            and info["last_reload"], timeout=30, what=f"{button} to take effect")
+            last = wait_for(lambda: (last := sv.rpc.littleboss.getProgramInfo("pool")["last_reload"])["phase"]
+                            in ("done", "failed") and last, timeout=30, what=f"{button} to take effect")
             assert last["phase"] == outcome, last
             assert sv.rpc.littleboss.getProgramInfo("pool")["path"] == releases.v2
             page.goto(url(sv))
