@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import shlex
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -252,7 +253,8 @@ def apply_littleboss_settings(options: ServerOptions, parser: UnhosedConfigParse
     """Return ``groups`` with each littleboss program's config replaced by a LittlebossGroupConfig."""
     by_name = {group.name: group for group in groups}
     grouped = _programs_in_heterogeneous_groups(options, parser)
-    claimed: list[tuple[set[Address], str, str]] = []  # (addresses, section, url)
+    # the addresses claimed so far, by the only ones they can collide with: (address, section, url)
+    claimed: dict[tuple, list[tuple[Address, str, str]]] = {}
     result = {}
     for section in parser.sections():
         kind, _, name = section.partition(":")
@@ -271,20 +273,29 @@ def apply_littleboss_settings(options: ServerOptions, parser: UnhosedConfigParse
             )
         for spec in settings.sockets:
             addresses = bound_addresses(spec)
-            for other, other_section, other_url in claimed:
-                if same_address(addresses, other):
+            near = [claim for address in addresses for claim in claimed.get(_bucket(address), ())]
+            for other, other_section, other_url in near:
+                if same_address(addresses, {other}):
                     same = "" if other_url == spec.url else f" (the same address as {other_url})"
                     raise ValueError(
                         f"[{section}] {SOCKETS_KEY}: address {spec.url} is already claimed{same} by "
                         f"[{other_section}]; each address can belong to one program only"
                     )
-            claimed.append((addresses, section, spec.url))
+            for address in addresses:
+                claimed.setdefault(_bucket(address), []).append((address, section, spec.url))
         base = by_name[name]
         if settings.reload.surge > len(base.process_configs):
             raise ValueError(f"[{section}] littleboss_surge = {settings.reload.surge} is more than its "
                              f"numprocs = {len(base.process_configs)}; it must be at most numprocs")
         result[name] = LittlebossGroupConfig(options, base.name, base.priority, base.process_configs, settings)
     return [result.get(group.name, group) for group in groups]
+
+
+def _bucket(address: Address) -> tuple:
+    """Where ``address`` can collide: its family, type and port (a unix socket: its path), so
+    that checking each program's sockets against the others' stays linear in their number."""
+    family, kind, host, port = address
+    return (family, kind, host) if family == socket.AF_UNIX else (family, kind, port)
 
 
 def _programs_in_heterogeneous_groups(options: ServerOptions, parser: UnhosedConfigParser) -> dict[str, str]:
