@@ -68,7 +68,7 @@ def test_promotion_waits_for_a_check_that_fails_twice_then_passes(setup):
         env = (root / f"env.{pid}").read_text().splitlines()[0]
         assert env == (f"program=flaky process={slot['process']} pid={pid} binary={v2} "
                        f"sockets=http=tcp://127.0.0.1:{PORTS['flaky']} http=tcp://127.0.0.1:{PORTS['flaky']}")
-    assert not any(pid_alive(pid) for pid in old)
+    wait_for(lambda: not any(pid_alive(pid) for pid in old), what="the drained processes to exit")
     log = (sv.root / "flaky.log").read_text()
     assert "littleboss check: not warm yet" in log  # its output, marked, in the program's log
     assert load.result.failed == 0, load.result

@@ -221,7 +221,7 @@ def test_tab_completion_offers_subcommands_and_program_names(sv):
         return found
 
     assert completions("littleboss:re") == ["littleboss:reload "]  # supervisorctl keeps ':' in the word
-    assert completions("littleboss ") == ["reload ", "rollback ", "status ", "upgrade "]
+    assert completions("littleboss ") == ["reload ", "promote ", "abort ", "rollback ", "status ", "upgrade "]
     assert completions("littleboss:reload w") == ["web "]
     assert completions("littleboss:reload m") == ["multi "]
     assert completions("littleboss:upgrade ") == []  # it takes no program name

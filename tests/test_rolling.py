@@ -118,7 +118,9 @@ def test_ten_rolling_reloads_with_new_connections_keep_four_processes_accepting(
             result = sv.rpc.littleboss.reload(name, target)
             assert (result["slots_done"], result["slots_total"]) == (SLOTS, SLOTS)
             assert versions(sv, name) == [expected] * SLOTS, f"reload {n}"
-            assert not any(pid_alive(slot["old_pid"]) for slot in result["slots"])
+            # it returned once every replaced process had drained (no connection, no listener); they exit then
+            wait_for(lambda old=[slot["old_pid"] for slot in result["slots"]]: not any(map(pid_alive, old)),
+                     what="the drained processes to exit")
         final = wait_all_running(sv, name)
         for pid in final:
             first_answer(load, pid)

@@ -128,7 +128,7 @@ def test_roll_back_from_the_page_asks_first_then_rolls_back_under_load(sv, relea
         load.wait_for_requests(50)
     new_pid = int(re.search(r"\u2192 (\d+)\)", message.text_content()).group(1))
     assert serving("web") == ("v1", new_pid) and new_pid != reloaded["new_pid"]
-    assert not pid_alive(reloaded["new_pid"])
+    wait_for(lambda: not pid_alive(reloaded["new_pid"]), what="the replaced process to exit")
     expect(page.locator("#program-web")).to_contain_text(f"web RUNNING pid {new_pid}")
     assert load.result.failed == 0, load.result
 
