@@ -14,21 +14,13 @@ from pathlib import Path
 import pytest
 from harness import VENV_ENV, Supervisord, free_port, http_get, pid_alive, wait_for
 from load import Load
+from test_sighup import POOL, fd_count, pids, web
 
 from supervisor_littleboss.faults import LittlebossFaults
 
 pytestmark = pytest.mark.e2e  # real supervisords, programs and clients
 
-POOL = {"numprocs": 4, "process_name": "%(program_name)s_%(process_num)s"}
 UPGRADE_WAIT = 60  # seconds for supervisord to answer again after an upgrade
-
-
-def pids(sv: Supervisord, name: str) -> list[int]:
-    return [process["pid"] for process in sv.rpc.littleboss.getProgramInfo(name)["processes"]]
-
-
-def fd_count(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def rss_kb(pid: int) -> int:
@@ -59,7 +51,7 @@ def sv(tmp_path: Path):
     plain program."""
     sv = Supervisord(tmp_path)
     sv.web_port, sv.pool_port = free_port(), free_port()
-    sv.program("web", littleboss_sockets=f"http=tcp://127.0.0.1:{sv.web_port}", littleboss_ready="notify")
+    web(sv, sv.web_port)
     sv.program("pool", littleboss_sockets=f"http=tcp://127.0.0.1:{sv.pool_port}", **POOL)
     sv.program("plain", command="sleep 3600", stopsignal="KILL")
     sv.start()
