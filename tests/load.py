@@ -111,7 +111,7 @@ class Load:
         """Wait until ``count`` more requests succeeded (the load is really flowing)."""
         target, deadline = self.result.ok + count, time.monotonic() + timeout
         while self.result.ok < target:
-            if not self._running():
+            if not self.running():
                 raise AssertionError(f"the load stopped (duration or request bound, or a client died) before {count} "
                                      f"more requests: {self.result}")
             if time.monotonic() > deadline:
@@ -123,11 +123,12 @@ class Load:
         deadline = time.monotonic() + timeout
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        if self._running():
+        if self.running():
             raise AssertionError(f"the load did not end within {timeout}s: {self.result}")
         return self.result
 
-    def _running(self) -> bool:
+    def running(self) -> bool:
+        """Whether any client still sends (the load has not reached a bound nor been stopped)."""
         return any(thread.is_alive() for thread in self.threads)
 
     def _take(self) -> bool:

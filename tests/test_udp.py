@@ -14,7 +14,7 @@ from harness import APPS, Supervisord, free_port, make_executable, wait_for
 
 pytestmark = pytest.mark.e2e
 
-RATE = 1000  # datagrams a second (bounded)
+RATE = 500  # datagrams a second (bounded)
 
 
 def release(root, version: str) -> str:

@@ -3,6 +3,7 @@
 ``VERSION PID PAYLOAD``. On SIGTERM it stops reading, so every datagram it read has been
 answered, and exits 0."""
 import os
+import socket
 
 from supervisor_littleboss.program import Littleboss
 
@@ -11,6 +12,9 @@ VERSION = os.environ.get("APP_VERSION", "v1")
 
 def main(ctx) -> None:
     sock = dns.socket()
+    # the shared socket's queue, as deep as the kernel allows (net.core.rmem_max): the tests count
+    # every datagram, and a loaded machine can keep old and new process from reading for a moment
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
     sock.settimeout(0.05)
     lb.ready()
     prefix = f"{VERSION} {os.getpid()} ".encode()
