@@ -176,6 +176,15 @@ class LittlebossGroupConfig(ProcessGroupConfig):
     def __init__(self, options, name, priority, process_configs, littleboss: LittlebossSettings):
         super().__init__(options, name, priority, ProcessConfigs(name, process_configs))
         self.littleboss = littleboss
+        self.auto_logs = [glue.auto_logs(pconfig) for pconfig in process_configs]  # as read
+
+    def as_read(self) -> LittlebossGroupConfig:
+        """This config as the configuration file gives it: its process configs copied, their
+        ``AUTO`` log files not made yet (supervisord made files for its own group, which
+        littleboss's replaces)."""
+        pconfigs = [glue.with_auto_logs(pconfig, auto)
+                    for pconfig, auto in zip(self.process_configs, self.auto_logs, strict=True)]
+        return LittlebossGroupConfig(self.options, self.name, self.priority, pconfigs, self.littleboss)
 
     def __eq__(self, other) -> bool:
         # a change of littleboss settings alone makes `reread` report the program changed
@@ -312,6 +321,7 @@ def _programs_in_heterogeneous_groups(options: ServerOptions, parser: UnhosedCon
 FACTORY_KEY = "supervisor.rpcinterface_factory"
 FACTORY_SPEC = "supervisor_littleboss.rpcinterface:make_littleboss_rpcinterface"
 RPCINTERFACE_SETTINGS = ("state_file",)
+PARSED = "littleboss_parsed"  # the ServerOptions attribute check_before_install leaves its configs in
 
 
 def loads_littleboss(parser: UnhosedConfigParser) -> list[str]:
@@ -336,7 +346,17 @@ def check_before_install(options: ServerOptions, parser: UnhosedConfigParser, gr
             raise ValueError(f"[{section}] has unknown setting(s): {', '.join(unknown)}; "
                              f"the only one is {', '.join(RPCINTERFACE_SETTINGS)}")
     if sections:
-        apply_littleboss_settings(options, parser, groups)
+        # kept for the plugin (parsed_configs): the same parse with its settings, not read again
+        options.__dict__[PARSED] = apply_littleboss_settings(options, parser, groups)
+
+
+def parsed_configs(options: ServerOptions) -> list | None:
+    """The group configs supervisord's own read of its configuration file with ``options``
+    gave, littleboss programs' as LittlebossGroupConfigs as that file gives them
+    (``check_before_install``'s); None if it did not load littleboss. Once: they are let go."""
+    configs = options.__dict__.pop(PARSED, None)
+    return None if configs is None else [
+        config.as_read() if isinstance(config, LittlebossGroupConfig) else config for config in configs]
 
 
 def wrap_groups_from_parser(options: ServerOptions) -> None:
@@ -386,9 +406,9 @@ def littleboss_configs(configfile: str) -> dict[str, LittlebossGroupConfig]:
     name; none if it cannot be read or does not load littleboss's interface."""
     try:
         options, parser, _, groups = glue.read_server_config(configfile)
-        if not loads_littleboss(parser):
-            return {}
-        return {config.name: config for config in apply_littleboss_settings(options, parser, groups)
-                if isinstance(config, LittlebossGroupConfig)}
+        if PARSED not in options.__dict__:  # not checked as it was parsed (not in supervisord)
+            check_before_install(options, parser, groups)
     except (ValueError, OSError):
         return {}
+    return {config.name: config for config in options.__dict__.get(PARSED, ())
+            if isinstance(config, LittlebossGroupConfig)}

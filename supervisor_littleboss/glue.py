@@ -20,6 +20,7 @@ classes of ``supervisor.datatypes`` (``sockets.py``); ``MeldView`` (``web.py``);
 """
 from __future__ import annotations
 
+import copy
 import fcntl
 import os
 import socket
@@ -148,29 +149,35 @@ def reap_now(supervisord) -> None:
     supervisord.reap()
 
 
-def reparse_and_replace_groups(supervisord, replace: Callable[[object, object], object | None]) -> None:
-    """The group swap after parsing (since 3.0): when a ``[rpcinterface:x]`` factory runs,
-    supervisord has parsed its configuration and made its groups but spawned nothing. Parse
-    again (now through the wrapped ``process_groups_from_parser``) and, for each new config
-    that ``replace(config, current_group)`` returns a group for, put that group in place
-    (``supervisord.process_groups``, ``options.process_group_configs``). A bad configuration
+def reparse(options: ServerOptions) -> list:
+    """``options.process_config`` (since 3.0): read the configuration file again and return
+    the group configs (through a wrapped ``process_groups_from_parser``). A bad configuration
     ends supervisord as its own parser does (``options.usage``: the message, exit 2)."""
-    options, groups = supervisord.options, supervisord.process_groups
     try:
         options.process_config(do_usage=False)
     except ValueError as exc:
         options.logger.critical(str(exc))
         options.usage(str(exc))
-    configs = []
-    for config in options.process_group_configs:
+    return options.process_group_configs
+
+
+def replace_groups(supervisord, configs: list, replace: Callable[[object, object], object | None]) -> None:
+    """The group swap after parsing (since 3.0): when a ``[rpcinterface:x]`` factory runs,
+    supervisord has parsed its configuration and made its groups but spawned nothing. For
+    each of ``configs`` (the group configs of that parse, some of them replaced) that
+    ``replace(config, current_group)`` returns a group for, put that group in place
+    (``supervisord.process_groups``, ``options.process_group_configs``)."""
+    options, groups = supervisord.options, supervisord.process_groups
+    replaced = []
+    for config in configs:
         current = groups.get(config.name)
         group = replace(config, current) if current is not None else None
         if group is not None:
             groups[config.name] = group
-            configs.append(group.config)
+            replaced.append(group.config)
         else:
-            configs.append(current.config if current is not None else config)
-    options.process_group_configs = configs
+            replaced.append(current.config if current is not None else config)
+    options.process_group_configs = replaced
 
 
 def after_run(options: ServerOptions, then: Callable[[], None]) -> None:
@@ -206,6 +213,24 @@ def same_settings(mine: dict[str, str], theirs: dict[str, str]) -> bool:
     """Whether two ``process_settings`` are the same, over the settings both know (another
     supervisor version may add some)."""
     return all(mine[name] == theirs[name] for name in mine.keys() & theirs.keys())
+
+
+AUTO_LOGS = ("stdout_logfile", "stderr_logfile")
+
+
+def auto_logs(pconfig) -> tuple[str, ...]:
+    """``stdout_logfile``/``stderr_logfile`` (since 3.0): the log settings of a process config
+    left ``AUTO`` (a file ``after_setuid`` makes, with a name of its own, when the group is made)."""
+    return tuple(key for key in AUTO_LOGS if getattr(pconfig, key, None) is Automatic)
+
+
+def with_auto_logs(pconfig, keys: tuple[str, ...]):
+    """A copy of ``pconfig`` with its log settings ``keys`` ``AUTO`` again, as supervisord read
+    them before ``after_setuid`` made their files (since 3.0)."""
+    pconfig = copy.copy(pconfig)
+    for key in keys:
+        setattr(pconfig, key, Automatic)
+    return pconfig
 
 
 def fill_auto_logs(pconfig, paths: dict[str, str]) -> None:

@@ -12,10 +12,11 @@ groups can still be replaced by ours.
 """
 from __future__ import annotations
 
+import gc
 import os
 
-from .config import LittlebossGroupConfig, ProcessConfigs, littleboss_configs, wrap_groups_from_parser
-from .glue import after_run, keep_logs_on_sighup, reparse_and_replace_groups, spare_fds_on_sighup, stay_in_foreground
+from .config import LittlebossGroupConfig, ProcessConfigs, littleboss_configs, parsed_configs, wrap_groups_from_parser
+from .glue import after_run, keep_logs_on_sighup, reparse, replace_groups, spare_fds_on_sighup, stay_in_foreground
 from .group import LittlebossProcessGroup
 from .restart import KEPT, abandon, kept_fds, kept_logs, resume
 from .sockets import REGISTRY
@@ -39,6 +40,7 @@ class Plugin:
         self.unsaved = False  # the state changed since it was last written
         self.upgrade: dict | None = None  # the versions supervisord is being upgraded to, once under way
         self.preflight = None  # the last upgrade's preflight
+        self.previous_run_left = False  # a run that supervisord's SIGHUP ended left its objects
 
     def next_config(self, name: str) -> LittlebossGroupConfig | None:
         """On supervisord's restart: the configuration the next run gives littleboss program
@@ -46,6 +48,19 @@ class Plugin:
         if self._next is None:
             self._next = littleboss_configs(self.options.configfile)
         return self._next.get(name)
+
+    def free_previous_run(self) -> None:
+        """Free what supervisord's previous run (ended by SIGHUP) left, once the new run no
+        longer refers to it (its RPC interface's web views replaced): its options, groups,
+        processes and dispatchers, supervisord's and littleboss's alike, and the groups just
+        replaced by ours, are held in reference cycles, which only a full collection of the
+        cyclic GC frees. CPython makes one only when the objects that outlived younger
+        collections reach a quarter of the long-lived ones: with many programs, once in several
+        SIGHUPs, each run's garbage piling up meanwhile (supervisord's memory grew by about
+        1 MB per SIGHUP with 100 programs). One collection per run keeps one run's worth."""
+        if self.previous_run_left:
+            self.previous_run_left = False
+            gc.collect()
 
     def save_state(self) -> None:
         """The state changed: it is written once per pass of supervisord's main loop
@@ -75,8 +90,11 @@ class Plugin:
         ]
 
     def adopt_groups(self) -> None:
-        """Re-read the configuration with littleboss settings and swap in our groups."""
-        reparse_and_replace_groups(self.supervisord, self._littleboss_group)
+        """Swap in our groups for littleboss programs, from supervisord's own read of its
+        configuration (read again only if it did not load littleboss as it was read)."""
+        configs = parsed_configs(self.options)
+        replace_groups(self.supervisord, reparse(self.options) if configs is None else configs,
+                       self._littleboss_group)
 
     @staticmethod
     def _littleboss_group(config, current) -> LittlebossProcessGroup | None:
@@ -140,4 +158,5 @@ def install(supervisord, state_file: str | None = None) -> Plugin:
     abandon(options.logger)  # kept, but the configuration changed again before this run read it
     plugin.release_unused_sockets()
     after_run(options, lambda: hand_over(plugin))
+    plugin.previous_run_left = run == "reloads"
     return plugin

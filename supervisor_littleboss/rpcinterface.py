@@ -392,4 +392,5 @@ def make_littleboss_rpcinterface(supervisord, **config) -> LittlebossNamespaceRP
     add_web_view(PAGE, littleboss_view(interface))  # /littleboss.html in supervisord's web UI,
     link_status_page(PAGE, "Littleboss")  # linked from its status page (once, however often this runs)
     add_web_view(METRICS_PATH, METRICS_VIEW)  # /littleboss/metrics, for Prometheus
+    plugin.free_previous_run()  # the views above held the previous run's interface
     return interface

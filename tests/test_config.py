@@ -7,9 +7,10 @@ import textwrap
 
 import pytest
 from harness import Supervisord, free_port, http_get
+from supervisor.datatypes import Automatic
 from supervisor.options import ServerOptions
 
-from supervisor_littleboss.config import LittlebossGroupConfig, wrap_groups_from_parser
+from supervisor_littleboss.config import LittlebossGroupConfig, parsed_configs, wrap_groups_from_parser
 from supervisor_littleboss.sockets import SocketOptions, SocketSpec
 
 FORMS = "tcp://HOST:PORT, tcp://[IPV6]:PORT, udp://HOST:PORT, udp://[IPV6]:PORT or unix:///absolute/path"
@@ -213,3 +214,35 @@ def test_the_first_parse_checks_littleboss_settings_when_littleboss_loads(tmp_pa
         options.realize(["-c", str(conf)])
     assert exited.value.code == 2
     assert options.stderr.getvalue().startswith("Error: [program:web] littleboss_sockets = 'bogus' is invalid")
+
+
+def test_littleboss_takes_its_configs_from_supervisords_own_read_as_a_re_read_gives_them(tmp_path):
+    """The plugin takes up supervisord's own read of its configuration (at startup and SIGHUP)
+    instead of reading it again: the same configs a re-read gives ([supervisord]'s environment
+    merged), AUTO log files not made yet (supervisord made some for its own groups), once."""
+    import supervisor_littleboss.rpcinterface  # noqa: F401  (checks, and keeps, what supervisord reads)
+
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text(textwrap.dedent(f"""\
+        [supervisord]
+        environment = FROM_SUPERVISORD=1
+        logfile = {tmp_path / 'supervisord.log'}
+        childlogdir = {tmp_path}
+        [unix_http_server]
+        file = {tmp_path / 'supervisor.sock'}
+        [rpcinterface:littleboss]
+        supervisor.rpcinterface_factory = supervisor_littleboss.rpcinterface:make_littleboss_rpcinterface
+        """) + web(littleboss_sockets="http=tcp://127.0.0.1:8000") + "[program:plain]\ncommand = /bin/true\n")
+    options = ServerOptions()
+    options.realize(["-c", str(conf)])
+    for config in options.process_group_configs:  # what supervisord does as it makes its groups
+        config.after_setuid()
+    made = options.process_group_configs[1].process_configs[0].stdout_logfile
+    configs = {config.name: config for config in parsed_configs(options)}
+    assert parsed_configs(options) is None
+    assert made is not Automatic and configs["web"].process_configs[0].stdout_logfile is Automatic
+    assert configs["web"].process_configs[0].environment["FROM_SUPERVISORD"] == "1"
+    assert configs["plain"] is options.process_group_configs[0]
+    wrap_groups_from_parser(options)
+    options.process_config(do_usage=False)
+    assert configs == {config.name: config for config in options.process_group_configs}

@@ -123,6 +123,10 @@ def test_options_restart_keeps_what_the_kept_processes_use():
     assert_params(options.ServerOptions, "remove", "self, path")
     assert_uses(loggers.FileHandler.__init__, "stream")
     assert_params(options.ProcessConfig, "create_autochildlogs", "self")
+    # glue.auto_logs/with_auto_logs: the only settings it resolves, on the group's after_setuid
+    assert_uses(options.ProcessConfig.create_autochildlogs, "stdout_logfile", "stderr_logfile", "Automatic")
+    assert_uses(options.ProcessGroupConfig.after_setuid, "create_autochildlogs")
+    assert_uses(supervisord_module.Supervisor.add_process_group, "after_setuid", "make_group")
     # a kept group is asked to stop (stop_all) and then whether it has stopped (get_unstopped_processes)
     assert_uses(supervisord_module.Supervisor.ordered_stop_groups_phase_1, "stop_all")
     assert_uses(supervisord_module.Supervisor.shutdown_report, "get_unstopped_processes")
