@@ -18,7 +18,7 @@ from supervisor.xmlrpc import SupervisorTransport
 import supervisor_littleboss.example
 
 # every process the tests start inherits this: the orphan check finds this session's only,
-# even while another suite runs beside it (.ci/run runs two at once)
+# even while another suite runs beside it (a developer's run beside CI's, say)
 SESSION = os.environ.setdefault("LITTLEBOSS_TEST_SESSION", str(os.getpid()))
 APPS = Path(__file__).parent / "apps"
 EXAMPLE = Path(supervisor_littleboss.example.__file__).parent  # the myblog example, shipped in the package

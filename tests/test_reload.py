@@ -87,6 +87,7 @@ def serving(name: str) -> tuple[str, int]:
 
 # --- successful reloads ------------------------------------------------------------
 
+@pytest.mark.soak
 @pytest.mark.parametrize("keepalive", [False, True], ids=["new-connection", "keep-alive"])
 def test_twenty_reloads_alternating_binaries_fail_no_request(sv, releases, keepalive):
     sv.wait_running("web")

@@ -36,6 +36,7 @@ def start(sv: Supervisord, command: str, window: float) -> int:
     return sv.wait_running("web")
 
 
+@pytest.mark.soak
 def test_a_process_that_pings_is_never_disturbed_under_load(sv):
     pid = start(sv, sv.releases.v1, window=30)
     with Load(("127.0.0.1", sv.port), duration=20) as load:
