@@ -18,7 +18,7 @@ import tempfile
 import time
 from importlib import metadata
 
-from .orphans import kill_group
+from .child import Child
 
 LAUNCH_DIR = os.getcwd()  # supervisord's directory when it was started (before it daemonized)
 PREFLIGHT_TIMEOUT = 60  # seconds
@@ -39,33 +39,22 @@ def command() -> list[str]:
     return [sys.executable, *sys.orig_argv[1:]]
 
 
-class Preflight:
-    """One run of the installed code against supervisord's configuration, in the background.
-    supervisord's reap() hands its exit status to ``finish`` (record it in ``pidhistory``)."""
+class Preflight(Child):
+    """One run of the installed code against supervisord's configuration, in the background,
+    from the directory supervisord was started in (its arguments are relative to it)."""
 
     def __init__(self, arguments: list[str], now: float) -> None:
         self.output = tempfile.TemporaryFile()
         self.deadline = now + PREFLIGHT_TIMEOUT
-        self.status: int | None = None  # the wait status, once reaped
-        argv = [sys.executable, "-m", __name__, *arguments]
-        actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                   (os.POSIX_SPAWN_DUP2, self.output.fileno(), 1), (os.POSIX_SPAWN_DUP2, self.output.fileno(), 2)]
-        cwd = os.getcwd()
-        os.chdir(LAUNCH_DIR)  # supervisord's arguments are relative to it (posix_spawn has no cwd)
-        try:
-            self.pid = os.posix_spawn(sys.executable, argv, os.environ, file_actions=actions, setsid=True)
-        finally:
-            os.chdir(cwd)
-
-    def finish(self, pid: int, status: int) -> None:
-        self.status = status
+        self.timed_out = False
+        super().__init__([sys.executable, "-m", __name__, *arguments], os.environ, self.output.fileno(), LAUNCH_DIR)
 
     def done(self, now: float) -> bool:
         """Whether it is over: it exited, or it ran out of time (then it is killed)."""
         if self.status is None and now > self.deadline:
-            kill_group(self.pid)
-            self.status = -1
-        return self.status is not None
+            self.kill()
+            self.timed_out = True
+        return self.status is not None or self.timed_out
 
     def result(self) -> tuple[dict | None, str]:
         """(what the new code said: its ``versions``, the handover formats it ``reads``; '') if
@@ -74,15 +63,14 @@ class Preflight:
         text = self.output.read().decode(errors="replace")
         self.output.close()
         lines = text.strip().splitlines()
-        code = os.waitstatus_to_exitcode(self.status) if self.status != -1 else None
-        if code == 0 and lines:
+        if not self.timed_out and self.exit_code() == 0 and lines:
             try:
                 said = json.loads(lines[-1])
                 if isinstance(said["versions"], dict) and isinstance(said["reads"], list):
                     return said, ""
             except (ValueError, KeyError, TypeError):
                 pass
-        how = f"killed after {PREFLIGHT_TIMEOUT} s" if code is None else f"exit status {code}"
+        how = f"killed after {PREFLIGHT_TIMEOUT} s" if self.timed_out else self.ended()
         return None, f"{how}: {' / '.join(lines[-12:]) or 'no output'}"
 
 

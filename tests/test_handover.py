@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import tempfile
 from pathlib import Path
 
@@ -86,12 +87,12 @@ def test_a_record_of_another_pid_is_not_taken_up(tmp_path, monkeypatch):
     assert arrival.record is None and f"is of pid {os.getpid() + 1}, not this one" in arrival.problem
 
 
-def preflight_of(output: str, status: int) -> Preflight:
-    """A Preflight that printed ``output`` and ended with wait status ``status`` (-1: killed)."""
+def preflight_of(output: str, status: int | None) -> Preflight:
+    """A Preflight that printed ``output`` and ended with wait status ``status`` (None: it timed out)."""
     check = Preflight.__new__(Preflight)
     check.output = tempfile.TemporaryFile()
     check.output.write(output.encode())
-    check.status = status
+    check.status, check.timed_out = status, status is None
     return check
 
 
@@ -104,7 +105,8 @@ def test_a_passed_preflight_says_the_new_versions():
     ("Error: bad setting\nFor help, use supervisord -h\n", 2 << 8, "exit status 2: Error: bad setting / For help"),
     ("", 1 << 8, "exit status 1: no output"),
     ('{"versions": "x"}\n', 0, "exit status 0"),
-    ("", -1, "killed after 60 s"),
+    ("", None, "killed after 60 s"),
+    ("Segmentation fault\n", signal.SIGSEGV, "terminated by SIGSEGV: Segmentation fault"),
 ])
 def test_a_failed_preflight_says_how_and_what_it_printed(output, status, how):
     said, why = preflight_of(output, status).result()
