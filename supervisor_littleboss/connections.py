@@ -47,42 +47,25 @@ def socket_inodes(pid: int) -> set[str]:
     return inodes
 
 
-def holds(pid: int, listeners: set[str], ports: set[int], paths: set[str]) -> tuple[int, bool]:
-    """What process ``pid`` still serves: how many connections it holds to the program's TCP
-    ``ports`` or unix socket ``paths``, and whether it still holds one of the ``listeners``
-    (their inodes), so that it may accept another."""
-    inodes = socket_inodes(pid)
-    count = established([pid], ports)[pid] + _unix_connections(inodes, paths)
-    return count, bool(inodes & listeners)
-
-
-def _unix_connections(inodes: set[str], paths: set[str]) -> int:
-    """Connected unix stream sockets among ``inodes`` bound to one of ``paths`` (a connection a
-    listening unix socket accepted carries its path)."""
-    if not inodes or not paths:
-        return 0
-    count = 0
-    try:
-        with open("/proc/net/unix") as file:
-            next(file, None)
-            for line in file:
-                fields = line.split(None, 7)
-                if len(fields) == 8 and fields[5] == _UNIX_CONNECTED and fields[6] in inodes \
-                        and fields[7].rstrip("\n") in paths:
-                    count += 1
-    except OSError:
-        pass
-    return count
-
-
-def established(pids: list[int], ports: set[int]) -> dict[int, int]:
-    """For each of ``pids``: how many established TCP connections to one of ``ports`` (the
-    program's listening ports: accepted connections, not the ones it opened itself) it holds."""
+def holds(pids: list[int], ports: set[int], paths: set[str],
+          listeners: set[str] = frozenset()) -> dict[int, tuple[int, bool]]:
+    """For each of ``pids``, what it still serves: how many connections it holds to the program's
+    TCP ``ports`` or unix socket ``paths`` (accepted connections, not the ones it opened itself),
+    and whether it still holds one of the ``listeners`` (their inodes), so that it may accept
+    another. The kernel's tables are read once for all of them."""
     inodes = {pid: socket_inodes(pid) for pid in pids}
-    counts = dict.fromkeys(pids, 0)
-    if not ports or not any(inodes.values()):
-        return counts
     owner = {inode: pid for pid, held in inodes.items() for inode in held}
+    counts = dict.fromkeys(pids, 0)
+    if owner and ports:
+        _count_tcp(owner, ports, counts)
+    if owner and paths:
+        _count_unix(owner, paths, counts)
+    return {pid: (counts[pid], bool(inodes[pid] & listeners)) for pid in pids}
+
+
+def _count_tcp(owner: dict[str, int], ports: set[int], counts: dict[int, int]) -> None:
+    """Add to ``counts`` the established TCP connections to one of ``ports`` among the socket
+    inodes in ``owner`` (inode: pid)."""
     for table in _TABLES:
         try:
             with open(table) as file:
@@ -94,4 +77,18 @@ def established(pids: list[int], ports: set[int]) -> dict[int, int]:
                         counts[owner[fields[9]]] += 1
         except OSError:
             continue
-    return counts
+
+
+def _count_unix(owner: dict[str, int], paths: set[str], counts: dict[int, int]) -> None:
+    """Add to ``counts`` the connected unix stream sockets bound to one of ``paths`` among the
+    socket inodes in ``owner`` (a connection a listening unix socket accepted carries its path)."""
+    try:
+        with open("/proc/net/unix") as file:
+            next(file, None)
+            for line in file:
+                fields = line.split(None, 7)
+                if len(fields) == 8 and fields[5] == _UNIX_CONNECTED and fields[6] in owner \
+                        and fields[7].rstrip("\n") in paths:
+                    counts[owner[fields[6]]] += 1
+    except OSError:
+        pass

@@ -355,8 +355,8 @@ class LittlebossProcessGroup(ProcessGroup):
             return False
         old.next_drain_poll = now + DRAIN_POLL
         ports, paths = serving_addresses(self.sockets)
-        connections, listening = holds(old.pid, {str(os.fstat(sock.fileno()).st_ino) for sock in self.listeners},
-                                       ports, paths)
+        listeners = {str(os.fstat(sock.fileno()).st_ino) for sock in self.listeners}
+        connections, listening = holds([old.pid], ports, paths, listeners)[old.pid]
         if connections or listening:
             return False
         old.drained_at = now
@@ -367,8 +367,8 @@ class LittlebossProcessGroup(ProcessGroup):
     def draining_connections(self) -> dict[int, int]:
         """The connections each draining process still holds, by pid."""
         ports, paths = serving_addresses(self.sockets)
-        return {process.pid: holds(process.pid, set(), ports, paths)[0]
-                for process in self.extras if process.role is Role.DRAINING and process.pid}
+        pids = [process.pid for process in self.extras if process.role is Role.DRAINING and process.pid]
+        return {pid: count for pid, (count, _) in holds(pids, ports, paths).items()}
 
     def new_process(self, pconfig, slot: int) -> LittlebossSubprocess:
         """A process for a slot added to the program (it starts as any process does)."""

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 
 import pytest
 
 from supervisor_littleboss.binaries import BinaryRecord
-from supervisor_littleboss.connections import accept_queue, established
+from supervisor_littleboss.connections import accept_queue, holds
 from supervisor_littleboss.contract import Kind, outcome_label
 from supervisor_littleboss.metrics import BUCKETS, Family, new_histogram, observe, render
 from supervisor_littleboss.state import ProgramState, StateStore, parse_all
@@ -79,6 +80,13 @@ def test_metrics_of_the_wrong_shape_make_the_state_invalid(metrics):
         parse_all(json.dumps({"programs": {"web": {"metrics": metrics}}}))
 
 
+def exited_pid() -> int:
+    """The pid of a child that has exited and been reaped."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
 def test_a_listening_sockets_queue_and_the_connections_a_process_holds():
     server = socket.create_server(("127.0.0.1", 0), backlog=7)
     port = server.getsockname()[1]
@@ -87,9 +95,12 @@ def test_a_listening_sockets_queue_and_the_connections_a_process_holds():
         assert accept_queue(server) == (3, 7)
         accepted = [server.accept()[0] for _ in range(2)]
         assert accept_queue(server) == (1, 7)
-        # the two accepted here count; the clients' own ends (to the port, not from it) do not
-        assert established([os.getpid()], {port}) == {os.getpid(): 2}
-        assert established([os.getpid()], {port + 1 if port < 65535 else 1}) == {os.getpid(): 0}
+        # the two accepted here count; the clients' own ends (to the port, not from it) do not; the
+        # listener is held (by its inode); a pid that is gone holds nothing
+        listener = {str(os.fstat(server.fileno()).st_ino)}
+        me, gone = os.getpid(), exited_pid()
+        assert holds([me, gone], {port}, set(), listener) == {me: (2, True), gone: (0, False)}
+        assert holds([me], {port + 1 if port < 65535 else 1}, set()) == {me: (0, False)}
         for sock in accepted:
             sock.close()
     finally:
