@@ -1,6 +1,7 @@
 """A real supervisord in a temporary directory, driven the way operators drive it."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -181,7 +182,13 @@ class Supervisord:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        wait_for(lambda: not any(pid_alive(pid) for pid in children), what="children to exit")
+            for pid in children:  # what it had not stopped yet: nothing outlives the test
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+            raise AssertionError(f"supervisord {self.proc.pid} had not stopped its programs 30 s after SIGTERM: "
+                                 f"killed it and its children {children}; its log ends: "
+                                 f"{self.log.read_text()[-1500:] if self.log.exists() else ''}") from None
+        wait_for(lambda: not any(pid_alive(pid) for pid in children), what=f"supervisord's children {children} to exit")
 
     def zombie_children(self) -> list[int]:
         """Children of supervisord that exited and were not reaped."""

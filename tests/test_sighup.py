@@ -153,7 +153,8 @@ def test_a_new_socket_address_is_swapped_in_and_the_old_one_closes_after_the_dra
         new = wait_for(lambda: http_get(("127.0.0.1", new_port)), what="the new address to answer")
         assert int(new.split()[1]) != old
     wait_for(lambda: listening_inode(sv.web_port) is None, what="the old address to close")
-    assert not os.path.exists(f"/proc/{old}")
+    # closed once the old process drained (no connection, no listener); it exits a moment later
+    wait_for(lambda: not os.path.exists(f"/proc/{old}"), what=f"the old pid {old} to exit")
     with Load(("127.0.0.1", new_port)) as load:
         load.wait_for_requests(20)
     assert load.result.failed == 0, load.result
