@@ -69,9 +69,9 @@ class LittlebossProcessGroup(ProcessGroup):
         }
         self.extras: list[LittlebossSubprocess] = []
         self.rollout: Rollout | None = None
-        # after supervisord's restart: processes run on settings older than the group's (pending),
-        # to be swapped at the next transition (due)
-        self.config_pending = self.config_due = False
+        # after supervisord's restart: processes that run on settings older than the group's
+        # (config_pending) are swapped at the next transition
+        self.config_due = False
         self.listeners: list[socket.socket] = []
         self.orphans = Orphans(config.name, state.processes, self._warn, self._forget)
         state.processes = list(self.orphans.records)  # recorded until they are gone
@@ -197,8 +197,6 @@ class LittlebossProcessGroup(ProcessGroup):
         if self.rollout:
             self.rollout.step(now)
             self.rollout = self.rollout.successor or self.rollout
-            if self.rollout.phase.promoted_all:  # every running process is on the group's settings
-                self.config_pending = False
             self.plugin.ticker.wake_in(self.rollout.due_in(now))
         if self.settings.watchdog:
             self._watch_dogs(now)
@@ -370,9 +368,18 @@ class LittlebossProcessGroup(ProcessGroup):
         pids = [process.pid for process in self.extras if process.role is Role.DRAINING and process.pid]
         return {pid: count for pid, (count, _) in holds(pids, ports, paths).items()}
 
-    def new_process(self, pconfig, slot: int) -> LittlebossSubprocess:
+    def new_process(self, slot: int) -> LittlebossSubprocess:
         """A process for a slot added to the program (it starts as any process does)."""
-        return LittlebossSubprocess(self.config_running(pconfig, self.binaries.swapped_in), self, slot)
+        return LittlebossSubprocess(self.slot_config(slot), self, slot)
+
+    def slot_config(self, slot: int):
+        """The settings ``slot``'s process starts with: the group's, running the binary in use."""
+        return self.config_running(self.config.process_configs[slot], self.binaries.swapped_in)
+
+    @property
+    def config_pending(self) -> bool:
+        """Whether a running process still runs on settings older than the group's."""
+        return any(process.kept_settings and process.pid for process in self.processes.values())
 
     def run_slots_on(self, path: str) -> None:
         """Make ``path`` the binary every slot's next spawn runs (slots already on it keep their command)."""

@@ -62,6 +62,9 @@ class LittlebossSubprocess(ChildSetupSubprocess):
     drained_at = 0.0  # replaced: when it was seen holding no connection and no longer listening
     hung = ""  # why it was killed as hung (littleboss_watchdog), until it is spawned again
     next_drain_poll = 0.0
+    # it runs on settings older than its group's (kept through supervisord's reload) until a
+    # ``config`` rollout replaces it, or it starts afresh (then on its group's, as any start)
+    kept_settings = False
 
     def __init__(self, config, group: ProcessGroup, slot: int, role: Role = Role.SERVING) -> None:
         super().__init__(config)
@@ -76,6 +79,8 @@ class LittlebossSubprocess(ChildSetupSubprocess):
 
     def spawn(self):
         if not self.pid:
+            if self.kept_settings:
+                self.config, self.kept_settings = self.group.slot_config(self.slot), False
             reason = self.group.bind_sockets()
             if reason:
                 self._give_up(reason)

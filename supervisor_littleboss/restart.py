@@ -94,11 +94,10 @@ def resume(group, config: LittlebossGroupConfig):
     for slot, pconfig in enumerate(config.process_configs):
         # a slot that runs nothing (stopped, exited, FATAL) starts afresh, as every program does in
         # a new run (autostart)
-        process = group.serving(slot) if slot < kept and group.serving(slot).pid else group.new_process(pconfig, slot)
-        if swap and process.pid:
-            process.config = moved(process.config, options)  # its own settings, until swapped
-        else:
-            process.config = group.config_running(pconfig, group.binaries.swapped_in)
+        process = group.serving(slot) if slot < kept and group.serving(slot).pid else group.new_process(slot)
+        # a running process keeps its own settings, until swapped, if they changed now or before
+        process.kept_settings = bool(process.pid) and (swap or process.kept_settings)
+        process.config = moved(process.config, options) if process.kept_settings else group.slot_config(slot)
         if process.pid:
             reap_with(options, process.pid, process)  # the new run reaps it
         processes[pconfig.name] = process
@@ -111,8 +110,7 @@ def resume(group, config: LittlebossGroupConfig):
     if group.rollout is not None:
         group.rollout.resume(group.program)
     group.bind_sockets()
-    group.config_pending = group.config_pending or swap
-    group.config_due = group.config_pending and any(process.pid for process in processes.values())
+    group.config_due = group.config_pending
     return group
 
 

@@ -246,7 +246,9 @@ def adopt(config: LittlebossGroupConfig, handed: HandedProgram):
         changed |= not same_settings(process.settings, process_settings(subprocess.config))
         take_up(subprocess, process)
         handed.processes.remove(process)  # its fds are the group's now
-    group.config_pending = group.config_due = changed and bool(taken)
+    for process in taken:
+        group.serving(process.slot).kept_settings = changed
+    group.config_due = group.config_pending
     return group
 
 

@@ -102,6 +102,24 @@ def test_a_broken_command_leaves_the_old_process_serving_on_its_settings(sv):
     assert "the new configuration cannot be applied: NO_FILE" in log
 
 
+def test_a_process_left_on_its_old_settings_starts_afresh_on_the_new_ones(sv):
+    """A swap that failed leaves the old process serving on its old settings; when it starts
+    again (restart, or an exit), it starts on the program's settings, as any start after
+    ``update``; nothing is left pending, so the next SIGHUP keeps it."""
+    [old] = pids(sv, "web")
+    web(sv, sv.web_port, environment="APP_VERSION=v2", littleboss_check="/bin/false",
+        littleboss_check_interval=0.2, littleboss_ready_timeout=2)
+    sv.hup()
+    last = wait_for(lambda: sv.rpc.littleboss.getProgramInfo("web")["history"][-1:], what="a history entry")[0]
+    assert last["kind"] == "config" and last["outcome"].startswith("failed"), last
+    assert pids(sv, "web") == [old] and http_get(("127.0.0.1", sv.web_port)).startswith(b"v1 ")
+    sv.ctl("restart", "web", check=True)
+    [new] = pids(sv, "web")
+    assert http_get(("127.0.0.1", sv.web_port)).startswith(b"v2 ")
+    sv.hup()
+    assert pids(sv, "web") == [new] and sv.rpc.littleboss.getProgramInfo("web")["history"][-1] == last
+
+
 def test_a_swap_under_way_at_sighup_is_aborted_and_taken_up_again_by_the_next_run(sv):
     [old] = pids(sv, "web")
     web(sv, sv.web_port, environment="APP_VERSION=v2", littleboss_settle=30)
