@@ -1,10 +1,12 @@
 """A damaged state file is moved aside with one error line, and supervisord starts with the
-configured binaries; a valid one round-trips; every save is atomic and durable."""
+configured binaries; a valid one round-trips; every save is atomic and durable, and encodes
+again only the programs whose state changed."""
 from __future__ import annotations
 
 import json
 import os
 import stat
+from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,6 +15,7 @@ from harness import Releases, Supervisord, free_port, http_get, wait_for
 
 from supervisor_littleboss import state as state_module
 from supervisor_littleboss.contract import Kind, history_entry
+from supervisor_littleboss.metrics import observe
 from supervisor_littleboss.orphans import ProcessRecord
 from supervisor_littleboss.plugin import Plugin
 from supervisor_littleboss.state import ProgramState, StateStore, parse
@@ -192,6 +195,44 @@ def test_integer_times_and_seconds_are_valid():
 
 def test_from_dict_fills_missing_keys_with_defaults():
     assert ProgramState.from_dict({"path": "/r/v2/app"}, "programs.web") == ProgramState(path="/r/v2/app")
+
+
+def whole_encoding(store: StateStore) -> str:
+    """The state file's text as every save wrote it before programs' texts were kept."""
+    return json.dumps({"programs": {name: asdict(state) for name, state in store.programs.items()},
+                       "supervisord": store.supervisord}, indent=1)
+
+
+def test_only_a_changed_program_is_encoded_again_and_the_file_is_as_before(path: Path, mocker):
+    store = StateStore(str(path), Logger())
+    store.save()
+    assert path.read_text() == whole_encoding(store)  # no program yet
+    for n in range(5):
+        store.program(f"app{n}").processes = [ProcessRecord(100 + n, 5000)]
+    web = store.program('w\u00e9b "\n"')  # a name JSON escapes
+    web.history = [history_entry(Kind.RELOAD, "/r/v1/app", "/r/v2/app", "succeeded", 1700000000.5, 1.234)]
+    encode = mocker.spy(state_module, "asdict")
+    store.save()
+    assert path.read_text() == whole_encoding(store) and encode.call_count == 6
+    changes = [  # every way littleboss changes a program's state: in place or by a new value
+        lambda: store.program("app1").processes.append(ProcessRecord(7, 8)),
+        lambda: observe(store.program("app2").metrics["ready"], 0.3),
+        lambda: store.program("app3").metrics["reloads"].update({"reload succeeded": 1}),
+        lambda: setattr(web, "history", [*web.history, {**web.history[0], "outcome": "failed: x"}]),
+        lambda: setattr(store.program("app4"), "path", "/r/v2/app"),
+        lambda: store.supervisord.update(reloads=3),  # supervisord's counts: no program's
+    ]
+    for n, change in enumerate(changes):
+        encode.reset_mock()
+        change()
+        store.save()
+        assert path.read_text() == whole_encoding(store), n
+        assert encode.call_count == (n < 5), n
+    encode.reset_mock()
+    store.program("new")
+    store.save()  # a new program, alone encoded
+    assert path.read_text() == whole_encoding(store) and encode.call_count == 1
+    assert parse(path.read_text()) == store.programs
 
 
 def test_save_fsyncs_the_file_then_the_directory_after_the_rename(path: Path, mocker):
