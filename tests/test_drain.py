@@ -92,6 +92,8 @@ def test_without_littleboss_drain_connections_the_drain_lasts_until_the_old_proc
     sv.start()
     try:
         old = sv.wait_running("web")
+        # RUNNING comes with startsecs; once it serves it lingers on SIGTERM (before, it dies of it at once)
+        wait_for(lambda: f"pid {old} serving" in (tmp_path / "web.log").read_text(), what=f"pid {old} serving")
         result = sv.rpc.littleboss.reload("web", "")
         assert result["drain_seconds"] >= 2 and not pid_alive(old), result
     finally:
