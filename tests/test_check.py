@@ -11,7 +11,7 @@ from load import Load
 
 from supervisor_littleboss.faults import LittlebossFaults
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.python_facing]
 
 PORTS: dict[str, int] = {}
 

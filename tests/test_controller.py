@@ -12,7 +12,7 @@ from load import Load
 from supervisor.options import ClientOptions
 from supervisor.supervisorctl import Controller
 
-pytestmark = pytest.mark.e2e  # real supervisords, programs and clients
+pytestmark = [pytest.mark.e2e, pytest.mark.python_facing]  # real supervisords, programs and clients
 
 @pytest.fixture(scope="module")
 def sv(tmp_path_factory) -> Supervisord:

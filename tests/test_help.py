@@ -13,7 +13,7 @@ from supervisor.supervisorctl import DefaultControllerPlugin
 
 from supervisor_littleboss.controller import EXIT_STATUSES, SUBCOMMANDS
 
-pytestmark = pytest.mark.e2e  # runs the real supervisorctl, a process per call
+pytestmark = [pytest.mark.e2e, pytest.mark.python_facing]  # runs the real supervisorctl, a process per call
 
 BUILTIN = sorted(name[3:] for name in dir(DefaultControllerPlugin) if name.startswith("do_"))
 

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 from harness import Supervisord, free_port, wait_for
 
-pytestmark = pytest.mark.e2e  # a real supervisord and its web server
+pytestmark = [pytest.mark.e2e, pytest.mark.python_facing]  # a real supervisord and its web server
 
 CREDENTIALS = ("ops", "s3cret")
 

@@ -27,7 +27,7 @@ from load import Load
 
 from supervisor_littleboss.program import Littleboss
 
-pytestmark = pytest.mark.e2e  # each test starts a real supervisord (or a program)
+pytestmark = [pytest.mark.e2e, pytest.mark.python_facing]  # each test starts a real supervisord (or a program)
 
 MYBLOG = str(EXAMPLE / "myblog.py")
 CONF_D = Path(__file__).parent.parent / "conf.d"  # the example as a checkout has it

@@ -9,7 +9,7 @@ from harness import Releases, Supervisord, free_port, http_get, make_executable,
 
 from supervisor_littleboss.faults import LittlebossFaults
 
-pytestmark = pytest.mark.e2e  # each test starts a real supervisord
+pytestmark = [pytest.mark.e2e, pytest.mark.python_facing]  # each test starts a real supervisord
 
 
 @pytest.fixture

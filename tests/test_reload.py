@@ -23,7 +23,7 @@ from load import Load, keepalive_rate
 
 from supervisor_littleboss.faults import LittlebossFaults
 
-pytestmark = pytest.mark.e2e  # real supervisords, programs and clients
+pytestmark = [pytest.mark.e2e, pytest.mark.python_facing]  # real supervisords, programs and clients
 
 PORTS: dict[str, int] = {}  # chosen by the sv fixture
 SETTLE = 30  # the "settle" program: no test waits it out, and an update always comes within it
@@ -64,7 +64,8 @@ def sv(tmp_path_factory, releases) -> Supervisord:
     littleboss(sv, "settle", releases.v1, releases, littleboss_settle=SETTLE)
     littleboss(sv, "fallback", releases.v1, releases, littleboss_fallback_window=30)
     littleboss(sv, "startsecs", releases.v1, releases, startsecs=1, ready="startsecs")
-    littleboss(sv, "stubborn", releases.stubborn, releases, littleboss_lameduck=STUBBORN_LAMEDUCK)
+    littleboss(sv, "stubborn", releases.stubborn, releases, littleboss_lameduck=STUBBORN_LAMEDUCK,
+               stopwaitsecs=STUBBORN_LAMEDUCK)  # at the end, its SIGKILL comes sooner
     littleboss(sv, "gweb", releases.g1, releases, littleboss_settle=1)
     littleboss(sv, "other", releases.v1, releases)
     sv.program("multi", command=releases.v1, numprocs=2, process_name="%(program_name)s_%(process_num)s",
@@ -116,13 +117,17 @@ def test_twenty_reloads_alternating_binaries_fail_no_request(sv, releases, keepa
     assert "httpapp v1 pid" in log and "httpapp v2 pid" in log
 
 
-@pytest.mark.parametrize("keepalive", [False, True], ids=["new-connection", "keep-alive"])
-def test_gunicorn_reloads_under_notify_fail_no_request(sv, releases, keepalive):
+@pytest.mark.parametrize("keepalive, reloads", [
+    pytest.param(False, 10, id="new-connection", marks=pytest.mark.soak),
+    pytest.param(True, 10, id="keep-alive", marks=pytest.mark.soak),
+    pytest.param(True, 2, id="two-keep-alive"),  # the same steps, where soak tests are left out
+])
+def test_gunicorn_reloads_under_notify_fail_no_request(sv, releases, keepalive, reloads):
     """README's gunicorn recipe (sync workers: each closes its connection after a request)."""
     sv.wait_running("gweb")
     with Load(address("gweb"), keepalive=keepalive) as load:
         load.wait_for_requests(50)
-        for _ in range(10):
+        for _ in range(reloads):
             target, version = (releases.g2, "g2") if serving("gweb")[0] == "g1" else (releases.g1, "g1")
             result = sv.rpc.littleboss.reload("gweb", target)
             assert result["new_path"] == target

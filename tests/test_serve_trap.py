@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from harness import APPS, free_port, http_get, wait_for
 
-pytestmark = pytest.mark.e2e  # real supervisord, servers and clients
+pytestmark = [pytest.mark.e2e, pytest.mark.python_facing]  # real supervisord, servers and clients
 
 SITE = Path("lib", f"python{sysconfig.get_python_version()}", "site-packages")  # in a virtualenv
 

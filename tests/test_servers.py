@@ -28,7 +28,7 @@ from harness import (
 )
 from load import Load
 
-pytestmark = pytest.mark.e2e  # real supervisord, servers and clients
+pytestmark = [pytest.mark.e2e, pytest.mark.python_facing]  # real supervisord, servers and clients
 
 SERVERS = ["uvicorn", "hypercorn"]
 RELOADS = 10  # per connection mode

@@ -13,7 +13,7 @@ import pytest
 from harness import HTTPAPP, Supervisord, free_port, http_get, listening_inode, wait_for
 from load import Load
 
-pytestmark = pytest.mark.e2e  # real supervisords, programs and clients
+pytestmark = [pytest.mark.e2e, pytest.mark.python_facing]  # real supervisords, programs and clients
 
 POOL = {"numprocs": 4, "process_name": "%(program_name)s_%(process_num)s"}
 

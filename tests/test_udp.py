@@ -12,7 +12,7 @@ from collections import defaultdict
 import pytest
 from harness import APPS, Supervisord, free_port, make_executable, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.python_facing]
 
 RATE = 500  # datagrams a second (bounded)
 

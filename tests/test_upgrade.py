@@ -18,7 +18,7 @@ from test_sighup import POOL, fd_count, pids, web
 
 from supervisor_littleboss.faults import LittlebossFaults
 
-pytestmark = pytest.mark.e2e  # real supervisords, programs and clients
+pytestmark = [pytest.mark.e2e, pytest.mark.python_facing]  # real supervisords, programs and clients
 
 UPGRADE_WAIT = 60  # seconds for supervisord to answer again after an upgrade
 RATE = 100  # requests a second per client, at most, in the upgrades under load

@@ -13,6 +13,8 @@ from supervisor.xmlrpc import Faults
 from supervisor_littleboss import controller
 from supervisor_littleboss.controller import LittlebossControllerPlugin, upgrade_problem, upgraded_line
 
+pytestmark = pytest.mark.python_facing  # its e2e tests (the others run in the unit layer anyway)
+
 OLD = {"supervisor": "4.2.2", "littleboss": "0.1.0", "python": "3.11.7"}
 NEW = {"supervisor": "4.3.0", "littleboss": "0.1.0", "python": "3.11.7"}
 BEFORE = {"pid": 123, "started": 1000.0, "upgrades": 2, **OLD}

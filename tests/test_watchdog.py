@@ -10,7 +10,7 @@ import pytest
 from harness import Releases, Supervisord, free_port, http_get, make_asgi_release, wait_for
 from load import Load
 
-pytestmark = pytest.mark.e2e  # real supervisords, programs and clients
+pytestmark = [pytest.mark.e2e, pytest.mark.python_facing]  # real supervisords, programs and clients
 
 WATCHDOG = 1.5  # seconds
 
