@@ -3,6 +3,7 @@
 
     python bench/reload.py [--reloads N] [--concurrency C] [--rate R] [--modes new,keepalive]
                            [--scenarios NAME,...] [--json FILE] [--cost-programs N]
+                           [--sighup-programs N,...] [--event-programs N,...]
 
 Each scenario starts one program in a fresh supervisord (temporary directory, 127.0.0.1
 ports chosen free), puts a bounded load on it (C clients, each as fast as it can or at
@@ -20,7 +21,9 @@ reload (``supervisorctl reload``) instead, the ``-upgrade`` ones its in-place up
 (``littleboss.upgrade``: the same pid re-executes itself), the ``-update`` ones change the
 program's environment and run ``supervisorctl update``. Then supervisord's own CPU and memory, idle
 and during reloads, and how long it takes to start and to stop N programs (--cost-programs),
-with waits that grow with N and no process of its left running.
+with waits that grow with N and no process of its left running; its CPU for one SIGHUP with
+N programs (--sighup-programs), and for one reload and one exit of one program among N
+(--event-programs).
 """
 from __future__ import annotations
 
@@ -111,13 +114,25 @@ def _run_load(conn, options: dict) -> None:
     conn.send((load.samples, load.result))
 
 
-def start_ticks(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks since boot); None if it is gone or a zombie."""
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command (the state first); None if it is gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return None if stat[0] == "Z" else int(stat[19])
+
+
+def start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot); None if it is gone or a zombie."""
+    stat = proc_stat(pid)
+    return None if stat is None or stat[0] == "Z" else int(stat[19])
+
+
+def reaped(pid: int, ticks: int) -> bool:
+    """Whether the process ``pid`` that started at ``ticks`` is gone, not even a zombie: its
+    parent has reaped it."""
+    stat = proc_stat(pid)
+    return stat is None or int(stat[19]) != ticks
 
 
 def descendants(pid: int) -> dict[int, int]:
@@ -525,25 +540,30 @@ def run(scenario: Scenario, mode: str, args, root: Path, baseline: float | None 
 
 def cpu_and_memory(pid: int) -> tuple[float, int]:
     """(CPU seconds used, resident kB) of process ``pid``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = proc_stat(pid)
+    if fields is None:
+        raise ProcessLookupError(pid)
     ticks = os.sysconf("SC_CLK_TCK")
     rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                if line.startswith("VmRSS"))
     return (int(fields[11]) + int(fields[12])) / ticks, rss
 
 
-def many_programs(root: Path, programs: int, plugin: bool) -> BenchSupervisord:
+def many_programs(root: Path, programs: int, plugin: bool, **more: object) -> BenchSupervisord:
     """A supervisord (not started) with ``programs`` test servers: littleboss programs, or
-    plain ones (each binding its own port) in a supervisord without the plugin."""
+    plain ones (each binding its own port) in a supervisord without the plugin; ``more``:
+    keys for every program's section (``{releases}`` in a value: the binaries' directory,
+    ``releases/v1/app``)."""
     sv = BenchSupervisord(Path(tempfile.mkdtemp(dir=root)), programs)
     if not plugin:
         sv.conf.write_text(sv.conf.read_text().replace("[rpcinterface:littleboss]", "[x_disabled]"))
     v1 = make_release(sv.root / "releases", "v1", "v1")
+    more = {key: str(value).format(releases=sv.root / "releases") for key, value in more.items()}
     for n in range(programs):
         keys = {"littleboss_sockets": f"http=tcp://127.0.0.1:{free_port()}", "littleboss_ready": "notify"} \
             if plugin else {}
         command = v1 if plugin else f"{v1} --bind 127.0.0.1:{free_port()}"
-        sv.program(f"app{n}", command=command, **keys)
+        sv.program(f"app{n}", command=command, **keys, **more)
     return sv
 
 
@@ -669,6 +689,94 @@ def sighup_cost(root: Path, programs: int, plugin: bool) -> dict:
     return {**cost, "stop_seconds": sv.stop_seconds, "left_running": len(sv.left_running)}
 
 
+def cpu_ns(pid: int) -> int:
+    """CPU time process ``pid`` has used, in nanoseconds (``/proc/PID/task/*/schedstat``: the
+    scheduler's own count; ``/proc/PID/stat`` counts in clock ticks of 10 ms, too coarse for
+    one event)."""
+    return sum(int(task.read_text().split()[0]) for task in Path(f"/proc/{pid}/task").glob("*/schedstat"))
+
+
+class LogTail:
+    """What a log file gains from now on."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.offset, self.text = path, path.stat().st_size, ""
+
+    def says(self, line: str) -> bool:
+        """Whether ``line`` has been written since this tail was made."""
+        with open(self.path, "rb") as file:
+            file.seek(self.offset)
+            data = file.read()
+        self.offset += len(data)
+        self.text += data.decode(errors="replace")
+        return line in self.text
+
+
+EVENT_SETTLE = 0.5  # seconds after an event ends, for supervisord to finish its pass
+
+
+def event_cpu(pid: int, event: Callable[..., object], *args: object) -> tuple[float, float]:
+    """supervisord's (``pid``'s) CPU in ms for ``event(*args)`` (a call that returns once the
+    event has ended) and EVENT_SETTLE seconds after it, and the event's own seconds. A moment's
+    quiet first: the last XML-RPC call's connection closed."""
+    time.sleep(0.2)
+    cpu0, started = cpu_ns(pid), time.monotonic()
+    event(*args)
+    seconds = time.monotonic() - started
+    time.sleep(EVENT_SETTLE)
+    return (cpu_ns(pid) - cpu0) / 1e6, seconds
+
+
+def event_cost(root: Path, programs: int, plugin: bool, repeats: int) -> dict:
+    """supervisord's own CPU (``cpu_ns``) for one event of one program with ``programs``
+    littleboss programs (without the plugin: plain ones), each event ``repeats`` times, the
+    median reported: a ``littleboss.reload`` of ``app0`` to the other binary (v1 and v2 in
+    turn) until it returns and its old process is reaped; the exit of the last program's
+    process (SIGKILL by its pid, autorestart) until its new process is RUNNING (supervisord's
+    log says so). Nothing is asked of supervisord meanwhile but the reload itself (with 500
+    programs a ``getAllProcessInfo`` costs it tens of ms); a ``getProcessInfo`` of the one
+    process before each event names its pid. Also supervisord's CPU idle, in ms a second."""
+    keys: dict = {"autorestart": "true"}
+    if plugin:  # the other binary is allowed; an exit is never taken for a failed reload
+        keys.update(littleboss_allow="{releases}/*/app", littleboss_fallback_window=0)
+    sv = many_programs(root, programs, plugin, **keys)
+    binaries = [make_release(sv.root / "releases", version, version) for version in ("v1", "v2")]
+    reloaded, exiting = "app0", f"app{programs - 1}"
+    cost: dict = {"programs": programs, "plugin": plugin}
+    reloads, exits, phases, restarted = [], [], [], 0
+
+    def reload(target: str, old: int, ticks: int) -> None:
+        phases.append(sv.rpc.littleboss.reload(reloaded, target)["phase"])
+        wait_for(lambda: reaped(old, ticks), timeout=sv.allow(0.01), what="the reloaded process to exit")
+
+    def exit_(old: int, tail: LogTail) -> None:
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: tail.says(f"success: {exiting} entered RUNNING state"), timeout=sv.allow(0.01),
+                 what=f"{exiting} to run again")
+    try:
+        sv.start()
+        sv.wait_all_running()
+        time.sleep(1)  # let start-up settle
+        pid = sv.proc.pid
+        cost["idle_cpu_ms_per_s"] = round(event_cpu(pid, time.sleep, 1)[0] / (1 + EVENT_SETTLE), 2)
+        for n in range(repeats if plugin else 0):
+            old = sv.info(reloaded)["pid"]
+            reloads.append(event_cpu(pid, reload, binaries[(n + 1) % 2], old, start_ticks(old)))
+        for _ in range(repeats):
+            old = sv.info(exiting)["pid"]
+            exits.append(event_cpu(pid, exit_, old, LogTail(sv.log)))
+            restarted += sv.info(exiting)["pid"] not in (0, old)
+    finally:
+        sv.stop()
+    for name, figures in (("reload", reloads), ("exit", exits)):
+        if figures:
+            cost[f"{name}_cpu_ms"] = round(statistics.median(cpu for cpu, _ in figures), 2)
+            cost[f"{name}_cpu_ms_each"] = [round(cpu, 2) for cpu, _ in figures]
+            cost[f"{name}_seconds"] = round(statistics.median(seconds for _, seconds in figures), 3)
+    return {**cost, "reload_phases": phases, "restarted": restarted, "stop_seconds": sv.stop_seconds,
+            "left_running": len(sv.left_running)}
+
+
 def table(results: list[Result]) -> str:
     head = (f"{'scenario':<26}{'mode':<10}{'requests':>9}{'req/s':>7}{'failed':>8}  {'by kind':<22}{'ka broken':>9}"
             f"{'p50':>8}{'p99':>8}{'max':>8}{'p99 rl':>8}{'gap':>8}{'gap rl':>8}{'secs':>6}"
@@ -702,7 +810,8 @@ def _tags(result: Result) -> list[str]:
 
 
 def targets(results: list[Result], chosen: list[Scenario], costs: list[dict],
-            sighups: tuple[dict, ...] | list[dict] = ()) -> dict[str, tuple[bool, str]]:
+            sighups: tuple[dict, ...] | list[dict] = (), events: tuple[dict, ...] | list[dict] = ()
+            ) -> dict[str, tuple[bool, str]]:
     """The product's targets, each (met, the figures behind it), from this run's figures."""
     settle = {s.name: s.settle for s in chosen if s.action == "reload"}
     controls = {s.name for s in chosen if s.action == "start-stop"}
@@ -778,7 +887,45 @@ def targets(results: list[Result], chosen: list[Scenario], costs: list[dict],
                       f"alone {h['parse_cpu_seconds']} s, littleboss's own read {h['littleboss_parse_cpu_seconds']} s"
                       + (f"; plain supervisord, plain programs: {plain[h['programs']]} s" if h["programs"] in plain
                          else "") + ")" for h in kept_by))
+    checks.update(event_targets(events))
     return checks
+
+
+def event_targets(events: tuple[dict, ...] | list[dict]) -> dict[str, tuple[bool, str]]:
+    """Whether littleboss's own part of supervisord's CPU for a reload and for an exit (what it
+    costs beyond a plain supervisord's exit and restart of a program with as many programs: its
+    main loop goes over every program each pass) is flat in the number of programs: no more
+    than twice as much, or 5 ms more, with the most programs as with the fewest."""
+    plain = {e["programs"]: e["exit_cpu_ms"] for e in events if not e["plugin"]}
+    ours = [e for e in events if e["plugin"] and e["programs"] in plain]
+    if len(ours) < 2:
+        return {}
+    fewest, most = min(ours, key=lambda e: e["programs"]), max(ours, key=lambda e: e["programs"])
+    checks = {}
+    for event in ("reload", "exit"):
+        def own(e: dict, event: str = event) -> float:
+            return e[f"{event}_cpu_ms"] - plain[e["programs"]]
+        checks[f"littleboss's own part of supervisord's CPU per {event} flat in the number of programs"] = (
+            own(most) <= max(2 * own(fewest), own(fewest) + 5),
+            "; ".join(f"{e['programs']} programs: {e[f'{event}_cpu_ms']} ms, plain supervisord's exit and "
+                      f"restart {plain[e['programs']]} ms, littleboss's part {own(e):.2f} ms" for e in ours))
+    return checks
+
+
+def print_event(cost: dict, first: bool) -> None:
+    """One line of ``event_cost``'s figures (after a heading, if ``first``)."""
+    if first:
+        print("\nsupervisord's CPU for one event of one program (median, ms)")
+    reload = f"reload {cost['reload_cpu_ms']} ms ({cost['reload_seconds']} s), " if cost["plugin"] else ""
+    print(f"  {cost['programs']} {'littleboss' if cost['plugin'] else 'plain (no plugin)'} programs: {reload}"
+          f"exit and restart {cost['exit_cpu_ms']} ms ({cost['exit_seconds']} s); idle {cost['idle_cpu_ms_per_s']} "
+          f"ms/s; {cost['restarted']} restarted, stopped in {cost['stop_seconds']} s, "
+          f"{cost['left_running']} left running", flush=True)
+
+
+def each_count(numbers: str) -> list[tuple[int, bool]]:
+    """(N, with the plugin), then (N, without), for each N in comma-separated ``numbers``."""
+    return [(int(n), plugin) for n in numbers.split(",") if n.strip() for plugin in (True, False)]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -797,9 +944,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sighup-programs", default="10,100",
                         help="comma-separated numbers of programs: supervisord's CPU for one SIGHUP with that many "
                              "littleboss programs, and without the plugin with as many plain ones (empty: skip)")
+    parser.add_argument("--event-programs", default="10,100",
+                        help="comma-separated numbers of programs: supervisord's CPU for one littleboss reload and "
+                             "one exit + autorestart of one program among that many littleboss programs, and for the "
+                             "exit without the plugin among as many plain ones (empty: skip)")
+    parser.add_argument("--event-repeats", type=int, default=5, help="each event this many times (the median counts)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
-    report: dict = {"settings": vars(args), "runs": [], "supervisord": [], "sighup": []}
+    report: dict = {"settings": vars(args), "runs": [], "supervisord": [], "sighup": [], "events": []}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         bins = releases(root)
@@ -832,21 +984,23 @@ def main(argv: list[str] | None = None) -> dict:
             print("\nsupervisord's own cost")
             for cost in costs:
                 print("  " + ", ".join(f"{k} {v}" for k, v in cost.items()))
-        for programs in (int(n) for n in args.sighup_programs.split(",") if n.strip()):
-            for plugin in (True, False):
-                report["sighup"].append(sighup_cost(root, programs, plugin))
-                hup = report["sighup"][-1]
-                if len(report["sighup"]) == 1:
-                    print("\nsupervisord's CPU for one SIGHUP (supervisorctl reload)")
-                print(f"  {programs} {'littleboss' if plugin else 'plain (no plugin)'} programs: "
-                      f"{hup['cpu_seconds']} s CPU, serving again after {hup['serving_seconds']} s, "
-                      f"all started after {hup['seconds']} s, {hup['running']} running, "
-                      f"{hup['pids_kept']} pids kept; parsing its configuration alone: {hup['parse_cpu_seconds']} s "
-                      f"({hup['parse_one_file_cpu_seconds']} s as one file)"
-                      + (f", littleboss's own read {hup['littleboss_parse_cpu_seconds']} s" if plugin else "")
-                      + f"; {hup['rss_kb_before']} -> {hup['rss_kb_after']} kB, stopped in {hup['stop_seconds']} s, "
-                      f"{hup['left_running']} left running", flush=True)
-        report["targets"] = targets(results, chosen, report["supervisord"], report["sighup"])
+        for programs, plugin in each_count(args.sighup_programs):
+            report["sighup"].append(sighup_cost(root, programs, plugin))
+            hup = report["sighup"][-1]
+            if len(report["sighup"]) == 1:
+                print("\nsupervisord's CPU for one SIGHUP (supervisorctl reload)")
+            print(f"  {programs} {'littleboss' if plugin else 'plain (no plugin)'} programs: "
+                  f"{hup['cpu_seconds']} s CPU, serving again after {hup['serving_seconds']} s, "
+                  f"all started after {hup['seconds']} s, {hup['running']} running, "
+                  f"{hup['pids_kept']} pids kept; parsing its configuration alone: {hup['parse_cpu_seconds']} s "
+                  f"({hup['parse_one_file_cpu_seconds']} s as one file)"
+                  + (f", littleboss's own read {hup['littleboss_parse_cpu_seconds']} s" if plugin else "")
+                  + f"; {hup['rss_kb_before']} -> {hup['rss_kb_after']} kB, stopped in {hup['stop_seconds']} s, "
+                  f"{hup['left_running']} left running", flush=True)
+        for programs, plugin in each_count(args.event_programs):
+            report["events"].append(event_cost(root, programs, plugin, args.event_repeats))
+            print_event(report["events"][-1], len(report["events"]) == 1)
+        report["targets"] = targets(results, chosen, report["supervisord"], report["sighup"], report["events"])
         if report["targets"]:
             print("\ntargets")
             for name, (met, figures) in report["targets"].items():
