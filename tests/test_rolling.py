@@ -85,8 +85,12 @@ def versions(sv: Supervisord, name: str) -> list[str]:
 
 
 def version(pid: int) -> str:
-    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    return next(v.split(b"=", 1)[1].decode() for v in environ if v.startswith(b"APP_VERSION="))
+    """The APP_VERSION process ``pid`` runs with: its release's script sets it as it execs the app,
+    which on a loaded machine may come a moment after the process is RUNNING (startsecs = 0)."""
+    def exec_done() -> str | None:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        return next((v.split(b"=", 1)[1].decode() for v in environ if v.startswith(b"APP_VERSION=")), None)
+    return wait_for(exec_done, what=f"pid {pid} to exec its app")
 
 
 def fewest_accepting(samples: list[Sample], start: float, end: float) -> int:

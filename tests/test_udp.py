@@ -96,6 +96,7 @@ def test_ten_reloads_of_a_udp_program_answer_every_datagram_exactly_once(sv, tmp
                      what=f"{version} answering after reload {n}")
             assert client.answered_after(returned + 0.2) <= {version}, f"the old version answered after reload {n}"
             assert result["new_pid"] == sv.info("udp")["pid"]
+        wait_for(lambda: client.sent > 1000, what="1000 datagrams sent")
         client.stop_sending()
         wait_for(lambda: len(client.answers) >= client.sent, timeout=10, what="an answer to every datagram")
         sent, answers = client.sent, dict(client.answers)
