@@ -22,7 +22,8 @@ def test_a_short_benchmark_run_reports_its_figures(tmp_path):
          "--scenarios", "plain-restart,littleboss-reload,start-stop-control,"
                         "littleboss-restart-pool,littleboss-reload-pool,start-stop-control-pool,"
                         "plain-sighup,littleboss-sighup-pool,littleboss-update",
-         "--cost-programs", "2", "--cost-idle", "1", "--sighup-programs", "2", "--json", str(out)],
+         "--cost-programs", "2", "--cost-idle", "1", "--sighup-programs", "2",
+         "--event-programs", "2", "--event-repeats", "1", "--json", str(out)],
         capture_output=True, text=True, timeout=300,
     )
     assert run.returncode == 0, run.stderr
@@ -62,6 +63,16 @@ def test_a_short_benchmark_run_reports_its_figures(tmp_path):
     assert (plain["plugin"], plain["pids_kept"], plain["running"]) == (False, 0, 2)
     assert all(h["cpu_seconds"] >= 0 and h["left_running"] == 0 for h in report["sighup"])
     assert report["targets"]["every pid kept through one SIGHUP, however many littleboss programs"][0] is True
+    # one littleboss reload, and one exit and autorestart, of one of 2 programs, and the exit among
+    # 2 plain programs without the plugin: supervisord's CPU for each
+    littleboss, plain = report["events"]
+    assert [(e["programs"], e["plugin"], e["restarted"], e["left_running"]) for e in report["events"]] == [
+        (2, True, 1, 0), (2, False, 1, 0)]
+    assert littleboss["reload_phases"] == ["done"] and len(littleboss["reload_cpu_ms_each"]) == 1
+    assert "reload_cpu_ms" not in plain
+    assert all(e["exit_cpu_ms"] > 0 and len(e["exit_cpu_ms_each"]) == 1 and e["idle_cpu_ms_per_s"] >= 0
+               for e in report["events"]) and littleboss["reload_cpu_ms"] > 0
+    assert "supervisord's CPU for one event of one program" in run.stdout
     assert "longest gap within 5 ms of a run without reloads (new)" in report["targets"]
     # each reload beside its own control: myblog's and the pool's
     figures = report["targets"]["longest gap no longer than the start-stop control's (new)"][1]
