@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -84,13 +85,19 @@ def versions(sv: Supervisord, name: str) -> list[str]:
     return [version(p["pid"]) for p in processes(sv, name)]
 
 
-def version(pid: int) -> str:
+def version(pid: int, timeout: float = 15) -> str:
     """The APP_VERSION process ``pid`` runs with: its release's script sets it as it execs the app,
-    which on a loaded machine may come a moment after the process is RUNNING (startsecs = 0)."""
-    def exec_done() -> str | None:
+    which on a loaded machine may come a moment after the process is RUNNING (startsecs = 0).
+    OSError if the process is gone (a caller's wait_for asks again)."""
+    deadline = time.monotonic() + timeout
+    while True:
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        return next((v.split(b"=", 1)[1].decode() for v in environ if v.startswith(b"APP_VERSION=")), None)
-    return wait_for(exec_done, what=f"pid {pid} to exec its app")
+        found = next((v.split(b"=", 1)[1].decode() for v in environ if v.startswith(b"APP_VERSION=")), None)
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"pid {pid} did not exec its app within {timeout}s")
+        time.sleep(0.02)
 
 
 def fewest_accepting(samples: list[Sample], start: float, end: float) -> int:
