@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import HTTPAPP, Supervisord, free_port, http_get, make_executable, make_release, reload_fault
+from harness import HTTPAPP, Supervisord, free_port, http_get, make_executable, make_release, reload_fault, wait_for
 
 from supervisor_littleboss.faults import LittlebossFaults
 
@@ -130,7 +130,10 @@ def test_a_current_symlink_flipped_between_releases_reloads_and_rolls_back_by_re
     supervisord.program("web", command=f"{current}/app", littleboss_sockets=f"http=tcp://127.0.0.1:{port}",
                         littleboss_allow=f"{releases}/*/app")
     supervisord.start()
-    supervisord.wait_running("web")
+    pid = supervisord.wait_running("web")
+    # the shell has opened current/app and exec'd the app (RUNNING comes first, startsecs = 0):
+    # flipped before, the link leads nowhere for a moment and the start fails
+    wait_for(lambda: f"pid {pid} serving" in (supervisord.root / "web.log").read_text(), what=f"pid {pid} serving")
     assert supervisord.rpc.littleboss.getProgramInfo("web")["path"] == v1
     current.unlink()
     current.symlink_to(releases / "2")
