@@ -68,11 +68,6 @@ class RolloutPhase(str, enum.Enum):
         """The reload still decides: until every slot is promoted, or the failure's slots are back."""
         return self in (RolloutPhase.RUNNING, RolloutPhase.HOLDING, RolloutPhase.ROLLING_BACK)
 
-    @property
-    def promoted_all(self) -> bool:
-        """Every slot it ran on was promoted (it may have been rolled back since)."""
-        return self in (RolloutPhase.DRAINING, RolloutPhase.DONE, RolloutPhase.ROLLED_BACK)
-
 
 IDLE = "idle"  # getProgramInfo's phase when no reload is under way
 # every phase getProgramInfo's ``phase`` and a result's ``phase`` can read

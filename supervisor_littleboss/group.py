@@ -63,10 +63,7 @@ class LittlebossProcessGroup(ProcessGroup):
             self._warn(f"{self.name}: {warning}")
         self.program = Program(self, self.binaries, self.log)
         self.slots = [pconfig.name for pconfig in config.process_configs]  # slot i: the i-th process
-        self.processes = {
-            pconfig.name: LittlebossSubprocess(self.config_running(pconfig, self.binaries.swapped_in), self, slot)
-            for slot, pconfig in enumerate(config.process_configs)
-        }
+        self.processes = {pconfig.name: self.new_process(slot) for slot, pconfig in enumerate(config.process_configs)}
         self.extras: list[LittlebossSubprocess] = []
         self.rollout: Rollout | None = None
         # after supervisord's restart: processes that run on settings older than the group's
@@ -369,7 +366,7 @@ class LittlebossProcessGroup(ProcessGroup):
         return {pid: count for pid, (count, _) in holds(pids, ports, paths).items()}
 
     def new_process(self, slot: int) -> LittlebossSubprocess:
-        """A process for a slot added to the program (it starts as any process does)."""
+        """A process for ``slot``, not started (it starts as any process does)."""
         return LittlebossSubprocess(self.slot_config(slot), self, slot)
 
     def slot_config(self, slot: int):
