@@ -149,6 +149,14 @@ def reap_now(supervisord) -> None:
     supervisord.reap()
 
 
+def poll_in_every_pass(options: ServerOptions, fd: int, dispatcher: object) -> None:
+    """``options.get_socket_map()`` (since 3.0): the dispatchers of supervisord's HTTP servers,
+    which its main loop adds to every pass's map (polled, read when readable), the same dict
+    through all its runs: ``dispatcher`` (``readable``, ``writable``, ``handle_read_event``,
+    ``handle_error``) is polled from now on, taking the place of the one ``fd`` had."""
+    options.get_socket_map()[fd] = dispatcher
+
+
 def reparse(options: ServerOptions) -> list:
     """``options.process_config`` (since 3.0): read the configuration file again and return
     the group configs (through a wrapped ``process_groups_from_parser``). A bad configuration

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import math
 import os
 import signal
 import socket
@@ -34,11 +35,11 @@ from . import restart
 from .binaries import BinaryRecord
 from .check import CheckRun, check_environment, mark_output
 from .config import LittlebossGroupConfig, ReloadSettings
-from .connections import holds
+from .connections import held_connections, socket_inodes
 from .contract import Kind
 from .events import WatchdogEvent
 from .faults import LittlebossRPCError
-from .glue import reap_now, reap_with, write_program_log
+from .glue import DEFERRED_DELAY, reap_now, reap_with, write_program_log
 from .lifecycle import EXITED_ON_ITS_OWN, Launch, Program, Rollout, begin, refusal
 from .orphans import Orphans, ProcessRecord
 from .outcome import slot_part
@@ -47,6 +48,7 @@ from .sockets import REGISTRY, SocketSpec, serving_addresses
 from .validate import CheckedBinary, allowed_patterns, check_binary
 
 DRAIN_POLL = 0.2  # seconds between two looks at what a draining process still holds
+ANSWER_MARGIN = 0.005  # a deferred answer is polled once more than DEFERRED_DELAY after its last poll
 
 
 class LittlebossProcessGroup(ProcessGroup):
@@ -182,10 +184,23 @@ class LittlebossProcessGroup(ProcessGroup):
 
     # --- supervisord's group interface, counting the extra processes --------
     def transition(self) -> None:
-        if self.busy():
-            self.plugin.ticker.keep_ticking()
+        rollout = self.rollout
+        if self.extras or self.orphans or self.config_due or self.settings.watchdog \
+                or (rollout is not None and not rollout.settled):
+            self._move_on(time.time())
+        else:  # nothing under way (supervisord's loop asks every program each pass: kept cheap)
+            for process in self.processes.values():
+                process.transition()
+        self.plugin.flush_state()
+
+    def _move_on(self, now: float) -> None:
+        """A pass of the main loop while something is under way: a reload, processes draining,
+        orphans, a configuration to swap to, watchdogs. What only time moves on sets the ticker."""
+        ticker = self.plugin.ticker
+        was_busy = self.busy()
+        if was_busy:
+            ticker.keep_ticking()
             reap_now(self.plugin.supervisord)
-        now = time.time()
         if self.orphans:
             self.orphans.reap(now)
         if self.config_due and self.supervisord_running():
@@ -194,7 +209,7 @@ class LittlebossProcessGroup(ProcessGroup):
         if self.rollout:
             self.rollout.step(now)
             self.rollout = self.rollout.successor or self.rollout
-            self.plugin.ticker.wake_in(self.rollout.due_in(now))
+            ticker.wake_in(self.rollout.due_in(now))
         if self.settings.watchdog:
             self._watch_dogs(now)
         for process in self.all_processes():
@@ -203,15 +218,24 @@ class LittlebossProcessGroup(ProcessGroup):
             if process.role is Role.SERVING or process.state == ProcessStates.STOPPING:
                 process.transition()
         self.extras = self.live_extras()
-        self.plugin.flush_state()
+        for process in self.extras:
+            ticker.wake_in(self._due_in(process, now))
+        if was_busy and not self.busy():  # over: a deferred answer waiting for it goes out at its next poll
+            ticker.wake_in(DEFERRED_DELAY + ANSWER_MARGIN)
+
+    def _due_in(self, process: LittlebossSubprocess, now: float) -> float | None:
+        """Seconds until a candidate or replaced process must be looked at again by time alone:
+        its next drain poll, or its SIGKILL at the end of its lameduck."""
+        if process.state != ProcessStates.STOPPING:
+            return None
+        if process.role is Role.DRAINING and self.settings.drain_connections and not process.drained_at:
+            return min(process.next_drain_poll, process.delay or math.inf) - now
+        return process.delay - now if process.delay else None
 
     def get_dispatchers(self) -> dict:
         dispatchers = super().get_dispatchers()
         for process in self.extras:
             dispatchers.update(process.dispatchers)
-        ticker = self.plugin.ticker
-        if ticker.armed:
-            dispatchers[ticker.fd] = ticker
         return dispatchers
 
     def busy(self) -> bool:
@@ -349,10 +373,10 @@ class LittlebossProcessGroup(ProcessGroup):
         if not self.settings.drain_connections or old.state != ProcessStates.STOPPING or now < old.next_drain_poll:
             return False
         old.next_drain_poll = now + DRAIN_POLL
-        ports, paths = serving_addresses(self.sockets)
-        listeners = {str(os.fstat(sock.fileno()).st_ino) for sock in self.listeners}
-        connections, listening = holds([old.pid], ports, paths, listeners)[old.pid]
-        if connections or listening:
+        held = socket_inodes(old.pid)
+        if any(str(os.fstat(sock.fileno()).st_ino) in held for sock in self.listeners):
+            return False  # it may accept another: no need to count those it holds
+        if held_connections({old.pid: held}, *serving_addresses(self.sockets))[old.pid]:
             return False
         old.drained_at = now
         self.log(f"pid {old.pid} holds no connection and no longer listens: drained (it has until its lameduck "
@@ -361,9 +385,8 @@ class LittlebossProcessGroup(ProcessGroup):
 
     def draining_connections(self) -> dict[int, int]:
         """The connections each draining process still holds, by pid."""
-        ports, paths = serving_addresses(self.sockets)
         pids = [process.pid for process in self.extras if process.role is Role.DRAINING and process.pid]
-        return {pid: count for pid, (count, _) in holds(pids, ports, paths).items()}
+        return held_connections({pid: socket_inodes(pid) for pid in pids}, *serving_addresses(self.sockets))
 
     def new_process(self, slot: int) -> LittlebossSubprocess:
         """A process for ``slot``, not started (it starts as any process does)."""

@@ -464,6 +464,13 @@ class Rollout:
         return all(swap.gone for swap in self.swaps) and (self.revert is None or self.revert.finished)
 
     @property
+    def settled(self) -> bool:
+        """Over, and nothing can move it on but a new reload: every process it replaced or
+        discarded is gone, its outcome recorded, no fallback window open."""
+        return self.phase in (RolloutPhase.DONE, RolloutPhase.FAILED, RolloutPhase.ROLLED_BACK) \
+            and self.watch is None and not self.exits and self.finished
+
+    @property
     def shown_phase(self) -> str:
         """Its phase as operators read it: a running rollout shows its first slot under way."""
         if self.phase is RolloutPhase.RUNNING:

@@ -16,13 +16,22 @@ import gc
 import os
 
 from .config import LittlebossGroupConfig, ProcessConfigs, littleboss_configs, parsed_configs, wrap_groups_from_parser
-from .glue import after_run, keep_logs_on_sighup, reparse, replace_groups, spare_fds_on_sighup, stay_in_foreground
+from .glue import (
+    after_run,
+    keep_logs_on_sighup,
+    poll_in_every_pass,
+    reparse,
+    replace_groups,
+    spare_fds_on_sighup,
+    stay_in_foreground,
+)
 from .group import LittlebossProcessGroup
 from .restart import KEPT, abandon, kept_fds, kept_logs, resume
 from .sockets import REGISTRY
 from .state import StateStore
-from .ticker import Ticker
+from .ticker import shared_ticker, ticker_fds
 from .upgrade import ARRIVAL, FAILED_EXEC, adopt, hand_over, take_up_sockets
+from .wakeup import Wakeup, wakeup_fds
 
 STATE_FILE_NAME = "supervisord-littleboss.json"
 
@@ -35,7 +44,7 @@ class Plugin:
         self.options = options = supervisord.options
         state_file = state_file or os.path.join(os.path.dirname(os.path.abspath(options.pidfile)), STATE_FILE_NAME)
         self.state = StateStore(state_file, options.logger)
-        self.ticker = Ticker()
+        self.ticker = shared_ticker()
         self._next: dict[str, LittlebossGroupConfig] | None = None  # the next run's programs, once asked
         self.unsaved = False  # the state changed since it was last written
         self.upgrade: dict | None = None  # the versions supervisord is being upgraded to, once under way
@@ -136,8 +145,13 @@ def install(supervisord, state_file: str | None = None) -> Plugin:
     LittlebossGroupConfig.group_class = LittlebossProcessGroup  # what littleboss programs run as
     spare_fds_on_sighup(REGISTRY.fds)  # before the next factory call: it runs on SIGHUP
     spare_fds_on_sighup(kept_fds)
+    spare_fds_on_sighup(wakeup_fds)
+    spare_fds_on_sighup(ticker_fds)
     keep_logs_on_sighup(kept_logs)
     plugin = options.littleboss = Plugin(supervisord, state_file)
+    wakeup = Wakeup(supervisord)  # a signal ends the main loop's poll: a child's exit is acted on at once
+    for dispatcher in (wakeup, plugin.ticker):
+        poll_in_every_pass(options, dispatcher.fd, dispatcher)
     arriving = ARRIVAL is not None and not ARRIVAL.done
     # this run of supervisord, counted for the metrics: after an upgrade, a start or a SIGHUP
     run = "upgrades" if arriving and ARRIVAL.record else "starts" if options.first else "reloads"

@@ -137,9 +137,10 @@ def same_address(a: set[Address], b: set[Address]) -> bool:
                for fa, ta, ha, pa in a for fb, tb, hb, pb in b)
 
 
-def serving_addresses(specs: tuple[SocketSpec, ...]) -> tuple[set[int], set[str]]:
-    """The TCP ports and unix socket paths of ``specs``: what a connection to them is made to."""
-    ports = {spec.address[1][1] for spec in specs if not spec.is_unix and not spec.is_datagram}
+def serving_addresses(specs: tuple[SocketSpec, ...]) -> tuple[set[tuple[int, int]], set[str]]:
+    """The TCP ports ((family, port) each) and unix socket paths of ``specs``: what a
+    connection to them is made to."""
+    ports = {(spec.address[0], spec.address[1][1]) for spec in specs if not spec.is_unix and not spec.is_datagram}
     paths = {spec.address[1] for spec in specs if spec.is_unix}
     return ports, paths
 

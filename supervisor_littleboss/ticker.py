@@ -1,10 +1,17 @@
-"""A timer that wakes supervisord's main loop often while a reload needs it.
+"""A timer that wakes supervisord's main loop when a reload has something to do.
 
-supervisord's loop sleeps up to 1 s in poll(), and a child's exit (SIGCHLD) does not
-cut that short. While a reload runs, this Linux timerfd, registered like a process's
-pipe, makes the loop pass every ``INTERVAL`` so readiness timeouts, promotion after
-``startsecs``/``settle``, the old process's exit and the deferred XML-RPC answer are
-seen within milliseconds. Idle, it is disarmed and costs nothing.
+supervisord's loop sleeps up to 1 s in poll(). Events end that sleep by themselves (a
+candidate's READY=1 on its notify socket, its output, a request, and a child's exit through
+``wakeup.py``); what only time moves on does not: a readiness timeout, ``startsecs``, the
+end of ``littleboss_settle``, the next drain poll, a lameduck's SIGKILL, the deferred
+XML-RPC answer's next poll. ``wake_in(seconds)`` makes the loop pass then: this Linux
+timerfd, polled in every pass, is set to the earliest deadline any program asked for.
+While a reload runs, a pass comes at least every ``INTERVAL`` besides, a safety net for a
+deadline nobody asked for. Each pass goes over every program: the fewer, the cheaper a
+reload among many programs. Idle, it is disarmed and costs nothing.
+
+One ticker per supervisord process, made at its first run and kept through SIGHUP (its fd
+spared), so that the main loop polls it under the same fd in every run.
 """
 from __future__ import annotations
 
@@ -12,8 +19,8 @@ import ctypes
 import os
 import time
 
-INTERVAL = 0.02
-LINGER = 0.5  # keep ticking this long after the last request (lets a deferred answer go out)
+INTERVAL = 0.25  # while a reload runs, the longest the main loop sleeps
+SOONEST = 0.001  # a deadline already past wakes the loop this soon (never at once: no busy loop)
 TFD_NONBLOCK = os.O_NONBLOCK
 TFD_CLOEXEC = os.O_CLOEXEC
 
@@ -42,66 +49,69 @@ class _LibcTimerfd:
             raise OSError(ctypes.get_errno(), "timerfd_create failed")
         return fd
 
-    def settime(self, fd: int, initial: float, interval: float) -> None:
-        spec = _Itimerspec(_timespec(interval), _timespec(initial))
+    def settime(self, fd: int, initial: float) -> None:
+        spec = _Itimerspec(_timespec(0), _timespec(initial))
         if self.libc.timerfd_settime(fd, 0, ctypes.byref(spec), None) != 0:
             raise OSError(ctypes.get_errno(), "timerfd_settime failed")
 
 
 class Ticker:
-    """A supervisord dispatcher around a timerfd; ``keep_ticking()`` arms it for a while."""
+    """A supervisord dispatcher around a one-shot timerfd set to the earliest deadline asked for."""
 
     def __init__(self) -> None:
         if hasattr(os, "timerfd_create"):
             self.fd = os.timerfd_create(time.CLOCK_MONOTONIC, flags=TFD_NONBLOCK | TFD_CLOEXEC)
-            self._settime = lambda initial, interval: os.timerfd_settime(self.fd, initial=initial, interval=interval)
+            self._settime = lambda initial: os.timerfd_settime(self.fd, initial=initial)
         else:
             libc = _LibcTimerfd()
             self.fd = libc.create()
-            self._settime = lambda initial, interval: libc.settime(self.fd, initial, interval)
-        self.armed = False
-        self.until = 0.0
-        self.early: float | None = None  # when an early tick is due (monotonic)
+            self._settime = lambda initial: libc.settime(self.fd, initial)
+        self.due: float | None = None  # when the timer goes off (monotonic); None: disarmed
 
     def keep_ticking(self) -> None:
-        """Tick for at least LINGER more seconds."""
-        self.until = time.monotonic() + LINGER
-        if not self.armed:
-            self._settime(INTERVAL, INTERVAL)
-            self.armed = True
+        """A reload runs: the loop passes again within INTERVAL."""
+        self.wake_in(INTERVAL)
 
     def wake_in(self, seconds: float | None) -> None:
-        """Make the next tick come in ``seconds`` when that is sooner than the regular one,
-        so a deadline (startsecs, settle, a timeout) is acted on when it falls due. Every
-        reloading program shares this timer: an earlier deadline is never put off."""
-        if not self.armed or seconds is None or not 0 < seconds < INTERVAL:
+        """Make the loop pass in ``seconds`` (None: no deadline), unless an earlier pass is due:
+        every program shares this timer, and an earlier deadline is never put off."""
+        if seconds is None:
             return
         now = time.monotonic()
-        if self.early is None or self.early <= now or now + seconds < self.early:
-            self._settime(max(seconds, 1e-6), INTERVAL)  # (0, 0) would disarm it
-            self.early = now + seconds
+        due = now + max(seconds, SOONEST)
+        if self.due is None or self.due <= now or due < self.due:  # (one gone off is set again)
+            self._settime(due - now)
+            self.due = due
 
     def readable(self) -> bool:
-        return self.armed
+        return self.due is not None
 
     def writable(self) -> bool:
         return False
 
     def handle_read_event(self) -> None:
         try:
-            os.read(self.fd, 8)  # the expiry count; reading it re-arms the fd's readiness
+            os.read(self.fd, 8)  # the expiry count; reading it clears the fd's readiness
         except BlockingIOError:
             pass
-        now = time.monotonic()
-        if self.early is not None and self.early <= now:
-            self.early = None
-        if now > self.until:
-            self._disarm()
+        self.due = None
 
     def handle_error(self) -> None:
-        self._disarm()
+        self._settime(0)  # disarmed
+        self.due = None
 
-    def _disarm(self) -> None:
-        self._settime(0, 0)
-        self.armed = False
-        self.early = None
+
+_SHARED: Ticker | None = None
+
+
+def shared_ticker() -> Ticker:
+    """This supervisord process's ticker."""
+    global _SHARED
+    if _SHARED is None:
+        _SHARED = Ticker()
+    return _SHARED
+
+
+def ticker_fds() -> set[int]:
+    """The ticker's fd, spared on SIGHUP (none before the first run made it)."""
+    return {_SHARED.fd} if _SHARED else set()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import os
+import select
 from dataclasses import dataclass, field
 
 import pytest
@@ -25,7 +26,7 @@ from supervisor_littleboss.faults import LittlebossRPCError
 from supervisor_littleboss.group import LittlebossProcessGroup
 from supervisor_littleboss.lifecycle import Launch, Program, Record, Rollout, Slots
 from supervisor_littleboss.rpcinterface import LittlebossNamespaceRPCInterface
-from supervisor_littleboss.ticker import INTERVAL, Ticker
+from supervisor_littleboss.ticker import INTERVAL, SOONEST, Ticker
 from supervisor_littleboss.web import Littleboss
 
 T0 = 1000.0
@@ -408,27 +409,44 @@ def test_a_fallback_restarts_the_dead_slot_and_swaps_the_living_ones_back():
 def ticker(mocker):
     ticker = Ticker()
     ticker.settime = mocker.patch.object(ticker, "_settime")
+    ticker.clock = mocker.patch("supervisor_littleboss.ticker.time.monotonic", return_value=100.0)
     yield ticker
     os.close(ticker.fd)
 
 
-def test_the_ticker_comes_early_only_for_a_deadline_before_its_next_tick(ticker, mocker):
-    ticker.wake_in(0.005)
-    ticker.settime.assert_not_called()  # idle: not armed, nothing to move
-    ticker.keep_ticking()
-    ticker.settime.assert_called_once_with(INTERVAL, INTERVAL)
-    for seconds in (None, 0, -1, INTERVAL, 0.5):
+def test_the_ticker_is_set_to_the_earliest_deadline_any_program_asked_for(ticker, mocker):
+    ticker.wake_in(None)
+    assert not ticker.readable() and not ticker.settime.called  # idle: disarmed, not polled
+    ticker.keep_ticking()  # a reload runs: a pass within INTERVAL at the latest
+    for seconds in (0.5, 0.010, 0.015, 0.002, INTERVAL):  # a later deadline never puts off an earlier one
         ticker.wake_in(seconds)
-    ticker.wake_in(0.005)
-    assert ticker.settime.call_args_list[1:] == [mocker.call(0.005, INTERVAL)]
+    ticker.wake_in(-1)  # overdue: soon, never at once
+    assert ticker.settime.call_args_list == [mocker.call(pytest.approx(seconds))
+                                             for seconds in (INTERVAL, 0.010, 0.002, SOONEST)]
+    assert ticker.readable()
+    ticker.handle_read_event()  # gone off: disarmed until asked again
+    assert not ticker.readable()
 
 
-def test_a_later_deadline_of_another_program_never_puts_off_an_earlier_one(ticker, mocker):
-    ticker.keep_ticking()
+def test_a_ticker_gone_off_but_not_read_yet_is_set_again_for_a_later_deadline(ticker, mocker):
     ticker.wake_in(0.010)
-    ticker.wake_in(0.015)  # another program's settle ends later: the early tick stays
-    ticker.wake_in(0.002)  # and one ending sooner brings it forward
-    assert ticker.settime.call_args_list[1:] == [mocker.call(0.010, INTERVAL), mocker.call(0.002, INTERVAL)]
+    ticker.clock.return_value = 100.5  # it went off; the pass that reads it has not come yet
+    ticker.wake_in(0.060)  # a program finished its reload in this pass: its answer's poll is due later
+    assert ticker.settime.call_args_list == [mocker.call(pytest.approx(0.010)), mocker.call(pytest.approx(0.060))]
+
+
+def test_the_ticker_wakes_a_poll_when_its_deadline_comes():
+    ticker = Ticker()
+    try:
+        poller = select.poll()
+        poller.register(ticker.fd, select.POLLIN)
+        assert poller.poll(0) == []
+        ticker.wake_in(0.01)
+        assert poller.poll(5000) == [(ticker.fd, select.POLLIN)]  # within 5 s: a deadline, not a sleep
+        ticker.handle_read_event()
+        assert poller.poll(0) == [] and not ticker.readable()
+    finally:
+        os.close(ticker.fd)
 
 
 # --- littleboss_check ------------------------------------------------------------

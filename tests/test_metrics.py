@@ -10,8 +10,9 @@ import subprocess
 
 import pytest
 
+from supervisor_littleboss import connections
 from supervisor_littleboss.binaries import BinaryRecord
-from supervisor_littleboss.connections import accept_queue, holds
+from supervisor_littleboss.connections import accept_queue, held_connections, socket_inodes
 from supervisor_littleboss.contract import Kind, outcome_label
 from supervisor_littleboss.metrics import BUCKETS, Family, new_histogram, observe, render
 from supervisor_littleboss.state import ProgramState, StateStore, parse_all
@@ -95,12 +96,14 @@ def test_a_listening_sockets_queue_and_the_connections_a_process_holds():
         assert accept_queue(server) == (3, 7)
         accepted = [server.accept()[0] for _ in range(2)]
         assert accept_queue(server) == (1, 7)
-        # the two accepted here count; the clients' own ends (to the port, not from it) do not; the
-        # listener is held (by its inode); a pid that is gone holds nothing
-        listener = {str(os.fstat(server.fileno()).st_ino)}
+        # the two accepted here count; the clients' own ends (to the port, not from it) do not;
+        # a pid that is gone holds nothing
         me, gone = os.getpid(), exited_pid()
-        assert holds([me, gone], {port}, set(), listener) == {me: (2, True), gone: (0, False)}
-        assert holds([me], {port + 1 if port < 65535 else 1}, set()) == {me: (0, False)}
+        assert str(os.fstat(server.fileno()).st_ino) in socket_inodes(me)
+        mine = {me: socket_inodes(me), gone: socket_inodes(gone)}
+        assert held_connections(mine, {(socket.AF_INET, port)}, set()) == {me: 2, gone: 0}
+        other = port + 1 if port < 65535 else 1
+        assert held_connections(mine, {(socket.AF_INET, other), (socket.AF_INET6, port)}, set()) == {me: 0, gone: 0}
         for sock in accepted:
             sock.close()
     finally:
@@ -108,3 +111,40 @@ def test_a_listening_sockets_queue_and_the_connections_a_process_holds():
             sock.close()
         server.close()
     assert accept_queue(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)) is None
+
+
+@pytest.fixture
+def connected():
+    """Connections accepted on an IPv4 and an IPv6 listener (and one each on a port next to them,
+    which must not count), and a unix socket's: {(family, port)} of the two, the unix path, and
+    the inodes of the accepted ends."""
+    sockets, accepted = [], []
+
+    def accept(server, count):
+        address = server.getsockname()
+        sockets.append(server)
+        sockets.extend(socket.create_connection(address[:2]) for _ in range(count))
+        accepted.extend(server.accept()[0] for _ in range(count))
+        return address[1]
+
+    v4 = accept(socket.create_server(("127.0.0.1", 0)), 3)
+    v6 = accept(socket.create_server(("::1", 0), family=socket.AF_INET6), 2)
+    accept(socket.create_server(("127.0.0.1", 0)), 1)  # another program's
+    yield {(socket.AF_INET, v4), (socket.AF_INET6, v6)}, {str(os.fstat(s.fileno()).st_ino) for s in accepted[:5]}
+    for sock in sockets + accepted:
+        sock.close()
+
+
+def test_the_kernel_lists_the_established_connections_on_the_programs_ports_itself(connected):
+    ports, inodes = connected
+    assert sorted(connections.established_tcp(ports)) == sorted(inodes)
+    # sock_diag's own filter (state, port range) answers, not the /proc fallback
+    v4 = next(port for family, port in ports if family == socket.AF_INET)
+    assert {inode for _, inode in connections._diag_established(socket.AF_INET, v4, v4)} < inodes
+
+
+def test_without_sock_diag_the_kernels_tables_in_proc_tell_the_same(connected, mocker):
+    ports, inodes = connected
+    diag = mocker.patch.object(connections, "_diag_established", side_effect=OSError(2, "sock_diag: No such file"))
+    assert sorted(connections.established_tcp(ports)) == sorted(inodes)
+    assert diag.called
