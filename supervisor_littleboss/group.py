@@ -415,7 +415,8 @@ class LittlebossProcessGroup(ProcessGroup):
         (logger.error if error else logger.info)(f"littleboss: {self.name}: {message}")
 
     def save_state(self) -> None:
-        self.plugin.save_state()
+        """The program's state (its binary record, its running processes) changed."""
+        self.plugin.save_state(self.name)
 
     def process_exited(self, process: LittlebossSubprocess) -> None:
         """Called from a process's finish(): a slot's process that exited on its own."""

@@ -71,10 +71,13 @@ class Plugin:
             self.previous_run_left = False
             gc.collect()
 
-    def save_state(self) -> None:
-        """The state changed: it is written once per pass of supervisord's main loop
-        (``flush_state``), however many programs changed (a rewrite and fsync of the whole
-        file each time would cost more, the more programs there are)."""
+    def save_state(self, program: str | None = None) -> None:
+        """The state changed (``program``'s; None: supervisord's counts): it is written once per
+        pass of supervisord's main loop (``flush_state``), however many programs changed (a
+        rewrite and fsync of the whole file each time would cost more, the more programs there
+        are), each changed program's part encoded again."""
+        if program is not None:
+            self.state.changed(program)
         self.unsaved = True
 
     def flush_state(self) -> None:

@@ -51,7 +51,12 @@ def test_each_outcome_has_a_label(outcome, label):
 def test_the_record_counts_reloads_and_durations_and_the_state_file_keeps_them(tmp_path):
     path = str(tmp_path / "state.json")
     store = StateStore(path)
-    record = BinaryRecord(store.program("web"), "/srv/v1/app", lambda: "/srv/v1/app", store.save)
+
+    def save() -> None:  # as the group's save_state: the program's state changed
+        store.changed("web")
+        store.save()
+
+    record = BinaryRecord(store.program("web"), "/srv/v1/app", lambda: "/srv/v1/app", save)
     record.commit(Kind.RELOAD, "/srv/v1/app", "/srv/v2/app", 0.4, 1.0)
     record.failed(Kind.RELOAD, "/srv/v2/app", "/srv/v3/app", "failed: READY_TIMEOUT: x", 30.0, 2.0)
     record.commit(Kind.ROLLBACK, "/srv/v2/app", "/srv/v1/app", 0.2, 3.0)
