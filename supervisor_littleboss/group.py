@@ -185,7 +185,7 @@ class LittlebossProcessGroup(ProcessGroup):
     # --- supervisord's group interface, counting the extra processes --------
     def transition(self) -> None:
         rollout = self.rollout
-        if self.extras or self.orphans or self.config_due or self.settings.watchdog \
+        if self.extras or self.orphans.records or self.config_due or self.config.littleboss.reload.watchdog \
                 or (rollout is not None and not rollout.settled):
             self._move_on(time.time())
         else:  # nothing under way (supervisord's loop asks every program each pass: kept cheap)
@@ -233,6 +233,10 @@ class LittlebossProcessGroup(ProcessGroup):
         return process.delay - now if process.delay else None
 
     def get_dispatchers(self) -> dict:
+        """Every process's dispatchers (supervisord's loop only reads them, every pass: one
+        process's own dict when it is the only one, not a copy)."""
+        if len(self.processes) == 1 and not self.extras:
+            return next(iter(self.processes.values())).dispatchers
         dispatchers = super().get_dispatchers()
         for process in self.extras:
             dispatchers.update(process.dispatchers)
