@@ -12,6 +12,7 @@ kernel without ``tcp_diag``, a container that may not load it).
 """
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -36,6 +37,7 @@ _BC_S_GE, _BC_S_LE = 2, 3
 _TCP_ESTABLISHED = 1
 _SPORT = struct.Struct("!H")  # inet_diag_msg's idiag_sport, at 4 (after family, state, timer, retrans)
 _INODE = struct.Struct("=I")  # inet_diag_msg's idiag_inode, at 68
+_MESSAGE_SIZE = 72  # struct inet_diag_msg
 
 
 def accept_queue(sock: socket.socket) -> tuple[int, int] | None:
@@ -121,6 +123,8 @@ def _diag_established(family: int, low: int, high: int) -> Iterator[tuple[int, s
                 if kind == _NLMSG_ERROR:
                     error = -struct.unpack_from("=i", data, message)[0]
                     raise OSError(error, f"sock_diag: {os.strerror(error)}")
+                if kind != _SOCK_DIAG_BY_FAMILY or length < _HEADER.size + _MESSAGE_SIZE or offset + length > len(data):
+                    raise OSError(errno.EPROTO, f"sock_diag: unexpected message (type {kind}, {length} bytes)")
                 yield _SPORT.unpack_from(data, message + 4)[0], str(_INODE.unpack_from(data, message + 68)[0])
                 offset += (length + 3) & ~3
 

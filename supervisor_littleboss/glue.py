@@ -157,6 +157,11 @@ def poll_in_every_pass(options: ServerOptions, fd: int, dispatcher: object) -> N
     options.get_socket_map()[fd] = dispatcher
 
 
+def stop_polling(options: ServerOptions, fd: int) -> None:
+    """What ``poll_in_every_pass`` began, ended (before the next run, which may not load littleboss)."""
+    options.get_socket_map().pop(fd, None)
+
+
 def reparse(options: ServerOptions) -> list:
     """``options.process_config`` (since 3.0): read the configuration file again and return
     the group configs (through a wrapped ``process_groups_from_parser``). A bad configuration

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import math
 import os
 import signal
 import socket
@@ -71,6 +70,7 @@ class LittlebossProcessGroup(ProcessGroup):
         # after supervisord's restart: processes that run on settings older than the group's
         # (config_pending) are swapped at the next transition
         self.config_due = False
+        self.answer_due = 0.0  # when a deferred answer waiting for the last reload is polled again
         self.listeners: list[socket.socket] = []
         self.orphans = Orphans(config.name, state.processes, self._warn, self._forget)
         state.processes = list(self.orphans.records)  # recorded until they are gone
@@ -184,21 +184,23 @@ class LittlebossProcessGroup(ProcessGroup):
 
     # --- supervisord's group interface, counting the extra processes --------
     def transition(self) -> None:
+        plugin = self.plugin
+        if plugin.signalled:
+            plugin.reap_signalled()
         rollout = self.rollout
-        if self.extras or self.orphans.records or self.config_due or self.config.littleboss.reload.watchdog \
-                or (rollout is not None and not rollout.settled):
+        if self.extras or self.orphans.records or self.config_due or self.answer_due \
+                or self.config.littleboss.reload.watchdog or (rollout is not None and not rollout.settled):
             self._move_on(time.time())
         else:  # nothing under way (supervisord's loop asks every program each pass: kept cheap)
             for process in self.processes.values():
                 process.transition()
-        self.plugin.flush_state()
+        plugin.flush_state()
 
     def _move_on(self, now: float) -> None:
         """A pass of the main loop while something is under way: a reload, processes draining,
         orphans, a configuration to swap to, watchdogs. What only time moves on sets the ticker."""
         ticker = self.plugin.ticker
-        was_busy = self.busy()
-        if was_busy:
+        if self.busy():
             ticker.keep_ticking()
             reap_now(self.plugin.supervisord)
         if self.orphans:
@@ -207,9 +209,16 @@ class LittlebossProcessGroup(ProcessGroup):
             with contextlib.suppress(LittlebossRPCError):  # told in the history, the log and an event
                 restart.swap_to_config(self)
         if self.rollout:
+            was_finished = self.rollout.finished
             self.rollout.step(now)
+            if self.rollout.finished and not was_finished:  # a deferred answer waiting for it goes out
+                self.answer_due = now + DEFERRED_DELAY + ANSWER_MARGIN  # at its next poll (asked every pass)
             self.rollout = self.rollout.successor or self.rollout
             ticker.wake_in(self.rollout.due_in(now))
+        if now < self.answer_due:
+            ticker.wake_in(self.answer_due - now)
+        else:
+            self.answer_due = 0.0
         if self.settings.watchdog:
             self._watch_dogs(now)
         for process in self.all_processes():
@@ -219,18 +228,7 @@ class LittlebossProcessGroup(ProcessGroup):
                 process.transition()
         self.extras = self.live_extras()
         for process in self.extras:
-            ticker.wake_in(self._due_in(process, now))
-        if was_busy and not self.busy():  # over: a deferred answer waiting for it goes out at its next poll
-            ticker.wake_in(DEFERRED_DELAY + ANSWER_MARGIN)
-
-    def _due_in(self, process: LittlebossSubprocess, now: float) -> float | None:
-        """Seconds until a candidate or replaced process must be looked at again by time alone:
-        its next drain poll, or its SIGKILL at the end of its lameduck."""
-        if process.state != ProcessStates.STOPPING:
-            return None
-        if process.role is Role.DRAINING and self.settings.drain_connections and not process.drained_at:
-            return min(process.next_drain_poll, process.delay or math.inf) - now
-        return process.delay - now if process.delay else None
+            ticker.wake_in(extra_due_in(process, now))
 
     def get_dispatchers(self) -> dict:
         """Every process's dispatchers (supervisord's loop only reads them, every pass: one
@@ -480,3 +478,15 @@ class LittlebossProcessGroup(ProcessGroup):
         running = copy.copy(pconfig)
         running.command = with_executable(pconfig.command, path)
         return running
+
+
+def extra_due_in(process: LittlebossSubprocess, now: float) -> float | None:
+    """Seconds until a candidate or replaced process must be looked at again by time alone: its
+    next drain poll (one its rollout asked for: a poll nobody asks for is no deadline), or its
+    SIGKILL at the end of its lameduck."""
+    if process.state != ProcessStates.STOPPING:
+        return None
+    dues = [process.delay] if process.delay else []
+    if process.role is Role.DRAINING and process.next_drain_poll > now and not process.drained_at:
+        dues.append(process.next_drain_poll)
+    return min(dues) - now if dues else None

@@ -20,10 +20,12 @@ from .glue import (
     after_run,
     keep_logs_on_sighup,
     poll_in_every_pass,
+    reap_now,
     reparse,
     replace_groups,
     spare_fds_on_sighup,
     stay_in_foreground,
+    stop_polling,
 )
 from .group import LittlebossProcessGroup
 from .restart import KEPT, abandon, kept_fds, kept_logs, resume
@@ -50,6 +52,7 @@ class Plugin:
         self.upgrade: dict | None = None  # the versions supervisord is being upgraded to, once under way
         self.preflight = None  # the last upgrade's preflight
         self.previous_run_left = False  # a run that supervisord's SIGHUP ended left its objects
+        self.signalled = False  # a signal woke the main loop: a child may have exited
 
     def next_config(self, name: str) -> LittlebossGroupConfig | None:
         """On supervisord's restart: the configuration the next run gives littleboss program
@@ -70,6 +73,18 @@ class Plugin:
         if self.previous_run_left:
             self.previous_run_left = False
             gc.collect()
+
+    def reap_signalled(self) -> None:
+        """A signal woke the main loop (``wakeup.py``): reap the children that exited, from the
+        first littleboss group's ``transition()`` of the pass, after the pass's reads and writes
+        (reaping closes a process's pipes, and their dispatchers may still be read in this pass:
+        a closed fd could have been reused meanwhile). Later groups see the exits in this pass;
+        plain groups gone over before see them in the next, which then comes at once."""
+        self.signalled = False
+        reap_now(self.supervisord)
+        groups = self.supervisord.process_groups.values()
+        if any(not isinstance(group.config, LittlebossGroupConfig) for group in groups):
+            self.ticker.wake_in(0)
 
     def save_state(self, program: str | None = None) -> None:
         """The state changed (``program``'s; None: supervisord's counts): it is written once per
@@ -139,6 +154,15 @@ class Plugin:
         REGISTRY.retain_only(self.addresses_in_use(leaving), self.options.logger)
 
 
+def end_run(plugin: Plugin, wakeup: Wakeup) -> None:
+    """A run of supervisord ended: nothing of this run is polled or woken any more (the next
+    run may not load littleboss), then an upgrade under way hands over."""
+    wakeup.close()
+    for dispatcher in (wakeup, plugin.ticker):
+        stop_polling(plugin.options, dispatcher.fd)
+    hand_over(plugin)
+
+
 def install(supervisord, state_file: str | None = None) -> Plugin:
     """Install littleboss into ``supervisord``; calling it again for the same run is a no-op."""
     options = supervisord.options
@@ -152,7 +176,7 @@ def install(supervisord, state_file: str | None = None) -> Plugin:
     spare_fds_on_sighup(ticker_fds)
     keep_logs_on_sighup(kept_logs)
     plugin = options.littleboss = Plugin(supervisord, state_file)
-    wakeup = Wakeup(supervisord)  # a signal ends the main loop's poll: a child's exit is acted on at once
+    wakeup = Wakeup(plugin)  # a signal ends the main loop's poll: a child's exit is acted on at once
     for dispatcher in (wakeup, plugin.ticker):
         poll_in_every_pass(options, dispatcher.fd, dispatcher)
     arriving = ARRIVAL is not None and not ARRIVAL.done
@@ -174,6 +198,6 @@ def install(supervisord, state_file: str | None = None) -> Plugin:
     plugin.flush_state()  # what the new groups found (orphans, a refused binary) is written at once
     abandon(options.logger)  # kept, but the configuration changed again before this run read it
     plugin.release_unused_sockets()
-    after_run(options, lambda: hand_over(plugin))
+    after_run(options, lambda: end_run(plugin, wakeup))
     plugin.previous_run_left = run == "reloads"
     return plugin

@@ -94,7 +94,8 @@ class Ticker:
             os.read(self.fd, 8)  # the expiry count; reading it clears the fd's readiness
         except BlockingIOError:
             pass
-        self.due = None
+        if self.due is not None and self.due <= time.monotonic():  # (not one set again since it went off)
+            self.due = None
 
     def handle_error(self) -> None:
         self._settime(0)  # disarmed

@@ -5,7 +5,8 @@ interrupted (PEP 475): a child's exit (SIGCHLD) was seen at the next pass, up to
 later, and its autorestart or the next step of a reload waited for it, or for the ticker's
 next tick. Python's signal wakeup fd (``signal.set_wakeup_fd``) is a pipe its C signal
 handler writes a byte to for every signal; registered in the loop, it ends the poll, and
-its reader reaps the children that exited before the pass's ``transition()`` runs.
+the first littleboss group's ``transition()`` of that pass reaps the children that exited
+(``Plugin.reap_signalled``).
 
 One pipe per supervisord process, made at the first run and kept through SIGHUP (its fds
 are spared like the held sockets'): the wakeup fd is the C handler's, and a closed one
@@ -16,8 +17,6 @@ from __future__ import annotations
 import os
 import signal
 import traceback
-
-from .glue import reap_now
 
 _PIPE: tuple[int, int] | None = None  # (read, write), non-blocking, close-on-exec
 
@@ -30,13 +29,17 @@ def wakeup_fds() -> set[int]:
 class Wakeup:
     """A supervisord dispatcher around the signal wakeup pipe, for one run of supervisord."""
 
-    def __init__(self, supervisord) -> None:
+    def __init__(self, plugin) -> None:
         global _PIPE
         if _PIPE is None:
             _PIPE = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-            signal.set_wakeup_fd(_PIPE[1], warn_on_full_buffer=False)
+        signal.set_wakeup_fd(_PIPE[1], warn_on_full_buffer=False)
         self.fd = _PIPE[0]
-        self.supervisord = supervisord
+        self.plugin = plugin
+
+    def close(self) -> None:
+        """The run ended: no signal writes to the pipe until the next run that loads littleboss."""
+        signal.set_wakeup_fd(-1)
 
     def readable(self) -> bool:
         return True
@@ -50,7 +53,8 @@ class Wakeup:
                 pass
         except BlockingIOError:
             pass
-        reap_now(self.supervisord)  # a child that exited: its process's transition() sees it this pass
+        self.plugin.signalled = True  # reaped after this pass's reads and writes (Plugin.reap_signalled)
 
     def handle_error(self) -> None:
-        self.supervisord.options.logger.critical(f"littleboss: reaping on a signal failed: {traceback.format_exc()}")
+        self.plugin.options.logger.critical(f"littleboss: reading the signal wakeup pipe failed: "
+                                            f"{traceback.format_exc()}")

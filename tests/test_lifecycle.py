@@ -14,8 +14,10 @@ import itertools
 import os
 import select
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import pytest
+from supervisor.states import ProcessStates
 
 from supervisor_littleboss import lifecycle
 from supervisor_littleboss.binaries import BinaryRecord
@@ -23,8 +25,9 @@ from supervisor_littleboss.config import ReloadSettings
 from supervisor_littleboss.contract import DECIDING_PHASES, IDLE, SHOWN_PHASES, Kind, RolloutPhase, SwapPhase
 from supervisor_littleboss.faults import LittlebossFaults as F
 from supervisor_littleboss.faults import LittlebossRPCError
-from supervisor_littleboss.group import LittlebossProcessGroup
+from supervisor_littleboss.group import LittlebossProcessGroup, extra_due_in
 from supervisor_littleboss.lifecycle import Launch, Program, Record, Rollout, Slots
+from supervisor_littleboss.process import Role
 from supervisor_littleboss.rpcinterface import LittlebossNamespaceRPCInterface
 from supervisor_littleboss.ticker import INTERVAL, SOONEST, Ticker
 from supervisor_littleboss.web import Littleboss
@@ -424,8 +427,17 @@ def test_the_ticker_is_set_to_the_earliest_deadline_any_program_asked_for(ticker
     assert ticker.settime.call_args_list == [mocker.call(pytest.approx(seconds))
                                              for seconds in (INTERVAL, 0.010, 0.002, SOONEST)]
     assert ticker.readable()
+    ticker.clock.return_value = 100.5
     ticker.handle_read_event()  # gone off: disarmed until asked again
     assert not ticker.readable()
+
+
+def test_a_ticker_set_again_before_its_read_stays_armed(ticker):
+    ticker.wake_in(0.010)
+    ticker.clock.return_value = 100.5  # gone off; a reload begins in this pass before the ticker is read
+    ticker.keep_ticking()
+    ticker.handle_read_event()  # (setting it again cleared its expiry: nothing to read)
+    assert ticker.readable() and ticker.due == pytest.approx(100.5 + INTERVAL)
 
 
 def test_a_ticker_gone_off_but_not_read_yet_is_set_again_for_a_later_deadline(ticker, mocker):
@@ -433,6 +445,17 @@ def test_a_ticker_gone_off_but_not_read_yet_is_set_again_for_a_later_deadline(ti
     ticker.clock.return_value = 100.5  # it went off; the pass that reads it has not come yet
     ticker.wake_in(0.060)  # a program finished its reload in this pass: its answer's poll is due later
     assert ticker.settime.call_args_list == [mocker.call(pytest.approx(0.010)), mocker.call(pytest.approx(0.060))]
+
+
+@pytest.mark.parametrize(("role", "state", "delay", "poll", "due"), [
+    (Role.DRAINING, ProcessStates.STOPPING, 130.0, 100.2, 0.2),  # its rollout's next drain poll
+    (Role.DRAINING, ProcessStates.STOPPING, 130.0, 99.0, 30.0),  # a poll nobody asks for (no busy loop)
+    (Role.DISCARDED, ProcessStates.STOPPING, 101.5, 0.0, 1.5),  # SIGKILL after the lameduck
+    (Role.CANDIDATE, ProcessStates.STARTING, 101.0, 0.0, None),  # its reload moves it
+], ids=["drain-poll", "drain-poll-not-asked", "lameduck", "candidate"])
+def test_a_candidate_or_replaced_process_wakes_the_loop_only_for_its_own_deadlines(role, state, delay, poll, due):
+    process = SimpleNamespace(role=role, state=state, delay=delay, next_drain_poll=poll, drained_at=0.0)
+    assert extra_due_in(process, 100.0) == (None if due is None else pytest.approx(due))
 
 
 def test_the_ticker_wakes_a_poll_when_its_deadline_comes():
