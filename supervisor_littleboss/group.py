@@ -70,7 +70,8 @@ class LittlebossProcessGroup(ProcessGroup):
         # after supervisord's restart: processes that run on settings older than the group's
         # (config_pending) are swapped at the next transition
         self.config_due = False
-        self.answer_due = 0.0  # when a deferred answer waiting for the last reload is polled again
+        self.answered: Rollout | None = None  # the last rollout seen finished
+        self.answer_due = 0.0  # when a deferred answer waiting for it is polled again
         self.listeners: list[socket.socket] = []
         self.orphans = Orphans(config.name, state.processes, self._warn, self._forget)
         state.processes = list(self.orphans.records)  # recorded until they are gone
@@ -209,10 +210,10 @@ class LittlebossProcessGroup(ProcessGroup):
             with contextlib.suppress(LittlebossRPCError):  # told in the history, the log and an event
                 restart.swap_to_config(self)
         if self.rollout:
-            was_finished = self.rollout.finished
             self.rollout.step(now)
-            if self.rollout.finished and not was_finished:  # a deferred answer waiting for it goes out
-                self.answer_due = now + DEFERRED_DELAY + ANSWER_MARGIN  # at its next poll (asked every pass)
+            if self.rollout.finished and self.answered is not self.rollout:
+                self.answered = self.rollout  # a deferred answer waiting for it goes out at its next poll
+                self.answer_due = now + DEFERRED_DELAY + ANSWER_MARGIN  # (asked for every pass until then)
             self.rollout = self.rollout.successor or self.rollout
             ticker.wake_in(self.rollout.due_in(now))
         if now < self.answer_due:
