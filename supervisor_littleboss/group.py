@@ -195,7 +195,8 @@ class LittlebossProcessGroup(ProcessGroup):
         else:  # nothing under way (supervisord's loop asks every program each pass: kept cheap)
             for process in self.processes.values():
                 process.transition()
-        plugin.flush_state()
+        if plugin.unsaved:
+            plugin.flush_state()
 
     def _move_on(self, now: float) -> None:
         """A pass of the main loop while something is under way: a reload, processes draining,

@@ -438,6 +438,7 @@ class Rollout:
         self.failure: LittlebossRPCError | None = None
         self.revert: Rollout | None = None
         self.exits: list[tuple[int, str]] = []  # (slot, how) of processes that exited on their own
+        self._settled = False
         self.watch: FallbackWatch | None = None  # after it completed, through the fallback window
         self.successor: Rollout | None = None  # the fallback rollout that follows it
         self.stopping = True  # aborted because the program is being stopped (else its processes run on)
@@ -466,9 +467,13 @@ class Rollout:
     @property
     def settled(self) -> bool:
         """Over, and nothing can move it on but a new reload: every process it replaced or
-        discarded is gone, its outcome recorded, no fallback window open."""
-        return self.phase in (RolloutPhase.DONE, RolloutPhase.FAILED, RolloutPhase.ROLLED_BACK) \
-            and self.watch is None and not self.exits and self.finished
+        discarded is gone, its outcome recorded, no fallback window open. Asked every pass of
+        supervisord's loop: once true it stays so (none of that comes back) until a slot's
+        process exits (``serving_exited``)."""
+        if not self._settled:
+            self._settled = self.phase in (RolloutPhase.DONE, RolloutPhase.FAILED, RolloutPhase.ROLLED_BACK) \
+                and self.watch is None and not self.exits and self.finished
+        return self._settled
 
     @property
     def shown_phase(self) -> str:
@@ -667,6 +672,7 @@ class Rollout:
     def serving_exited(self, slot: int, how: str) -> None:
         """A slot's process exited on its own (not stopped by supervisord); acted on in step()."""
         self.exits.append((slot, how))
+        self._settled = False
 
     def _exited(self, slot: int, how: str, now: float) -> None:
         swap = next((swap for swap in self.swaps if swap.slot == slot), None)
