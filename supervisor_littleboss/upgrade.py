@@ -170,10 +170,11 @@ def hand_over(plugin) -> None:
     fds = record.fds()
     try:
         record.write(path)
-        for fd in fds:
+        for fd in [*fds, *standard_fds()]:
             os.set_inheritable(fd, True)
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # (None: a re-exec left it closed)
+                stream.flush()
         os.chdir(LAUNCH_DIR)  # supervisord's arguments are relative to it
         os.execve(sys.executable, command(), {**os.environ, ENVIRONMENT: path})
     except OSError as exc:
@@ -185,6 +186,22 @@ def hand_over(plugin) -> None:
         with contextlib.suppress(OSError):
             os.chdir(record.cwd)
             os.unlink(path)
+
+
+def standard_fds() -> list[int]:
+    """Fds 0, 1 and 2, where they hold supervisord's standard streams: kept through the exec. A
+    daemonized supervisord opened ``/dev/null`` there with Python's ``open``, close-on-exec: the
+    new code would start without them, and the files it opens next (its log, a socket) would
+    take fds 0 to 2, where anything written to stderr would land."""
+    streams = (sys.__stdin__, sys.__stdout__, sys.__stderr__)
+    return [fd for fd, stream in enumerate(streams) if stream is not None and _fileno(stream) == fd]
+
+
+def _fileno(stream) -> int | None:
+    try:
+        return stream.fileno()
+    except (OSError, ValueError):  # closed, or not backed by an fd
+        return None
 
 
 def handed_program(group) -> HandedProgram:
