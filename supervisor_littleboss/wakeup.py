@@ -1,4 +1,4 @@
-"""supervisord's main loop wakes when a signal arrives, and reaps a child that exited at once.
+"""supervisord's main loop wakes when a signal arrives: a child that exited is reaped in that pass.
 
 supervisord's loop sleeps up to 1 s in poll(), and Python retries a poll that a signal
 interrupted (PEP 475): a child's exit (SIGCHLD) was seen at the next pass, up to 1 s
