@@ -183,8 +183,8 @@ def test_a_daemonized_supervisord_keeps_its_pid_pidfile_and_dev_null_through_upg
         web = wait_for(lambda: run_info(sv) and sv.info("web")["statename"] == "RUNNING"
                        and sv.info("web")["pid"], what="web RUNNING")
         for _ in range(2):  # the second runs in a process the first re-executed
-            answer = sv.rpc.littleboss.upgrade()
-            info = wait_for(lambda: (info := run_info(sv)) and info["upgrades"] == answer["upgrade"] and info,
+            upgrade = sv.rpc.littleboss.upgrade()["upgrade"]
+            info = wait_for(lambda n=upgrade: (info := run_info(sv)) and info["upgrades"] == n and info,
                             timeout=UPGRADE_WAIT, what="supervisord to answer after its upgrade")
             assert info["pid"] == daemon and pid_alive(daemon)
             assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip()) == str(daemon)
