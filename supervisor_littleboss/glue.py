@@ -31,6 +31,7 @@ from supervisor.dispatchers import POutputDispatcher
 from supervisor.options import ServerOptions, UnhosedConfigParser
 from supervisor.process import Subprocess
 from supervisor.socket_manager import SocketManager
+from supervisor.states import ProcessStates
 
 LISTEN_FDS_START = 3  # the systemd convention: the first passed socket is fd 3
 DEFERRED_DELAY = 0.05  # seconds between supervisord's polls of a deferred XML-RPC answer
@@ -271,6 +272,15 @@ def take_up_pipes(process: Subprocess, pipes: dict[str, int | None]) -> None:
 
 # --- supervisor.process.Subprocess --------------------------------------------------------
 
+def transition_due(process: Subprocess, now: float) -> bool:
+    """``Subprocess.transition`` (the same from 3.0 to 4.3.0): supervisord's main loop calls it
+    for every process in every pass; for a RUNNING process up for longer than its
+    ``startsecs`` it does nothing (its one step for RUNNING moves a start that the system
+    clock went back behind, within ``startsecs``). False for such a process: skipped, an idle
+    program costs each pass less."""
+    return process.state != ProcessStates.RUNNING or now < process.laststart + process.config.startsecs
+
+
 class ChildSetupSubprocess(Subprocess):
     """supervisord's ``Subprocess`` with the two private steps of a spawn it has no option
     for: ``_prepare_child_fds`` (since 3.0; in the child, it closes every fd from 3 up)
@@ -413,6 +423,11 @@ def reap_with(options: ServerOptions, pid: int, child: object) -> None:
     "reaped unknown pid" and the status is lost): a child littleboss starts itself is
     recorded so."""
     options.pidhistory[pid] = child
+
+
+def spawned(options: ServerOptions, pid: int) -> object | None:
+    """``ServerOptions.pidhistory`` (since 3.0): the process (or child) supervisord reaps as ``pid``."""
+    return options.pidhistory.get(pid)
 
 
 # --- supervisor.socket_manager.SocketManager ----------------------------------------------

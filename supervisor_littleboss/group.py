@@ -38,7 +38,7 @@ from .connections import held_connections, socket_inodes
 from .contract import Kind
 from .events import WatchdogEvent
 from .faults import LittlebossRPCError
-from .glue import DEFERRED_DELAY, reap_now, reap_with, write_program_log
+from .glue import DEFERRED_DELAY, reap_now, reap_with, transition_due, write_program_log
 from .lifecycle import EXITED_ON_ITS_OWN, Launch, Program, Rollout, begin, refusal
 from .orphans import Orphans, ProcessRecord
 from .outcome import slot_part
@@ -193,8 +193,10 @@ class LittlebossProcessGroup(ProcessGroup):
                 or self.config.littleboss.reload.watchdog or (rollout is not None and not rollout.settled):
             self._move_on(time.time())
         else:  # nothing under way (supervisord's loop asks every program each pass: kept cheap)
+            now = time.time()
             for process in self.processes.values():
-                process.transition()
+                if transition_due(process, now):
+                    process.transition()
         if plugin.unsaved:
             plugin.flush_state()
 
@@ -213,8 +215,9 @@ class LittlebossProcessGroup(ProcessGroup):
         if self.rollout:
             self.rollout.step(now)
             if self.rollout.finished and self.answered is not self.rollout:
-                self.answered = self.rollout  # a deferred answer waiting for it goes out at its next poll
-                self.answer_due = now + DEFERRED_DELAY + ANSWER_MARGIN  # (asked for every pass until then)
+                self.answered = self.rollout
+                if self.rollout.awaited:  # a deferred answer waiting for it goes out at its next poll
+                    self.answer_due = now + DEFERRED_DELAY + ANSWER_MARGIN  # (asked for every pass until then)
             self.rollout = self.rollout.successor or self.rollout
             ticker.wake_in(self.rollout.due_in(now))
         if now < self.answer_due:

@@ -20,7 +20,7 @@ from supervisor.process import ProcessGroup, Subprocess
 from supervisor.states import STOPPED_STATES, ProcessStates
 
 from .glue import ChildSetupSubprocess, close_loggers, output_dispatchers, share_loggers, silence_events, tap_output
-from .notify import NotifyReceiver
+from .notify import Notifications, NotifyReceiver
 from .orphans import kill_group
 from .outcome import last_lines
 from .validate import CheckedBinary
@@ -54,7 +54,9 @@ class LittlebossSubprocess(ChildSetupSubprocess):
 
     group: ProcessGroup  # its LittlebossProcessGroup
     role = Role.SERVING
-    notify: NotifyReceiver | None = None
+    notify: Notifications | None = None  # what its run has told over sd_notify, if it is asked to
+    # the NOTIFY_SOCKET of its own an older littleboss gave it, handed over by an in-place upgrade
+    own_notify: NotifyReceiver | None = None
     last_pid = 0
     last_exit = ""  # how its last run ended, e.g. "exit status 3"
     binary: CheckedBinary | None = None  # a checked new binary: its next spawn runs exactly that file
@@ -85,9 +87,10 @@ class LittlebossSubprocess(ChildSetupSubprocess):
             if reason:
                 self._give_up(reason)
                 return None
+            self.notify = None
             if self.group.settings.ready == "notify" or self.group.settings.watchdog:
                 try:
-                    self.notify = NotifyReceiver(self)
+                    self.notify = Notifications(self.group.plugin.notify_socket())
                 except OSError as exc:
                     self._give_up(f"littleboss: program {self.config.name!r} cannot open its NOTIFY_SOCKET: {exc}")
                     return None
@@ -101,8 +104,6 @@ class LittlebossSubprocess(ChildSetupSubprocess):
             self.last_pid = pid
             self.group.track(pid)
             self.watch_output()
-        elif self.notify:
-            self.notify.close()
         return pid
 
     def resolved_command_path(self) -> str:
@@ -110,9 +111,8 @@ class LittlebossSubprocess(ChildSetupSubprocess):
         return os.path.realpath(executable_path(self))
 
     def watch_output(self) -> None:
-        """In the parent, after a spawn: read notifications, keep the tail of stderr."""
-        if self.notify:
-            self.dispatchers[self.notify.fd] = self.notify
+        """In the parent, after a spawn: keep the tail of stderr (a candidate with the serving
+        process's settings writes to its log files)."""
         if self.role is Role.CANDIDATE:
             serving = self.group.serving(self.slot)
             if same_logs(self.config, serving.config):  # else (new settings) its own log files
@@ -160,8 +160,9 @@ class LittlebossSubprocess(ChildSetupSubprocess):
         self._end_run(dispatchers)
         self.group.untrack(pid)
         self.last_exit = decode_wait_status(sts)[1]
-        if self.notify:
-            self.notify.close()
+        if self.own_notify:
+            self.own_notify.close()
+            self.own_notify = None
         if self.role is Role.DISCARDED:
             self.kill_process_group()  # whatever it forked must not outlive it
         self.group.process_exited(self)

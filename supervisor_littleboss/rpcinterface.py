@@ -369,10 +369,12 @@ class LittlebossNamespaceRPCInterface:
             # after a failure no candidate does
             if not reload.finished:
                 return NOT_DONE_YET
+            reload.awaited -= 1
             if reload.failure:
                 raise reload.failure
             return reload.result(time.time())
 
+        reload.awaited += 1
         return deferred(finished, self)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import socket
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,6 +30,8 @@ from supervisor import (
     xmlrpc,
 )
 from supervisor import supervisord as supervisord_module
+
+from supervisor_littleboss.glue import transition_due
 
 
 def dotted(owner: object) -> str:
@@ -194,6 +197,27 @@ def test_process_Subprocess_overrides_and_calls():
                       "config", "group")
     assert isinstance(cls.event_map, dict) and cls.event_map
     assert all(issubclass(event, events.Event) for event in cls.event_map.values())
+
+
+def test_process_Subprocess_transition_leaves_a_running_process_past_startsecs_alone(mocker):
+    """glue.transition_due: ``transition()`` changes nothing and logs nothing for a RUNNING
+    process up for longer than its startsecs, whatever supervisord's mood, so littleboss skips
+    it; within startsecs, or in any other state, it is called."""
+    now = time.time()
+    for mood in (states.SupervisorStates.RUNNING, states.SupervisorStates.RESTARTING,
+                 states.SupervisorStates.SHUTDOWN):
+        options = SimpleNamespace(logger=mocker.Mock(), mood=mood)
+        config = SimpleNamespace(name="web", startsecs=1, stopwaitsecs=10, startretries=3, autostart=True,
+                                 autorestart=datatypes.RestartUnconditionally, exitcodes=[0], options=options)
+        proc = process.Subprocess(config)
+        proc.state, proc.laststart, proc.pid = states.ProcessStates.RUNNING, now - 100, 4242
+        before = dict(vars(proc))
+        assert not transition_due(proc, now)
+        proc.transition()
+        assert vars(proc) == before and not options.logger.mock_calls
+        assert transition_due(proc, proc.laststart + 0.5)
+        proc.state = states.ProcessStates.EXITED
+        assert transition_due(proc, now)
 
 
 def test_process_Subprocess_event_map_on_the_instance_silences_events():

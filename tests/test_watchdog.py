@@ -4,11 +4,14 @@ supervisord starts it again, on the held socket (nothing refused). One that ping
 disturbed. Real supervisord, real clients under load."""
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 
 import pytest
 from harness import Releases, Supervisord, free_port, http_get, make_asgi_release, wait_for
 from load import Load
+from test_upgrade import upgrade
 
 pytestmark = [pytest.mark.e2e, pytest.mark.python_facing]  # real supervisords, programs and clients
 
@@ -91,3 +94,44 @@ def test_littleboss_serve_catches_a_handler_that_blocks_the_event_loop(sv):
     wait_for(lambda: http_get(("127.0.0.1", sv.port)).split()[1] == str(sv.info("web")["pid"]).encode(),
              what="the new process to answer")
     assert history(sv)[-1]["kind"] == "watchdog"
+
+
+def notify_socket(pid: int) -> str:
+    """The NOTIFY_SOCKET process ``pid`` was started with."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return next(v.partition(b"=")[2].decode() for v in environ if v.startswith(b"NOTIFY_SOCKET="))
+
+
+def sockets_named(pid: int, name: str) -> int:
+    """How many of process ``pid``'s fds are the unix socket bound to ``name`` (``@``: abstract)."""
+    inodes = {f"socket:[{line.split()[6]}]" for line in Path("/proc/net/unix").read_text().splitlines()[1:]
+              if line.split()[7:] == [name]}
+    return sum(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_one_notify_socket_serves_every_process_through_supervisords_reload_and_upgrade(sv):
+    """supervisord reads sd_notify on one socket, as systemd does: each process's messages count
+    for it alone (the kernel names the sender), through SIGHUP and an in-place upgrade."""
+    web2_port = free_port()
+    sv.littleboss_program("web2", sv.releases.v1, web2_port, sv.releases.allow, littleboss_watchdog=WATCHDOG)
+    web = start(sv, sv.releases.v1, window=0)
+    web2 = sv.wait_running("web2")
+    for name in ("web", "web2"):  # (then each runs the app, and its environment is the app's)
+        wait_for(lambda name=name: sv.rpc.littleboss.getProgramInfo(name)["notify_status"] == "httpapp v1 serving",
+                 what=f"{name}'s READY=1")
+    address = notify_socket(web)
+    assert address.startswith("@") and notify_socket(web2) == address
+    assert sockets_named(sv.proc.pid, address) == 1
+    for n, change in enumerate((sv.hup, lambda: upgrade(sv))):
+        change()
+        # a message sent now is read, and counted for the process that sent it
+        for name, port in (("web", sv.port), ("web2", web2_port)):
+            http_get(("127.0.0.1", port), f"/status?{name}-{n}")
+            wait_for(lambda name=name, n=n: sv.rpc.littleboss.getProgramInfo(name)["notify_status"] == f"{name}-{n}",
+                     what=f"{name}'s STATUS= after {('SIGHUP', 'the upgrade')[n]}")
+        assert [sv.info(name)["pid"] for name in ("web", "web2")] == [web, web2]
+        assert sockets_named(sv.proc.pid, address) == 1
+    assert "is hung" not in sv.log.read_text() and history(sv) == []  # their WATCHDOG=1 was read throughout
+    # a new process is ready on the socket the upgrade handed over
+    assert sv.rpc.littleboss.reload("web", sv.releases.v2)["phase"] == "done"
+    assert notify_socket(sv.info("web")["pid"]) == address and http_get(("127.0.0.1", sv.port)).startswith(b"v2 ")

@@ -71,6 +71,9 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path.startswith("/print?"):  # a line on stdout, for the tests of its log
             print(unquote(self.path.partition("?")[2]), flush=True)
             body = b"printed\n"
+        elif self.path.startswith("/status?"):  # STATUS= over sd_notify, from a server thread
+            notify(f"STATUS={unquote(self.path.partition('?')[2])}")
+            body = b"notified\n"
         else:
             body = f"{VERSION} {os.getpid()} {self.server.socket_name}\n".encode()
         self.send_response(200)
