@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 
 from supervisor.datatypes import Automatic
 from supervisor.dispatchers import POutputDispatcher
+from supervisor.http import deferring_http_channel
 from supervisor.options import ServerOptions, UnhosedConfigParser
 from supervisor.process import Subprocess
 from supervisor.socket_manager import SocketManager
@@ -469,6 +470,17 @@ def deferred(poll: Callable[[], object], rpcinterface: object) -> Callable[[], o
     poll.delay = DEFERRED_DELAY
     poll.rpcinterface = rpcinterface
     return poll
+
+
+def answer_deferred_now(options: ServerOptions) -> None:
+    """``deferring_http_channel.last_writable_check`` (since 3.0, the same to 4.3.0): a channel
+    whose deferred answer said ``NOT_DONE_YET`` polls it again once ``DEFERRED_DELAY`` has passed
+    since its last poll, asked when a pass begins (``writable``); reset, it polls in the next
+    pass. An answer now ready goes out at once, not up to DEFERRED_DELAY later, after a pass
+    that only waited for it."""
+    for dispatcher in options.get_socket_map().values():
+        if isinstance(dispatcher, deferring_http_channel) and dispatcher.delay:
+            dispatcher.last_writable_check = 0
 
 
 # --- supervisor.supervisorctl.Controller ---------------------------------------------------

@@ -38,7 +38,7 @@ from .connections import held_connections, socket_inodes
 from .contract import Kind
 from .events import WatchdogEvent
 from .faults import LittlebossRPCError
-from .glue import DEFERRED_DELAY, reap_now, reap_with, transition_due, write_program_log
+from .glue import answer_deferred_now, reap_now, reap_with, transition_due, write_program_log
 from .lifecycle import EXITED_ON_ITS_OWN, Launch, Program, Rollout, begin, refusal
 from .orphans import Orphans, ProcessRecord
 from .outcome import slot_part
@@ -47,7 +47,6 @@ from .sockets import REGISTRY, SocketSpec, serving_addresses
 from .validate import CheckedBinary, allowed_patterns, check_binary
 
 DRAIN_POLL = 0.2  # seconds between two looks at what a draining process still holds
-ANSWER_MARGIN = 0.005  # a deferred answer is polled once more than DEFERRED_DELAY after its last poll
 
 
 class LittlebossProcessGroup(ProcessGroup):
@@ -71,7 +70,6 @@ class LittlebossProcessGroup(ProcessGroup):
         # (config_pending) are swapped at the next transition
         self.config_due = False
         self.answered: Rollout | None = None  # the last rollout seen finished
-        self.answer_due = 0.0  # when a deferred answer waiting for it is polled again
         self.listeners: list[socket.socket] = []
         self.orphans = Orphans(config.name, state.processes, self._warn, self._forget)
         state.processes = list(self.orphans.records)  # recorded until they are gone
@@ -189,7 +187,7 @@ class LittlebossProcessGroup(ProcessGroup):
         if plugin.signalled:
             plugin.reap_signalled()
         rollout = self.rollout
-        if self.extras or self.orphans.records or self.config_due or self.answer_due \
+        if self.extras or self.orphans.records or self.config_due \
                 or self.config.littleboss.reload.watchdog or (rollout is not None and not rollout.settled):
             self._move_on(time.time())
         else:  # nothing under way (supervisord's loop asks every program each pass: kept cheap)
@@ -216,14 +214,10 @@ class LittlebossProcessGroup(ProcessGroup):
             self.rollout.step(now)
             if self.rollout.finished and self.answered is not self.rollout:
                 self.answered = self.rollout
-                if self.rollout.awaited:  # a deferred answer waiting for it goes out at its next poll
-                    self.answer_due = now + DEFERRED_DELAY + ANSWER_MARGIN  # (asked for every pass until then)
+                if self.rollout.awaited:  # a deferred answer waiting for it goes out in the next pass
+                    answer_deferred_now(self.config.options)
             self.rollout = self.rollout.successor or self.rollout
             ticker.wake_in(self.rollout.due_in(now))
-        if now < self.answer_due:
-            ticker.wake_in(self.answer_due - now)
-        else:
-            self.answer_due = 0.0
         if self.settings.watchdog:
             self._watch_dogs(now)
         for process in self.all_processes():

@@ -3,8 +3,8 @@
 supervisord's loop sleeps up to 1 s in poll(). Events end that sleep by themselves (a
 candidate's READY=1 on its notify socket, its output, a request, and a child's exit through
 ``wakeup.py``); what only time moves on does not: a readiness timeout, ``startsecs``, the
-end of ``littleboss_settle``, the next drain poll, a lameduck's SIGKILL, the deferred
-XML-RPC answer's next poll. ``wake_in(seconds)`` makes the loop pass then: this Linux
+end of ``littleboss_settle``, the next drain poll, a lameduck's SIGKILL. ``wake_in(seconds)``
+makes the loop pass then: this Linux
 timerfd, polled in every pass, is set to the earliest deadline any program asked for.
 While a reload runs, a pass comes at least every ``INTERVAL`` besides, a safety net for a
 deadline nobody asked for. Each pass goes over every program: the fewer, the cheaper a

@@ -343,6 +343,20 @@ def test_xmlrpc_and_http_faults_and_deferred_results():
     assert_params(xmlrpc.SupervisorTransport, "__init__", "self, username, password, serverurl")
 
 
+def test_http_deferring_channel_polls_its_answer_in_the_pass_after_its_check_is_reset():
+    """glue.answer_deferred_now: a channel waiting on a deferred answer (``delay``) is writable
+    once ``delay`` has passed since ``last_writable_check``, and at once after it is reset to 0;
+    the channels are in the socket map supervisord polls."""
+    channel = object.__new__(http.deferring_http_channel)  # (its state only: no connection)
+    channel.delay, now = 0.05, time.time()
+    channel.last_writable_check = now
+    assert not channel.writable(now + 0.01)
+    channel.last_writable_check = 0
+    assert channel.writable(now + 0.01) and channel.last_writable_check == now + 0.01
+    assert issubclass(http.deferring_http_channel, http.asyncore.dispatcher)  # in asyncore's socket map
+    assert_uses(options.ServerOptions.get_socket_map, "socket_map")
+
+
 def test_states_names():
     """The process and supervisord states littleboss reads and sets."""
     assert_attributes(states.ProcessStates, "STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED",
