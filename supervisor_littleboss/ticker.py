@@ -4,11 +4,12 @@ supervisord's loop sleeps up to 1 s in poll(). Events end that sleep by themselv
 candidate's READY=1 on its notify socket, its output, a request, and a child's exit through
 ``wakeup.py``); what only time moves on does not: a readiness timeout, ``startsecs``, the
 end of ``littleboss_settle``, the next drain poll, a lameduck's SIGKILL. ``wake_in(seconds)``
-makes the loop pass then: this Linux
-timerfd, polled in every pass, is set to the earliest deadline any program asked for.
-While a reload runs, a pass comes at least every ``INTERVAL`` besides, a safety net for a
-deadline nobody asked for. Each pass goes over every program: the fewer, the cheaper a
-reload among many programs. Idle, it is disarmed and costs nothing.
+makes the loop pass then: this Linux timerfd, polled in every pass, is set at the start of
+each pass to the earliest deadline a program asked for in the pass before (each asks in
+every pass for what it still needs, so one no longer needed wakes nothing). While a reload
+runs, a pass comes at least every ``INTERVAL`` besides, a safety net for a deadline nobody
+asked for. Each pass goes over every program: the fewer, the cheaper a reload among many
+programs. Idle, it is disarmed and costs nothing.
 
 One ticker per supervisord process, made at its first run and kept through SIGHUP (its fd
 spared), so that the main loop polls it under the same fd in every run.
@@ -56,7 +57,8 @@ class _LibcTimerfd:
 
 
 class Ticker:
-    """A supervisord dispatcher around a one-shot timerfd set to the earliest deadline asked for."""
+    """A supervisord dispatcher around a one-shot timerfd, set at the start of every pass of
+    the main loop to the earliest deadline asked for in the pass before."""
 
     def __init__(self) -> None:
         if hasattr(os, "timerfd_create"):
@@ -67,24 +69,36 @@ class Ticker:
             self.fd = libc.create()
             self._settime = lambda initial: libc.settime(self.fd, initial)
         self.due: float | None = None  # when the timer goes off (monotonic); None: disarmed
+        self.asked: float | None = None  # the earliest deadline asked for since this pass began
+        self.just_read = False  # (supervisord asks ``readable`` again right after a read)
 
     def keep_ticking(self) -> None:
         """A reload runs: the loop passes again within INTERVAL."""
         self.wake_in(INTERVAL)
 
     def wake_in(self, seconds: float | None) -> None:
-        """Make the loop pass in ``seconds`` (None: no deadline), unless an earlier pass is due:
-        every program shares this timer, and an earlier deadline is never put off."""
+        """Make the loop pass in ``seconds`` (None: no deadline), unless an earlier pass is
+        asked for: every program shares this timer. A program asks in every pass for what it
+        still needs; the timer is set when the next pass begins."""
         if seconds is None:
             return
-        now = time.monotonic()
-        due = now + max(seconds, SOONEST)
-        if self.due is None or self.due <= now or due < self.due:  # (one gone off is set again)
-            self._settime(due - now)
-            self.due = due
+        due = time.monotonic() + max(seconds, SOONEST)
+        if self.asked is None or due < self.asked:
+            self.asked = due
 
     def readable(self) -> bool:
-        return self.due is not None
+        """Asked by supervisord's loop at the start of every pass, before it polls (and after
+        this ticker's read): the timer is set to the earliest deadline the pass before asked
+        for, or disarmed. A deadline nobody asks for any more (a reload over, a process gone)
+        wakes nothing."""
+        if self.just_read:
+            self.just_read = False
+            return False  # until the next pass begins
+        due, self.asked = self.asked, None
+        if due != self.due:
+            self._settime(0 if due is None else max(due - time.monotonic(), SOONEST))  # (0 disarms it)
+            self.due = due
+        return due is not None
 
     def writable(self) -> bool:
         return False
@@ -94,12 +108,11 @@ class Ticker:
             os.read(self.fd, 8)  # the expiry count; reading it clears the fd's readiness
         except BlockingIOError:
             pass
-        if self.due is not None and self.due <= time.monotonic():  # (not one set again since it went off)
-            self.due = None
+        self.just_read = True
 
     def handle_error(self) -> None:
         self._settime(0)  # disarmed
-        self.due = None
+        self.due, self.just_read = None, False
 
 
 _SHARED: Ticker | None = None

@@ -417,34 +417,29 @@ def ticker(mocker):
     os.close(ticker.fd)
 
 
-def test_the_ticker_is_set_to_the_earliest_deadline_any_program_asked_for(ticker, mocker):
+def test_each_pass_the_ticker_is_set_to_the_earliest_deadline_asked_for_in_the_pass_before(ticker, mocker):
     ticker.wake_in(None)
     assert not ticker.readable() and not ticker.settime.called  # idle: disarmed, not polled
     ticker.keep_ticking()  # a reload runs: a pass within INTERVAL at the latest
     for seconds in (0.5, 0.010, 0.015, 0.002, INTERVAL):  # a later deadline never puts off an earlier one
         ticker.wake_in(seconds)
-    ticker.wake_in(-1)  # overdue: soon, never at once
-    assert ticker.settime.call_args_list == [mocker.call(pytest.approx(seconds))
-                                             for seconds in (INTERVAL, 0.010, 0.002, SOONEST)]
-    assert ticker.readable()
+    assert not ticker.settime.called  # set when the next pass begins
+    assert ticker.readable() and ticker.settime.call_args_list == [mocker.call(pytest.approx(0.002))]
     ticker.clock.return_value = 100.5
-    ticker.handle_read_event()  # gone off: disarmed until asked again
-    assert not ticker.readable()
+    ticker.handle_read_event()  # gone off
+    assert not ticker.readable()  # (asked again after its read: nothing changes before the next pass)
+    ticker.wake_in(-1)  # overdue: soon, never at once
+    assert ticker.readable() and ticker.settime.call_args[0] == (pytest.approx(SOONEST),)
+    assert not ticker.readable() and ticker.settime.call_args[0] == (0,)  # nothing asked for: disarmed
 
 
-def test_a_ticker_set_again_before_its_read_stays_armed(ticker):
-    ticker.wake_in(0.010)
-    ticker.clock.return_value = 100.5  # gone off; a reload begins in this pass before the ticker is read
+def test_a_deadline_nobody_asks_for_any_more_wakes_nothing(ticker, mocker):
     ticker.keep_ticking()
-    ticker.handle_read_event()  # (setting it again cleared its expiry: nothing to read)
-    assert ticker.readable() and ticker.due == pytest.approx(100.5 + INTERVAL)
-
-
-def test_a_ticker_gone_off_but_not_read_yet_is_set_again_for_a_later_deadline(ticker, mocker):
-    ticker.wake_in(0.010)
-    ticker.clock.return_value = 100.5  # it went off; the pass that reads it has not come yet
-    ticker.wake_in(0.060)  # a program finished its reload in this pass: its answer's poll is due later
-    assert ticker.settime.call_args_list == [mocker.call(pytest.approx(0.010)), mocker.call(pytest.approx(0.060))]
+    ticker.wake_in(0.2)  # say a drain poll, for a process that has exited by the next pass
+    assert ticker.readable() and ticker.due == pytest.approx(100.2)
+    ticker.clock.return_value = 100.01
+    ticker.wake_in(1.0)  # still asked for: the reload's next deadline; the reload is over
+    assert ticker.readable() and ticker.settime.call_args == mocker.call(pytest.approx(1.0))
 
 
 @pytest.mark.parametrize(("role", "state", "delay", "poll", "due"), [
@@ -465,9 +460,11 @@ def test_the_ticker_wakes_a_poll_when_its_deadline_comes():
         poller.register(ticker.fd, select.POLLIN)
         assert poller.poll(0) == []
         ticker.wake_in(0.01)
+        assert ticker.readable()  # a pass begins
         assert poller.poll(5000) == [(ticker.fd, select.POLLIN)]  # within 5 s: a deadline, not a sleep
         ticker.handle_read_event()
-        assert poller.poll(0) == [] and not ticker.readable()
+        assert not ticker.readable() and poller.poll(0) == []
+        assert not ticker.readable()  # the next pass: nothing asked for
     finally:
         os.close(ticker.fd)
 
