@@ -462,12 +462,13 @@ class HeldSocketManager(SocketManager):
 
 # --- supervisor.xmlrpc / supervisor.http ---------------------------------------------------
 
-def deferred(poll: Callable[[], object], rpcinterface: object) -> Callable[[], object]:
+def deferred(poll: Callable[[], object], rpcinterface: object, delay: float = DEFERRED_DELAY) -> Callable[[], object]:
     """A deferred XML-RPC answer (since 3.0, as ``startProcess`` with ``wait``): supervisord
-    calls ``poll`` every ``DEFERRED_DELAY`` seconds until it returns something other than
-    ``NOT_DONE_YET`` (or raises a fault), serving other requests meanwhile. If the client
+    calls ``poll`` at once, then every ``delay`` seconds (each poll a pass of its main loop)
+    until it returns something other than ``NOT_DONE_YET`` (or raises a fault), serving other
+    requests meanwhile; ``answer_deferred_now`` has it polled in the next pass. If the client
     goes away, polling stops: never drive work from ``poll``."""
-    poll.delay = DEFERRED_DELAY
+    poll.delay = delay
     poll.rpcinterface = rpcinterface
     return poll
 

@@ -15,7 +15,7 @@ from .exporter import PATH as METRICS_PATH
 from .exporter import VIEW as METRICS_VIEW
 from .faults import LittlebossFaults as F
 from .faults import LittlebossRPCError
-from .glue import LISTEN_FDS_START, add_web_view, check_groups_when_parsed, deferred, link_status_page
+from .glue import DEFERRED_DELAY, LISTEN_FDS_START, add_web_view, check_groups_when_parsed, deferred, link_status_page
 from .group import LittlebossProcessGroup
 from .lifecycle import Launch, Rollout
 from .plugin import Plugin, install
@@ -26,6 +26,7 @@ from .validate import check_binary
 from .web import PAGE, littleboss_view
 
 API_VERSION = "1.0"
+ANSWER_POLL = 0.25  # seconds between polls of a rollout's deferred answer, in case its group's call is missed
 
 # supervisord imports this module (the [rpcinterface:littleboss] factory's) while it reads its
 # configuration, before it parses the programs: from then on a bad littleboss setting stops
@@ -375,7 +376,9 @@ class LittlebossNamespaceRPCInterface:
             return reload.result(time.time())
 
         reload.awaited += 1
-        return deferred(finished, self)
+        # a rollout's group has its answer polled in the pass after it finished: polled meanwhile
+        # only in case that is missed (each poll costs supervisord a pass over every program)
+        return deferred(finished, self, ANSWER_POLL if isinstance(reload, Rollout) else DEFERRED_DELAY)
 
 
 def make_littleboss_rpcinterface(supervisord, **config) -> LittlebossNamespaceRPCInterface:

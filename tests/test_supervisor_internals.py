@@ -31,7 +31,7 @@ from supervisor import (
 )
 from supervisor import supervisord as supervisord_module
 
-from supervisor_littleboss.glue import transition_due
+from supervisor_littleboss.glue import answer_deferred_now, transition_due
 
 
 def dotted(owner: object) -> str:
@@ -347,11 +347,12 @@ def test_http_deferring_channel_polls_its_answer_in_the_pass_after_its_check_is_
     """glue.answer_deferred_now: a channel waiting on a deferred answer (``delay``) is writable
     once ``delay`` has passed since ``last_writable_check``, and at once after it is reset to 0;
     the channels are in the socket map supervisord polls."""
-    channel = object.__new__(http.deferring_http_channel)  # (its state only: no connection)
-    channel.delay, now = 0.05, time.time()
-    channel.last_writable_check = now
+    channel, idle = (object.__new__(http.deferring_http_channel) for _ in range(2))  # (their state only)
+    channel.delay, now = 0.25, time.time()
+    channel.last_writable_check = idle.last_writable_check = now
     assert not channel.writable(now + 0.01)
-    channel.last_writable_check = 0
+    answer_deferred_now(SimpleNamespace(get_socket_map=lambda: {7: channel, 8: idle, 9: object()}))
+    assert idle.last_writable_check == now  # no deferred answer: left alone
     assert channel.writable(now + 0.01) and channel.last_writable_check == now + 0.01
     assert issubclass(http.deferring_http_channel, http.asyncore.dispatcher)  # in asyncore's socket map
     assert_uses(options.ServerOptions.get_socket_map, "socket_map")
