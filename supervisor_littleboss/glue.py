@@ -426,11 +426,6 @@ def reap_with(options: ServerOptions, pid: int, child: object) -> None:
     options.pidhistory[pid] = child
 
 
-def spawned(options: ServerOptions, pid: int) -> object | None:
-    """``ServerOptions.pidhistory`` (since 3.0): the process (or child) supervisord reaps as ``pid``."""
-    return options.pidhistory.get(pid)
-
-
 # --- supervisor.socket_manager.SocketManager ----------------------------------------------
 
 class HeldSocketManager(SocketManager):

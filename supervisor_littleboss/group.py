@@ -187,8 +187,8 @@ class LittlebossProcessGroup(ProcessGroup):
         if plugin.signalled:
             plugin.reap_signalled()
         rollout = self.rollout
-        if self.extras or self.orphans.records or self.config_due \
-                or self.config.littleboss.reload.watchdog or (rollout is not None and not rollout.settled):
+        if self.extras or self.orphans.records or self.config_due or self.config.littleboss.reload.watchdog \
+                or (rollout is not None and (not rollout.settled or self.answered is not rollout)):
             self._move_on(time.time())
         else:  # nothing under way (supervisord's loop asks every program each pass: kept cheap)
             now = time.time()

@@ -2,7 +2,7 @@
 
 supervisord re-executes itself in its own pid (``littleboss.upgrade``). The processes of its
 littleboss programs stay its children, and the fds it holds for them (listening sockets,
-output pipes, the notify socket) stay open across the exec; the record says what each of those
+output pipes, notify sockets) stay open across the exec; the record says what each of those
 fds is, and what each process was started with. The old code writes it just before the exec,
 the new code reads it once as it starts, and removes it.
 
@@ -16,8 +16,8 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
-FORMAT = 2  # the format this code writes (2: one NOTIFY_SOCKET for all processes)
-READS = (1, 2)  # the formats it reads
+FORMAT = 1  # the format this code writes
+READS = (1,)  # the formats it reads
 ENVIRONMENT = "LITTLEBOSS_HANDOVER"  # the record's path, in the re-executed supervisord's environment
 CHANNELS = ("stdin", "stdout", "stderr")
 LOGS = ("stdout_logfile", "stderr_logfile")
@@ -37,11 +37,10 @@ class HandedProcess:
     running_path: str  # the file it was started from
     settings: dict[str, str]  # what it was started with (its program section, as text)
     logs: dict[str, str] = field(default_factory=dict)  # its log files, AUTO ones by their names
-    notify: int | None = None  # supervisord's end of a NOTIFY_SOCKET of its own (format 1)
+    notify: int | None = None  # supervisord's end of its NOTIFY_SOCKET
     ready: bool = False
     ready_at: float = 0.0
     status: str = ""  # its last STATUS=
-    notify_socket: str = ""  # the shared NOTIFY_SOCKET it was started with (format 2)
 
     def fds(self) -> set[int]:
         return {*self.pipes.values(), *([] if self.notify is None else [self.notify])}
@@ -66,12 +65,11 @@ class Handover:
     sockets: dict[str, int]  # the fd of each listening socket held, by URL
     programs: dict[str, HandedProgram]
     format: int = FORMAT
-    notify: int | None = None  # the shared NOTIFY_SOCKET (format 2)
 
     def fds(self) -> set[int]:
         """Every fd the new code takes up."""
-        return {*self.sockets.values(), *([] if self.notify is None else [self.notify]),
-                *(fd for program in self.programs.values() for process in program.processes for fd in process.fds())}
+        return {*self.sockets.values(), *(fd for program in self.programs.values()
+                                          for process in program.processes for fd in process.fds())}
 
     def log_files(self) -> set[str]:
         """The log files the processes handed over write."""

@@ -24,12 +24,11 @@ from .glue import (
     reparse,
     replace_groups,
     spare_fds_on_sighup,
-    spawned,
     stay_in_foreground,
     stop_polling,
 )
 from .group import LittlebossProcessGroup
-from .notify import NotifyReceiver, address, notify_fds, shared_socket
+from .notify import notify_fds, notify_poll
 from .restart import KEPT, abandon, kept_fds, kept_logs, resume
 from .sockets import REGISTRY
 from .state import StateStore
@@ -55,7 +54,6 @@ class Plugin:
         self.preflight = None  # the last upgrade's preflight
         self.previous_run_left = False  # a run that supervisord's SIGHUP ended left its objects
         self.signalled = False  # a signal woke the main loop: a child may have exited
-        self.notifications: NotifyReceiver | None = None  # the reader of the shared NOTIFY_SOCKET
 
     def next_config(self, name: str) -> LittlebossGroupConfig | None:
         """On supervisord's restart: the configuration the next run gives littleboss program
@@ -88,18 +86,6 @@ class Plugin:
         groups = self.supervisord.process_groups.values()
         if any(not isinstance(group.config, LittlebossGroupConfig) for group in groups):
             self.ticker.wake_in(0)
-
-    def notify_socket(self) -> str:
-        """The ``NOTIFY_SOCKET`` of every process spawned (``notify.py``), read in every pass of
-        this run from the first call on. OSError if it cannot be made."""
-        if self.notifications is None:
-            self.notifications = NotifyReceiver(shared_socket(), self.spawned, self.options.logger)
-            poll_in_every_pass(self.options, self.notifications.fd, self.notifications)
-        return address(self.notifications.socket)
-
-    def spawned(self, pid: int):
-        """The process (or child) of this run that is ``pid``, if any."""
-        return spawned(self.options, pid)
 
     def save_state(self, program: str | None = None) -> None:
         """The state changed (``program``'s; None: supervisord's counts): it is written once per
@@ -173,9 +159,8 @@ def end_run(plugin: Plugin, wakeup: Wakeup) -> None:
     """A run of supervisord ended: nothing of this run is polled or woken any more (the next
     run may not load littleboss), then an upgrade under way hands over."""
     wakeup.close()
-    for dispatcher in (wakeup, plugin.ticker, plugin.notifications):
-        if dispatcher is not None:
-            stop_polling(plugin.options, dispatcher.fd)
+    for dispatcher in (wakeup, plugin.ticker, notify_poll()):
+        stop_polling(plugin.options, dispatcher.fd)
     hand_over(plugin)
 
 
@@ -194,7 +179,8 @@ def install(supervisord, state_file: str | None = None) -> Plugin:
     keep_logs_on_sighup(kept_logs)
     plugin = options.littleboss = Plugin(supervisord, state_file)
     wakeup = Wakeup(plugin)  # a signal ends the main loop's poll: a child's exit is acted on at once
-    for dispatcher in (wakeup, plugin.ticker):
+    notify_poll().logger = options.logger
+    for dispatcher in (wakeup, plugin.ticker, notify_poll()):
         poll_in_every_pass(options, dispatcher.fd, dispatcher)
     arriving = ARRIVAL is not None and not ARRIVAL.done
     # this run of supervisord, counted for the metrics: after an upgrade, a start or a SIGHUP
@@ -206,8 +192,6 @@ def install(supervisord, state_file: str | None = None) -> Plugin:
         if ARRIVAL.record:
             os.chdir(ARRIVAL.record.cwd)
         take_up_sockets(options.logger)
-    if notify_fds():  # processes that run on (through SIGHUP or an upgrade) may send to it
-        plugin.notify_socket()
     wrap_groups_from_parser(options)
     plugin.adopt_groups()
     if arriving:

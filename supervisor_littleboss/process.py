@@ -20,7 +20,7 @@ from supervisor.process import ProcessGroup, Subprocess
 from supervisor.states import STOPPED_STATES, ProcessStates
 
 from .glue import ChildSetupSubprocess, close_loggers, output_dispatchers, share_loggers, silence_events, tap_output
-from .notify import Notifications, NotifyReceiver
+from .notify import NotifyReceiver
 from .orphans import kill_group
 from .outcome import last_lines
 from .validate import CheckedBinary
@@ -54,9 +54,7 @@ class LittlebossSubprocess(ChildSetupSubprocess):
 
     group: ProcessGroup  # its LittlebossProcessGroup
     role = Role.SERVING
-    notify: Notifications | None = None  # what its run has told over sd_notify, if it is asked to
-    # the NOTIFY_SOCKET of its own an older littleboss gave it, handed over by an in-place upgrade
-    own_notify: NotifyReceiver | None = None
+    notify: NotifyReceiver | None = None
     last_pid = 0
     last_exit = ""  # how its last run ended, e.g. "exit status 3"
     binary: CheckedBinary | None = None  # a checked new binary: its next spawn runs exactly that file
@@ -87,10 +85,9 @@ class LittlebossSubprocess(ChildSetupSubprocess):
             if reason:
                 self._give_up(reason)
                 return None
-            self.notify = None
             if self.group.settings.ready == "notify" or self.group.settings.watchdog:
                 try:
-                    self.notify = Notifications(self.group.plugin.notify_socket())
+                    self.notify = NotifyReceiver(self)
                 except OSError as exc:
                     self._give_up(f"littleboss: program {self.config.name!r} cannot open its NOTIFY_SOCKET: {exc}")
                     return None
@@ -104,6 +101,8 @@ class LittlebossSubprocess(ChildSetupSubprocess):
             self.last_pid = pid
             self.group.track(pid)
             self.watch_output()
+        elif self.notify:
+            self.notify.close()
         return pid
 
     def resolved_command_path(self) -> str:
@@ -160,9 +159,8 @@ class LittlebossSubprocess(ChildSetupSubprocess):
         self._end_run(dispatchers)
         self.group.untrack(pid)
         self.last_exit = decode_wait_status(sts)[1]
-        if self.own_notify:
-            self.own_notify.close()
-            self.own_notify = None
+        if self.notify:
+            self.notify.close()
         if self.role is Role.DISCARDED:
             self.kill_process_group()  # whatever it forked must not outlive it
         self.group.process_exited(self)

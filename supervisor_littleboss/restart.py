@@ -154,6 +154,8 @@ def abandon(logger) -> None:
     read it): their processes are sent their stop signal."""
     for group in KEPT.values():
         for process in group.all_processes():
+            if process.notify:  # no longer read
+                process.notify.close()
             if process.pid:
                 logger.warn(f"littleboss: {group.name}: pid {process.pid} ran on through supervisord's reload, "
                             "but the program is no longer configured so: stopping it")
@@ -165,8 +167,8 @@ def abandon(logger) -> None:
 
 
 def kept_fds() -> set[int]:
-    """The fds supervisord reads its kept processes through (pipes, NOTIFY_SOCKET) and those of
-    the log files it writes their output to."""
+    """The fds supervisord reads its kept processes' output through (their notify sockets are
+    spared with ``notify.notify_fds``) and those of the log files it writes their output to."""
     return {fd for group in KEPT.values() for process in group.all_processes()
             for pipe, dispatcher in process.dispatchers.items() for fd in (pipe, *logger_fds(dispatcher))}
 

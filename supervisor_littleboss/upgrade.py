@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import sys
 import time
 from datetime import datetime
@@ -22,7 +23,7 @@ from .faults import LittlebossFaults as F
 from .faults import LittlebossRPCError
 from .glue import fill_auto_logs, keep_logs_on_sighup, process_settings, reap_with, same_settings, take_up_pipes
 from .handover import CHANNELS, ENVIRONMENT, FORMAT, LOGS, HandedProcess, HandedProgram, Handover
-from .notify import Notifications, NotifyReceiver, address, notify_fds, open_socket, shared_socket
+from .notify import NotifyReceiver
 from .orphans import ProcessRecord
 from .outcome import version_changes
 from .preflight import LAUNCH_DIR, RUNNING, Preflight, command
@@ -164,8 +165,7 @@ def hand_over(plugin) -> None:
         return
     plugin.flush_state()
     record = Handover(os.getpid(), os.getcwd(), UPGRADES + 1, RUNNING, REGISTRY.fds_by_url(),
-                      {name: handed_program(group) for name, group in KEPT.items()},
-                      notify=next(iter(notify_fds()), None))
+                      {name: handed_program(group) for name, group in KEPT.items()})
     path = os.path.join(os.path.dirname(plugin.state.path), HANDOVER_FILE_NAME)
     fds = record.fds()
     try:
@@ -218,27 +218,20 @@ def handed_process(process) -> HandedProcess | None:
     dispatchers = process.dispatchers
     pipes = {channel: fd for channel in CHANNELS
              if (fd := process.pipes.get(channel)) is not None and fd in dispatchers and not dispatchers[fd].closed}
-    notify, own = process.notify, process.own_notify
+    notify = process.notify if process.notify is not None and not process.notify.closed else None
     config = process.config
     return HandedProcess(
         process.slot, config.name, process.pid, record.start, process.laststart,
         getProcessStateDescription(process.state), pipes, process.running_path or process.resolved_command_path(),
         process_settings(config), {key: getattr(config, key) for key in LOGS if isinstance(getattr(config, key), str)},
-        own.fd if own else None, bool(notify and notify.ready), notify.ready_at if notify else 0.0,
-        notify.status if notify else "", notify.address if notify and not own else "")
+        notify.fd if notify else None, bool(notify and notify.ready), notify.ready_at if notify else 0.0,
+        notify.status if notify else "")
 
 
 # --- the new code: take the processes up ---------------------------------------------------
 
 def take_up_sockets(logger) -> None:
-    """Hold every listening socket the old code held (before any group binds), and the
-    shared NOTIFY_SOCKET."""
-    fd = ARRIVAL.record.notify if ARRIVAL and ARRIVAL.record else None
-    if fd is not None:
-        try:
-            shared_socket(taken=fd)
-        except OSError as exc:
-            logger.error(f"littleboss: the NOTIFY_SOCKET handed over by the upgrade cannot be read: {exc}")
+    """Hold every listening socket the old code held (before any group binds)."""
     for url, fd in (ARRIVAL.record.sockets.items() if ARRIVAL and ARRIVAL.record else ()):
         try:
             REGISTRY.take_up(url, fd, logger)
@@ -285,14 +278,8 @@ def take_up(process, handed: HandedProcess) -> None:
     for fd in handed.fds():
         os.set_inheritable(fd, False)
     take_up_pipes(process, handed.pipes)
-    notify_socket = handed.notify_socket
-    if handed.notify is not None:  # a NOTIFY_SOCKET of its own (an older littleboss): read as the shared one
-        plugin = process.group.plugin
-        process.own_notify = NotifyReceiver(open_socket(handed.notify), plugin.spawned, plugin.options.logger)
-        process.dispatchers[process.own_notify.fd] = process.own_notify
-        notify_socket = address(process.own_notify.socket)
-    if notify_socket:
-        process.notify = Notifications(notify_socket)
+    if handed.notify is not None:
+        process.notify = NotifyReceiver(process, socket.socket(fileno=handed.notify))
         process.notify.ready, process.notify.ready_at, process.notify.status = (
             handed.ready, handed.ready_at, handed.status)
         process.notify.pinged_at = time.time()  # littleboss_watchdog: counted afresh from the upgrade

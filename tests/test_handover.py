@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -39,20 +38,11 @@ def test_a_record_reads_back_as_written(tmp_path):
 def test_the_first_format_is_read_by_this_release():
     read = Handover.read(str(FORMAT_1))
     assert read.format == 1 and read.programs["web"].processes[0].pid == 5001
-    assert read.notify is None and read.programs["web"].processes[0].notify_socket == ""
-
-
-def test_the_shared_notify_socket_is_handed_over(tmp_path):
-    """Format 2: one NOTIFY_SOCKET for every process, its fd handed over with the sockets."""
-    path = tmp_path / "handover.json"
-    shared = replace(record(), notify=11)
-    shared.write(str(path))
-    assert Handover.read(str(path)) == shared and shared.format == 2 and 11 in shared.fds()
 
 
 @pytest.mark.parametrize(("text", "reason"), [
     ("{", "not valid JSON"),
-    ('{"format": 99}', "format 99, and this littleboss reads format(s) 1, 2"),
+    ('{"format": 99}', "format 99, and this littleboss reads format(s) 1"),
     ("[]", "format None"),
     ('{"format": 1, "pid": 1}', "not a handover record"),
 ])

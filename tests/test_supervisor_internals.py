@@ -358,6 +358,13 @@ def test_http_deferring_channel_polls_its_answer_in_the_pass_after_its_check_is_
     assert_uses(options.ServerOptions.get_socket_map, "socket_map")
 
 
+def test_supervisord_runforever_asks_readable_before_each_poll():
+    """ticker.py arms its timer in ``readable()``: the main loop asks every dispatcher before
+    its poll (and again after a read, then unregisters one no longer readable)."""
+    assert_uses(supervisord_module.Supervisor.runforever, "readable", "register_readable", "poll",
+                "handle_read_event", "unregister_readable")
+
+
 def test_states_names():
     """The process and supervisord states littleboss reads and sets."""
     assert_attributes(states.ProcessStates, "STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED",
