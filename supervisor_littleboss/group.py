@@ -71,6 +71,7 @@ class LittlebossProcessGroup(ProcessGroup):
         self.config_due = False
         self.answered: Rollout | None = None  # the last rollout seen finished
         self.listeners: list[socket.socket] = []
+        self.stdin_waiting = False  # a process's stdin has input to write (sendProcessStdin)
         self.orphans = Orphans(config.name, state.processes, self._warn, self._forget)
         state.processes = list(self.orphans.records)  # recorded until they are gone
         self.save_state()
@@ -230,14 +231,15 @@ class LittlebossProcessGroup(ProcessGroup):
             ticker.wake_in(extra_due_in(process, now))
 
     def get_dispatchers(self) -> dict:
-        """Every process's dispatchers (supervisord's loop only reads them, every pass: one
-        process's own dict when it is the only one, not a copy)."""
-        if len(self.processes) == 1 and not self.extras:
-            return next(iter(self.processes.values())).dispatchers
-        dispatchers = super().get_dispatchers()
-        for process in self.extras:
-            dispatchers.update(process.dispatchers)
-        return dispatchers
+        """What supervisord's loop polls for the program itself, every pass: a process's stdin
+        while input from ``sendProcessStdin`` waits to be written. Its processes' output and
+        notify sockets are read through ``readpoll``: one fd for every program."""
+        if not self.stdin_waiting:
+            return {}
+        waiting = {fd: dispatcher for process in self.all_processes()
+                   for fd, dispatcher in process.dispatchers.items() if dispatcher.writable()}
+        self.stdin_waiting = bool(waiting)
+        return waiting
 
     def busy(self) -> bool:
         """A reload is under way or processes drain: the main loop must pass often."""

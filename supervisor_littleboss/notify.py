@@ -4,29 +4,22 @@ A datagram socket in the abstract namespace. The kernel tells us the sender's pi
 (``SO_PASSCRED``): only the process supervisord spawned counts, not a child it forked.
 Each process has its own: a socket holds only ``net.unix.max_dgram_qlen`` messages
 (often 10) before its senders block, and one process's messages never hold up another's.
-
-Every process's socket is in one epoll set (``NotifyPoll``), whose one fd supervisord's
-main loop polls: a ``READY=1`` wakes the loop at once, and the loop, which goes over every
-fd it polls in every pass, has one fd more, not one more per process. The set is made once
-per supervisord process and kept through SIGHUP (its fd, and the sockets of the processes
-that run on, spared).
+It is read through ``readpoll``'s set, whose fd supervisord's main loop polls: a
+``READY=1`` wakes the loop at once.
 """
 from __future__ import annotations
 
-import contextlib
-import functools
-import select
 import socket
 import struct
 import time
-import traceback
+
+from .readpoll import read_poll
 
 _CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
 class NotifyReceiver:
-    """The ``sd_notify`` messages of one process, read from its socket when ``NotifyPoll``
-    finds it readable."""
+    """A dispatcher that reads ``sd_notify`` messages for one process (through ``readpoll``)."""
 
     def __init__(self, process, taken: socket.socket | None = None) -> None:
         """A new socket for ``process``; or ``taken``, the one it was started with, kept open
@@ -40,7 +33,7 @@ class NotifyReceiver:
             self.socket.setblocking(False)
             self.name = self.socket.getsockname()[1:].decode()
             self.fd = self.socket.fileno()
-            notify_poll().watch(self)  # read from now on
+            read_poll().watch(self.fd, self)  # read from now on
         except OSError:
             self.socket.close()
             raise
@@ -56,6 +49,9 @@ class NotifyReceiver:
     def address(self) -> str:
         """The ``NOTIFY_SOCKET`` value (``@`` marks the abstract namespace)."""
         return "@" + self.name
+
+    def readable(self) -> bool:
+        return not self.closed
 
     def handle_read_event(self) -> None:
         for _ in range(64):  # bounded: a chatty program cannot stall supervisord
@@ -97,71 +93,13 @@ class NotifyReceiver:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            notify_poll().forget(self)
+            read_poll().forget(self.fd, self)
             self.socket.close()
 
 
 def _digits(value: str) -> bool:
     """A number of microseconds, as ``EXTEND_TIMEOUT_USEC`` holds (ASCII digits, not too many)."""
     return value.isascii() and value.isdigit() and len(value) <= 18
-
-
-class NotifyPoll:
-    """A supervisord dispatcher around one epoll set of every process's notify socket: readable
-    when any of them is; each one readable is read by its own receiver."""
-
-    def __init__(self) -> None:
-        self.epoll = select.epoll()  # (close-on-exec)
-        self.fd = self.epoll.fileno()
-        self.receivers: dict[int, NotifyReceiver] = {}
-        self.logger = None  # the running supervisord's
-
-    def watch(self, receiver: NotifyReceiver) -> None:
-        self.epoll.register(receiver.fd, select.EPOLLIN)
-        self.receivers[receiver.fd] = receiver
-
-    def forget(self, receiver: NotifyReceiver) -> None:
-        """Before ``receiver``'s socket is closed."""
-        if self.receivers.get(receiver.fd) is receiver:
-            del self.receivers[receiver.fd]
-            with contextlib.suppress(OSError):
-                self.epoll.unregister(receiver.fd)
-
-    def fds(self) -> set[int]:
-        """The set's fd and every socket in it."""
-        return {self.fd, *self.receivers}
-
-    def readable(self) -> bool:
-        return True
-
-    def writable(self) -> bool:
-        return False
-
-    def handle_read_event(self) -> None:
-        for fd, _ in self.epoll.poll(0):
-            receiver = self.receivers.get(fd)
-            if receiver is None:
-                continue
-            try:
-                receiver.handle_read_event()
-            except Exception:  # as supervisord does for a dispatcher: that socket alone is closed
-                receiver.handle_error()
-
-    def handle_error(self) -> None:
-        if self.logger is not None:
-            self.logger.critical(f"littleboss: reading the notify sockets failed: {traceback.format_exc()}")
-
-
-@functools.cache
-def notify_poll() -> NotifyPoll:
-    """This supervisord process's set of notify sockets, made at the first call."""
-    return NotifyPoll()
-
-
-def notify_fds() -> set[int]:
-    """The set's fd and the sockets in it, spared on SIGHUP (a process that does not run on
-    closed its socket when it ended)."""
-    return notify_poll().fds()
 
 
 def _sender_pid(ancillary: list) -> int | None:

@@ -28,7 +28,7 @@ from .glue import (
     stop_polling,
 )
 from .group import LittlebossProcessGroup
-from .notify import notify_fds, notify_poll
+from .readpoll import read_poll, read_poll_fds
 from .restart import KEPT, abandon, kept_fds, kept_logs, resume
 from .sockets import REGISTRY
 from .state import StateStore
@@ -159,7 +159,7 @@ def end_run(plugin: Plugin, wakeup: Wakeup) -> None:
     """A run of supervisord ended: nothing of this run is polled or woken any more (the next
     run may not load littleboss), then an upgrade under way hands over."""
     wakeup.close()
-    for dispatcher in (wakeup, plugin.ticker, notify_poll()):
+    for dispatcher in (wakeup, plugin.ticker, read_poll()):
         stop_polling(plugin.options, dispatcher.fd)
     hand_over(plugin)
 
@@ -175,12 +175,12 @@ def install(supervisord, state_file: str | None = None) -> Plugin:
     spare_fds_on_sighup(kept_fds)
     spare_fds_on_sighup(wakeup_fds)
     spare_fds_on_sighup(ticker_fds)
-    spare_fds_on_sighup(notify_fds)
+    spare_fds_on_sighup(read_poll_fds)
     keep_logs_on_sighup(kept_logs)
     plugin = options.littleboss = Plugin(supervisord, state_file)
     wakeup = Wakeup(plugin)  # a signal ends the main loop's poll: a child's exit is acted on at once
-    notify_poll().logger = options.logger
-    for dispatcher in (wakeup, plugin.ticker, notify_poll()):
+    read_poll().logger = options.logger
+    for dispatcher in (wakeup, plugin.ticker, read_poll()):
         poll_in_every_pass(options, dispatcher.fd, dispatcher)
     arriving = ARRIVAL is not None and not ARRIVAL.done
     # this run of supervisord, counted for the metrics: after an upgrade, a start or a SIGHUP

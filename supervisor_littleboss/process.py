@@ -23,6 +23,7 @@ from .glue import ChildSetupSubprocess, close_loggers, output_dispatchers, share
 from .notify import NotifyReceiver
 from .orphans import kill_group
 from .outcome import last_lines
+from .readpoll import read_poll
 from .validate import CheckedBinary
 
 TAIL_BYTES = 2048
@@ -110,16 +111,25 @@ class LittlebossSubprocess(ChildSetupSubprocess):
         return os.path.realpath(executable_path(self))
 
     def watch_output(self) -> None:
-        """In the parent, after a spawn: keep the tail of stderr (a candidate with the serving
-        process's settings writes to its log files)."""
+        """In the parent, after a spawn: read its output (through ``readpoll``), keeping the
+        tail of stderr (a candidate with the serving process's settings writes to its log files)."""
         if self.role is Role.CANDIDATE:
             serving = self.group.serving(self.slot)
             if same_logs(self.config, serving.config):  # else (new settings) its own log files
                 share_loggers(self, serving)
-        channel = "stdout" if self.config.redirect_stderr else "stderr"
-        dispatcher = output_dispatchers(self).get(channel)
+        outputs = output_dispatchers(self)
+        dispatcher = outputs.get("stdout" if self.config.redirect_stderr else "stderr")
         if dispatcher is not None:
             tap_output(dispatcher, self._keep_tail)
+        for dispatcher in outputs.values():
+            if dispatcher.readable():
+                read_poll().watch(dispatcher.fd, dispatcher)
+
+    def write(self, chars) -> None:
+        """``sendProcessStdin``: what the pipe does not take at once is written when supervisord's
+        loop finds it writable (``group.get_dispatchers``)."""
+        super().write(chars)
+        self.group.stdin_waiting = True
 
     def _keep_tail(self, data: bytes) -> None:
         self.tail.extend(data)
@@ -168,7 +178,9 @@ class LittlebossSubprocess(ChildSetupSubprocess):
     def _end_run(self, dispatchers: list) -> None:
         """Release what the run's dispatchers hold now: close the loggers no other live process
         of the program writes through (a candidate writes through the serving process's: the
-        last one to end closes them)."""
+        last one to end closes them); its pipes, closed, are no longer read."""
+        for dispatcher in dispatchers:
+            read_poll().forget(dispatcher.fd, dispatcher)
         close_loggers(dispatchers, keep=self.group.all_processes())
 
     def stop(self):

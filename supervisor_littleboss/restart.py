@@ -167,8 +167,8 @@ def abandon(logger) -> None:
 
 
 def kept_fds() -> set[int]:
-    """The fds supervisord reads its kept processes' output through (their notify sockets are
-    spared with ``notify.notify_fds``) and those of the log files it writes their output to."""
+    """The fds supervisord reads its kept processes through (pipes; their notify sockets are
+    spared with ``readpoll.read_poll_fds``) and those of the log files it writes their output to."""
     return {fd for group in KEPT.values() for process in group.all_processes()
             for pipe, dispatcher in process.dispatchers.items() for fd in (pipe, *logger_fds(dispatcher))}
 

@@ -9,7 +9,7 @@ import supervisor_littleboss
 PACKAGE = Path(supervisor_littleboss.__file__).parent
 LEAVES = {"__init__", "program", "serve", "config", "sockets", "notify", "ticker", "state", "validate", "orphans",
           "check", "contract", "faults", "events", "outcome", "glue", "handover", "preflight", "metrics",
-          "connections", "child", "wakeup"}
+          "connections", "child", "wakeup", "readpoll"}
 MIDDLE = {"binaries", "lifecycle", "restart", "process", "group", "upgrade"}
 FACES = {"plugin", "rpcinterface", "controller", "web", "exporter"}
 # the RPC interface's factory installs the plugin and serves the page: the one face that knows others

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from supervisor_littleboss.notify import NotifyReceiver, notify_fds, notify_poll
+from supervisor_littleboss.notify import NotifyReceiver
+from supervisor_littleboss.readpoll import read_poll, read_poll_fds
 
 
 def send(receiver: NotifyReceiver, message: str) -> None:
@@ -38,10 +39,10 @@ def logger(receiver: NotifyReceiver):
 
 def test_one_poll_reads_every_processs_own_socket(receivers):
     web, api = receivers("web"), receivers("api")
-    assert web.address != api.address and {web.fd, api.fd, notify_poll().fd} <= notify_fds()
+    assert web.address != api.address and {web.fd, api.fd, read_poll().fd} <= read_poll_fds()
     send(web, "READY=1\nSTATUS=serving\nWATCHDOG=1")
     send(api, "STATUS=warming up")
-    notify_poll().handle_read_event()
+    read_poll().handle_read_event()
     assert web.ready and web.status == "serving" and web.pinged_at == web.ready_at > 0
     assert not api.ready and api.status == "warming up"
     logger(web).info.assert_called_once_with(f"littleboss: web (pid {os.getpid()}) sent READY=1")
@@ -54,7 +55,7 @@ def test_a_forked_childs_message_is_ignored_and_named_against_its_program(receiv
         send(web, "READY=1")
         os._exit(0)
     os.waitpid(child, 0)
-    notify_poll().handle_read_event()
+    read_poll().handle_read_event()
     assert not web.ready
     logger(web).warn.assert_called_once_with(
         f"littleboss: web: ignored notification ['READY'] from pid {child}: only the main pid {os.getpid()} "
@@ -65,7 +66,7 @@ def test_a_forked_childs_message_is_ignored_and_named_against_its_program(receiv
 def test_a_timeout_extension_that_is_no_number_is_ignored(receivers, value):
     web = receivers("web")
     send(web, f"EXTEND_TIMEOUT_USEC={value}\nSTATUS=still here")
-    notify_poll().handle_read_event()
+    read_poll().handle_read_event()
     assert web.extended_until == 0 and web.status == "still here" and not web.closed
 
 
@@ -74,7 +75,7 @@ def test_a_socket_that_cannot_be_read_is_closed_alone(receivers, mocker):
     mocker.patch.object(web, "receive", side_effect=ValueError("bad"))
     send(web, "READY=1")
     send(api, "READY=1")
-    notify_poll().handle_read_event()
-    assert web.closed and web.fd not in notify_fds()
+    read_poll().handle_read_event()
+    assert web.closed and web.fd not in read_poll_fds()
     logger(web).critical.assert_called_once()
-    assert api.ready and not api.closed and api.fd in notify_fds()
+    assert api.ready and not api.closed and api.fd in read_poll_fds()
