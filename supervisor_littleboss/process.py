@@ -79,6 +79,7 @@ class LittlebossSubprocess(ChildSetupSubprocess):
         silence_events(self, role is not Role.SERVING)
 
     def spawn(self):
+        opened = None  # the NOTIFY_SOCKET opened for this spawn
         if not self.pid:
             if self.kept_settings:
                 self.config, self.kept_settings = self.group.slot_config(self.slot), False
@@ -86,24 +87,26 @@ class LittlebossSubprocess(ChildSetupSubprocess):
             if reason:
                 self._give_up(reason)
                 return None
+            self.notify = None  # (the last run's, closed: not this one's)
             if self.group.settings.ready == "notify" or self.group.settings.watchdog:
                 try:
-                    self.notify = NotifyReceiver(self)
+                    self.notify = opened = NotifyReceiver(self)
                 except OSError as exc:
                     self._give_up(f"littleboss: program {self.config.name!r} cannot open its NOTIFY_SOCKET: {exc}")
                     return None
         self.running_path = self.binary.path if self.binary else self.resolved_command_path()
         self.hung = ""
+        pid = None
         try:
             pid = super().spawn()
         finally:
             self.binary = None  # used once: a later respawn runs the path, as any start does
+            if not pid and opened is not None:
+                opened.close()
         if pid:
             self.last_pid = pid
             self.group.track(pid)
             self.watch_output()
-        elif self.notify:
-            self.notify.close()
         return pid
 
     def resolved_command_path(self) -> str:
@@ -165,6 +168,10 @@ class LittlebossSubprocess(ChildSetupSubprocess):
 
     def finish(self, pid, sts) -> None:
         dispatchers = list(self.dispatchers.values())
+        # no longer read through readpoll, while the pipes are open: an epoll entry outlives
+        # the close of its fd while a child just forked still holds a copy
+        for dispatcher in dispatchers:
+            read_poll().forget(dispatcher.fd, dispatcher)
         super().finish(pid, sts)  # logs what is left in the pipes, closes them, forgets the dispatchers
         self._end_run(dispatchers)
         self.group.untrack(pid)
@@ -178,9 +185,7 @@ class LittlebossSubprocess(ChildSetupSubprocess):
     def _end_run(self, dispatchers: list) -> None:
         """Release what the run's dispatchers hold now: close the loggers no other live process
         of the program writes through (a candidate writes through the serving process's: the
-        last one to end closes them); its pipes, closed, are no longer read."""
-        for dispatcher in dispatchers:
-            read_poll().forget(dispatcher.fd, dispatcher)
+        last one to end closes them)."""
         close_loggers(dispatchers, keep=self.group.all_processes())
 
     def stop(self):

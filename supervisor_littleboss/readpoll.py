@@ -36,7 +36,8 @@ class ReadPoll:
         self.dispatchers[fd] = dispatcher
 
     def forget(self, fd: int, dispatcher) -> None:
-        """No longer read ``fd`` with ``dispatcher`` (before it is closed, or once it was)."""
+        """No longer read ``fd`` with ``dispatcher``: before ``fd`` is closed (epoll drops an
+        entry at the close only if no other process holds a copy, as a child just forked does)."""
         if dispatcher is not None and self.dispatchers.get(fd) is dispatcher:
             del self.dispatchers[fd]
             with contextlib.suppress(OSError):  # (closed already: the kernel dropped it)

@@ -23,15 +23,16 @@ exec sleep 3600
 """
 
 
-def eventpolls(pid: int) -> int:
-    """How many epoll sets process ``pid`` holds."""
-    links = []
+def epoll_sets(pid: int) -> list[int]:
+    """How many fds each epoll set of process ``pid`` holds."""
+    sets = []
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
-            links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:[eventpoll]":
+                sets.append(Path(f"/proc/{pid}/fdinfo/{fd}").read_text().count("tfd:"))
         except FileNotFoundError:  # closed meanwhile
             pass
-    return links.count("anon_inode:[eventpoll]")
+    return sets
 
 
 def test_output_reaches_the_logs_and_stdin_arrives_whole(tmp_path: Path):
@@ -48,14 +49,15 @@ def test_output_reaches_the_logs_and_stdin_arrives_whole(tmp_path: Path):
             wait_for(lambda out=out, err=err: "out line" in out.read_text() and "err line" in err.read_text(),
                      what=f"{name}'s output in its log files")
             assert "err line" not in out.read_text() and "out line" not in err.read_text()
-        assert eventpolls(sv.proc.pid) == 1  # one set for every program's pipes
+        assert epoll_sets(sv.proc.pid) == [4]  # one set: each program's stdout and stderr
         for name in ("one", "two"):
             assert sv.rpc.supervisor.sendProcessStdin(name, "x" * INPUT) is True
         for name, (out, _) in logs.items():
             wait_for(lambda out=out: f"read {INPUT} bytes" in out.read_text(), what=f"{name}'s stdin read whole")
         sv.rpc.supervisor.stopProcess("one")
-        assert sv.info("two")["pid"] == pids[1]
+        assert sv.info("two")["pid"] == pids[1] and epoll_sets(sv.proc.pid) == [2]  # nothing of one's left
         sv.rpc.supervisor.startProcess("one")  # its new pipes are read
         wait_for(lambda: logs["one"][0].read_text().count("out line") == 2, what="the new process's output")
+        assert epoll_sets(sv.proc.pid) == [4]
     finally:
         sv.stop()
