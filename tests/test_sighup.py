@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness import HTTPAPP, Supervisord, free_port, http_get, listening_inode, wait_for
+from harness import HTTPAPP, Supervisord, free_port, http_get, listening_inode, pid_alive, wait_for
 from load import Load
 
 pytestmark = [pytest.mark.e2e, pytest.mark.python_facing]  # real supervisords, programs and clients
@@ -253,10 +253,12 @@ def test_output_after_a_config_swap_reaches_the_new_auto_log_file_and_survives_t
     port = free_port()
     auto("v1")
     sv.ctl("update", check=True)
-    sv.wait_running("auto")
+    old = sv.wait_running("auto")
     auto("v2")
     sv.hup()  # the config rollout: the new process writes its own AUTO log file
-    wait_for(lambda: http_get(("127.0.0.1", port)).startswith(b"v2 "), what="the new settings")
+    # (until the old process has drained, it may answer: what it prints goes to its own log)
+    wait_for(lambda: sv.info("auto")["pid"] != old and not pid_alive(old), what="the old process gone")
+    assert http_get(("127.0.0.1", port)).startswith(b"v2 ")
     for n in range(2):
         http_get(("127.0.0.1", port), f"/print?written-{n}")
         wait_for(lambda n=n: f"written-{n}" in sv.ctl("tail", "auto").stdout, what=f"written-{n} in tail")
