@@ -214,9 +214,8 @@ class LittlebossProcessGroup(ProcessGroup):
         if self.rollout:
             self.rollout.step(now)
             if self.rollout.finished and self.answered is not self.rollout:
-                self.answered = self.rollout
-                if self.rollout.awaited:  # a deferred answer waiting for it goes out in the next pass
-                    answer_deferred_now(self.config.options)
+                self.answered = self.rollout  # a deferred answer waiting for it goes out in the next pass
+                answer_deferred_now(self.config.options)
             self.rollout = self.rollout.successor or self.rollout
             ticker.wake_in(self.rollout.due_in(now))
         if self.settings.watchdog:

@@ -421,8 +421,6 @@ class Rollout:
     rollout's switched slots back) and a ``fallback`` only run their swaps.
     """
 
-    awaited = 0  # deferred XML-RPC answers waiting for it to finish
-
     def __init__(self, program: Program, kind: Kind, new_path: str, now: float,
                  binary: CheckedBinary | None = None, slots: list[int] | None = None,
                  canary: int = 0, hold: float | None = None) -> None:
@@ -776,8 +774,6 @@ class Launch:
 
     ``start()`` raises SPAWN_FAILED if a slot cannot even spawn; ``finished`` turns true once
     no slot is STARTING any more, with ``failure`` set if one did not reach RUNNING."""
-
-    awaited = 0  # deferred XML-RPC answers waiting for it to finish
 
     def __init__(self, program: Program, kind: Kind, binary: CheckedBinary, statenames: list[str]) -> None:
         self.id = next(IDS)

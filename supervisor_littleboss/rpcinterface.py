@@ -370,12 +370,10 @@ class LittlebossNamespaceRPCInterface:
             # after a failure no candidate does
             if not reload.finished:
                 return NOT_DONE_YET
-            reload.awaited -= 1
             if reload.failure:
                 raise reload.failure
             return reload.result(time.time())
 
-        reload.awaited += 1
         # a rollout's group has its answer polled in the pass after it finished: polled meanwhile
         # only in case that is missed (each poll costs supervisord a pass over every program)
         return deferred(finished, self, ANSWER_POLL if isinstance(reload, Rollout) else DEFERRED_DELAY)
