@@ -1,19 +1,23 @@
 """The durable record of swapped-in binaries and reload history (``binaries.py`` changes it).
 
-One JSON file (``state_file`` in ``[rpcinterface:littleboss]``), replaced atomically
-on every change (temporary file, fsync, rename, fsync of the directory), so a
-swapped-in binary survives ``update``, ``supervisorctl reload`` and a supervisord restart.
-Each program's part of the file is encoded again only when that program's state was said
-to have changed (``changed(name)``, which every change of a program's state is followed
-by): with 500 programs, encoding them all at every save cost supervisord tens of ms of CPU
-per save, and comparing them all with what was last written a few ms.
+``state_file`` in ``[rpcinterface:littleboss]`` names the state file: supervisord's counts
+(``{"format": 2, "supervisord": {...}}``), and beside it the directory ``<state_file>.d``
+with one file per program, ``<program>.json``. A file is replaced atomically (temporary
+file, fsync, rename, fsync of its directory) when its content changed, so a swapped-in
+binary survives ``update``, ``supervisorctl reload`` and a supervisord restart, and a save
+writes only the programs whose state was said to have changed (``changed(name)``, which
+every change of a program's state is followed by): with 500 programs in one file, every
+save wrote and fsynced 0.4 MB, most of supervisord's CPU for a reload.
 
-The file is validated whole when it is loaded. One entry of the wrong shape or type
-makes the whole file invalid: keeping the rest of a damaged file could run a binary
-its operator had since replaced, and the configured binaries are always a safe start.
-An invalid or unreadable file (or a directory) at the path is moved aside to
-``<path>.corrupt-<timestamp>`` (left in place if it cannot be moved) with one error
-line in supervisord's log, and littleboss starts from an empty state.
+A state file of the first format (every program under ``"programs"``) is read, and the first
+save writes each of its programs to its own file, then the state file in the new format.
+
+Each file is validated whole when it is loaded. One entry of the wrong shape or type makes
+the whole file invalid: keeping the rest of a damaged program's state could run a binary its
+operator had since replaced, and the configured binaries are always a safe start. An invalid
+or unreadable file (or a directory) is moved aside to ``<file>.corrupt-<timestamp>`` (left in
+place if it cannot be moved) with one error line in supervisord's log: its program (every
+program, for a state file of the first format) starts from an empty state.
 """
 from __future__ import annotations
 
@@ -22,7 +26,10 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
+from typing import BinaryIO, TypeVar
 
 from .metrics import HISTOGRAMS, new_histogram, valid_histogram
 from .orphans import ProcessRecord
@@ -31,6 +38,10 @@ HISTORY_LIMIT = 20
 MAX_TIME = 253402300799.0  # 9999-12-31 23:59:59 UTC: the last time ``status --history`` can print
 ENTRY_STRINGS = ("kind", "from", "to", "outcome")  # history entry fields besides time and seconds
 SUPERVISORD_COUNTS = ("starts", "reloads", "upgrades")  # supervisord's own, for the metrics
+FORMAT = 2  # the state file holds supervisord's counts; each program has its own file
+SUFFIX = ".json"  # of a program's file in the state file's directory
+WRITE_BATCH = 64  # files written before they are fsynced, at most
+T = TypeVar("T")
 
 
 def _invalid(where: str, what: str) -> ValueError:
@@ -139,29 +150,45 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"not valid JSON: {name}")
 
 
-def parse(text: str) -> dict[str, ProgramState]:
-    """Every program's state in a state file's ``text``; ValueError says what is wrong, and where."""
-    return parse_all(text)[0]
-
-
-def parse_all(text: str) -> tuple[dict[str, ProgramState], dict[str, int]]:
-    """Every program's state, and supervisord's counts, in a state file's ``text``."""
+def _json(text: str) -> object:
     try:
-        raw = json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not valid JSON: {exc}") from None
     except RecursionError:
         raise ValueError("not valid JSON: nested too deeply") from None
-    if "programs" not in _object(raw, "the top level", ("programs", "supervisord")):
+
+
+def parse_all(text: str) -> tuple[dict[str, ProgramState] | None, dict[str, int]]:
+    """The programs' states in a state file's ``text`` (None: the file is of the current
+    format, and they are in their own files) and supervisord's counts."""
+    raw = _object(_json(text), "the top level", ("format", "programs", "supervisord"))
+    if "format" in raw:  # the current format: no programs
+        if raw["format"] != FORMAT or isinstance(raw["format"], bool):
+            raise ValueError(f"the top level's format is not {FORMAT}")
+        if "programs" in raw:
+            raise ValueError(f"the top level has programs in format {FORMAT}")
+        programs = None
+    elif "programs" not in raw:
         raise ValueError("the top level has no programs")
-    programs = raw["programs"]
-    if not isinstance(programs, dict):
+    elif not isinstance(raw["programs"], dict):
         raise _invalid("programs", "an object")
+    else:
+        programs = {name: ProgramState.from_dict(state, f"programs.{name}") for name, state in raw["programs"].items()}
     counts = _object(raw.get("supervisord", {}), "supervisord", SUPERVISORD_COUNTS)
     if not all(type(n) is int and n >= 0 for n in counts.values()):
         raise _invalid("supervisord", "an object of counts")
-    return ({name: ProgramState.from_dict(state, f"programs.{name}") for name, state in programs.items()},
-            {**dict.fromkeys(SUPERVISORD_COUNTS, 0), **counts})
+    return programs, {**dict.fromkeys(SUPERVISORD_COUNTS, 0), **counts}
+
+
+def parse_program(text: str, name: str) -> ProgramState:
+    """Program ``name``'s state in the text of its file."""
+    return ProgramState.from_dict(_json(text), name)
+
+
+def program_file(path: str, name: str) -> str:
+    """Where program ``name``'s state is kept, for the state file ``path``."""
+    return os.path.join(f"{path}.d", f"{name}{SUFFIX}")
 
 
 def _aside_name(path: str) -> str:
@@ -174,80 +201,139 @@ def _aside_name(path: str) -> str:
     return aside
 
 
-def _indented(value: object, depth: int) -> str:
-    """``value`` as ``json.dumps(..., indent=1)`` writes it nested ``depth`` levels deep."""
-    return json.dumps(value, indent=1).replace("\n", "\n" + " " * depth)  # a string's newlines are escaped
+def _set_aside(path: str, problem: str, consequence: str, logger) -> None:
+    """Move the damaged ``path`` aside, and say so in one error line."""
+    aside = _aside_name(path)
+    try:
+        os.replace(path, aside)
+        outcome = f"moved it to {aside}"
+    except OSError as exc:
+        outcome = f"cannot move it aside ({exc}), ignoring it"
+    if logger:
+        logger.error(f"littleboss: the state file {path} {problem}; {outcome}; {consequence}")
+
+
+def _read(path: str, parse: Callable[[str], T], consequence: str, logger) -> T | None:
+    """``parse`` of the file at ``path``; None if there is none, or it was damaged (set aside)."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return parse(file.read())
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        problem = f"cannot be read: {exc.strerror or exc}"
+    except ValueError as exc:  # including UnicodeDecodeError
+        problem = f"is invalid: {exc}"
+    _set_aside(path, problem, consequence, logger)
+    return None
+
+
+def _fsync_directory(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)  # the renames themselves survive a crash
+    finally:
+        os.close(fd)
+
+
+def replace_files(directory: str, texts: dict[str, str]) -> None:
+    """Replace each file ``texts`` names in ``directory`` with its text, each atomically: the
+    temporary files are written and fsynced (WRITE_BATCH at a time, so the disk flushes once
+    for many), renamed over, then the directory fsynced. An error leaves no temporary file."""
+    items = list(texts.items())
+    for start in range(0, len(items), WRITE_BATCH):
+        files: list[tuple[BinaryIO, str, str]] = []  # each temporary file, its path, the final name
+        try:
+            for name, text in items[start:start + WRITE_BATCH]:
+                fd, tmp = tempfile.mkstemp(prefix=".littleboss-", suffix=".tmp", dir=directory)
+                files.append((os.fdopen(fd, "wb"), tmp, name))
+                files[-1][0].write(text.encode("utf-8"))
+            for file, _, _ in files:
+                file.flush()
+                os.fsync(file.fileno())
+            for _, tmp, name in files:
+                os.replace(tmp, os.path.join(directory, name))
+        except BaseException:
+            for _, tmp, _ in files:
+                if os.path.lexists(tmp):
+                    os.unlink(tmp)
+            raise
+        finally:
+            for file, _, _ in files:
+                file.close()
+    _fsync_directory(directory)
 
 
 class StateStore:
-    """Every program's ProgramState, loaded from and saved to ``path``."""
+    """Every program's ProgramState, loaded from and saved to the state file ``path`` and its
+    directory ``<path>.d``."""
 
     def __init__(self, path: str, logger=None) -> None:
         self.path = path
-        self.programs: dict[str, ProgramState]
+        self.directory = f"{path}.d"
         self.supervisord: dict[str, int]  # supervisord's starts, reloads (SIGHUP) and in-place upgrades
-        self.programs, self.supervisord = self._load(logger)
-        self._texts: dict[str, str] = {}  # each program's line of the file, its state as last encoded
-        self._changed: set[str] = set()  # programs whose state changed since
+        programs, self.supervisord = self._load_state_file(logger)
+        self.migrating = programs is not None  # a state file of the first format: its programs
+        if programs is None:
+            programs = self._load_programs(logger)
+        self.programs: dict[str, ProgramState] = programs
+        self._written: set[str] = set() if self.migrating else set(programs)  # programs with a file
+        self._changed: set[str] = set()  # programs whose state changed since they were written
+        self._index: str | None = None  # the state file's text as last written; None: to write
 
-    def _load(self, logger) -> tuple[dict[str, ProgramState], dict[str, int]]:
-        empty = ({}, dict.fromkeys(SUPERVISORD_COUNTS, 0))
+    def _load_state_file(self, logger) -> tuple[dict[str, ProgramState] | None, dict[str, int]]:
+        consequence = ("the programs start with their configured binaries" if not os.path.isdir(self.directory)
+                       else f"the programs' states in {self.directory} are kept")
+        loaded = _read(self.path, parse_all, consequence, logger)
+        return loaded or (None, dict.fromkeys(SUPERVISORD_COUNTS, 0))
+
+    def _load_programs(self, logger) -> dict[str, ProgramState]:
         try:
-            with open(self.path, encoding="utf-8") as file:
-                return parse_all(file.read())
+            names = sorted(entry[:-len(SUFFIX)] for entry in os.listdir(self.directory) if entry.endswith(SUFFIX))
         except FileNotFoundError:
-            return empty
+            return {}
         except OSError as exc:
-            problem = f"cannot be read: {exc.strerror or exc}"
-        except ValueError as exc:  # including UnicodeDecodeError
-            problem = f"is invalid: {exc}"
-        aside = _aside_name(self.path)
-        try:
-            os.replace(self.path, aside)
-            outcome = f"moved it to {aside}"
-        except OSError as exc:
-            outcome = f"cannot move it aside ({exc}), ignoring it"
-        if logger:
-            logger.error(f"littleboss: the state file {self.path} {problem}; {outcome}; "
-                         "the programs start with their configured binaries")
-        return empty
+            _set_aside(self.directory, f"cannot be read: {exc.strerror or exc}",
+                       "the programs start with their configured binaries", logger)
+            return {}
+        programs = {}
+        for name in names:
+            state = _read(program_file(self.path, name), partial(parse_program, name=name),
+                          f"{name} starts with its configured binary", logger)
+            if state is not None:
+                programs[name] = state
+        return programs
 
     def program(self, name: str) -> ProgramState:
         return self.programs.setdefault(name, ProgramState())
 
     def changed(self, name: str) -> None:
-        """Program ``name``'s state changed: the next save encodes it again."""
+        """Program ``name``'s state changed: the next save writes its file again."""
         self._changed.add(name)
 
-    def text(self) -> str:
-        """The state file's text: ``json.dumps`` of every program's state and supervisord's
-        counts, ``indent=1``. Only the programs said to have changed since the last call (and
-        those never encoded) are encoded again."""
-        texts = self._texts
-        for name in self._changed | (self.programs.keys() - texts.keys()):
-            if name in self.programs:
-                texts[name] = f"  {json.dumps(name)}: {_indented(asdict(self.programs[name]), 2)}"
-        self._changed = set()
-        programs = ["{\n", ",\n".join([texts[name] for name in self.programs]), "\n }"] if self.programs else ["{}"]
-        # one join: concatenating the 0.4 MB of 500 programs piece by piece costs 20 times more
-        return "".join(['{\n "programs": ', *programs, ',\n "supervisord": ', _indented(self.supervisord, 1), "\n}"])
+    def index_text(self) -> str:
+        """The state file's text: the format and supervisord's counts."""
+        return json.dumps({"format": FORMAT, "supervisord": self.supervisord}, indent=1)
 
     def save(self) -> None:
-        """Write the whole state to a temporary file beside ``path``, rename it over, fsync the directory."""
-        directory = os.path.dirname(self.path) or "."
-        data = self.text()
-        fd, tmp = tempfile.mkstemp(prefix=".littleboss-", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)  # the rename itself survives a crash
-        finally:
-            os.close(fd)
+        """Write the file of each program that changed (or has none yet), then the state file
+        if supervisord's counts changed. A program whose file could not be written is written
+        at the next save."""
+        names = (self._changed | (self.programs.keys() - self._written)) & self.programs.keys()
+        if names:
+            if not os.path.isdir(self.directory):
+                os.makedirs(self.directory, mode=0o700, exist_ok=True)
+                _fsync_directory(os.path.dirname(os.path.abspath(self.directory)))
+            replace_files(self.directory, {f"{name}{SUFFIX}": json.dumps(asdict(self.programs[name]), indent=1)
+                                           for name in sorted(names)})
+            self._written |= names
+            self._changed -= names
+        if self.migrating:  # the first format's programs are in their own files: the rest is stale
+            for entry in os.listdir(self.directory) if os.path.isdir(self.directory) else ():
+                if entry.endswith(SUFFIX) and entry[:-len(SUFFIX)] not in self.programs:
+                    os.unlink(os.path.join(self.directory, entry))
+        index = self.index_text()
+        if index != self._index:
+            replace_files(os.path.dirname(self.path) or ".", {os.path.basename(self.path): index})
+            self._index = index
+            self.migrating = False

@@ -17,6 +17,8 @@ from pathlib import Path
 from supervisor.xmlrpc import SupervisorTransport
 
 import supervisor_littleboss.example
+from supervisor_littleboss.plugin import STATE_FILE_NAME
+from supervisor_littleboss.state import ProgramState, parse_program, program_file
 
 # every process the tests start inherits this: the orphan check finds this session's only,
 # even while another suite runs beside it (a developer's run beside CI's, say)
@@ -221,6 +223,11 @@ class Supervisord:
         if check:
             assert result.returncode == 0, result.stdout + result.stderr
         return result
+
+    def saved_state(self, name: str) -> ProgramState:
+        """Program ``name``'s state as littleboss last saved it (the default state file's)."""
+        path = program_file(str(self.root / STATE_FILE_NAME), name)
+        return parse_program(Path(path).read_text(), name)
 
     def info(self, name: str) -> dict:
         return self.rpc.supervisor.getProcessInfo(name)

@@ -3,8 +3,6 @@ started next takes the listening socket back from the processes left running, st
 them, and serves: no orphan is left and no connection is refused."""
 from __future__ import annotations
 
-import json
-
 import pytest
 from harness import Releases, Supervisord, free_port, http_get, pid_alive, wait_for
 from load import Load
@@ -56,8 +54,7 @@ def test_killed_mid_reload_the_next_supervisord_takes_over_and_serves_the_old_bi
     assert (f"pid(s) {old}, {info['candidate_pid']} of an earlier supervisord still run: took back 1 of 1 "
             "socket(s) from them; stopping them (SIGTERM, SIGKILL after 3s)") in log, log
     def recorded() -> list[int]:
-        state = json.loads((supervisord.root / "supervisord-littleboss.json").read_text())
-        return [p["pid"] for p in state["programs"]["web"]["processes"]]
+        return [record.pid for record in supervisord.saved_state("web").processes]
 
     wait_for(lambda: recorded() == [pid], what="the orphans to be forgotten once gone")
     assert supervisord.info("web")["pid"] == pid  # the new process is no orphan: never stopped

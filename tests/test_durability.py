@@ -2,7 +2,6 @@
 the configuration wins when its command changes; event listeners hear a truthful story."""
 from __future__ import annotations
 
-import json
 import sys
 
 import pytest
@@ -28,8 +27,7 @@ def test_the_swapped_in_binary_survives_update_reload_and_restart(supervisord: S
     supervisord.start()
     supervisord.wait_running("web")
     supervisord.rpc.littleboss.reload("web", v2)
-    state = json.loads((supervisord.root / "supervisord-littleboss.json").read_text())
-    assert state["programs"]["web"]["path"] == v2
+    assert supervisord.saved_state("web").path == v2
 
     with Load(("127.0.0.1", port)) as load:
         pid = supervisord.wait_running("web")

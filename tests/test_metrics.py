@@ -64,8 +64,8 @@ def test_the_record_counts_reloads_and_durations_and_the_state_file_keeps_them(t
     record.observe("drain", 2.0)
     store.supervisord["starts"] += 1
     store.save()
-    programs, counts = parse_all(open(path).read())
-    metrics = programs["web"].metrics
+    saved = StateStore(path)
+    metrics, counts = saved.programs["web"].metrics, saved.supervisord
     assert metrics["reloads"] == {"reload succeeded": 1, "reload failed": 1, "rollback succeeded": 1}
     assert metrics["duration"]["count"] == 3 and metrics["duration"]["sum"] == pytest.approx(30.6)
     assert metrics["ready"]["count"] == 1 and metrics["drain"]["count"] == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from dataclasses import asdict
 from pathlib import Path
@@ -18,7 +19,7 @@ from supervisor_littleboss.contract import Kind, history_entry
 from supervisor_littleboss.metrics import observe
 from supervisor_littleboss.orphans import ProcessRecord
 from supervisor_littleboss.plugin import Plugin
-from supervisor_littleboss.state import ProgramState, StateStore, parse
+from supervisor_littleboss.state import ProgramState, StateStore, parse_all, parse_program, program_file
 
 ENTRY = {"time": 1700000000.5, "kind": "reload", "from": "/r/v1/app", "to": "/r/v2/app",
          "outcome": "succeeded", "seconds": 0.25}
@@ -35,55 +36,65 @@ class Logger:
 
 
 def with_web(web: object) -> str:
+    """A state file of the first format: program web's state is ``web``."""
     return json.dumps({"programs": {"web": web}})
 
 
 MISSING = object()
 
 
-def with_entry(**changes) -> str:
-    """A history of four entries whose last (index 3) has ``changes`` (MISSING: remove the key)."""
+def with_entry(**changes) -> dict:
+    """Program web's state: a history of four entries whose last (index 3) has ``changes``
+    (MISSING: remove the key)."""
     entry = {key: value for key, value in {**ENTRY, **changes}.items() if value is not MISSING}
-    return with_web({"path": None, "history": [ENTRY, ENTRY, ENTRY, entry]})
+    return {"path": None, "history": [ENTRY, ENTRY, ENTRY, entry]}
 
 
-BAD_SECONDS = "programs.web.history[3].seconds is not a finite number, 0 or more"
-DAMAGED = {
+BAD_SECONDS = ".history[3].seconds is not a finite number, 0 or more"
+PROGRAM_DAMAGED = {  # a program's state, and what is wrong with it, after the program's name
+    "program a string": ("web", " is not an object"),
+    "path a number": ({"path": 5}, ".path is not a string or null"),
+    "previous a list": ({"previous": []}, ".previous is not a string or null"),
+    "command true": ({"command": True}, ".command is not a string or null"),
+    "unknown program key": ({"colour": "red"}, " has an unknown key 'colour'"),
+    "history a number": ({"history": 5}, ".history is not a list"),
+    "history an object": ({"history": {"0": ENTRY}}, ".history is not a list"),
+    "history a string": ({"history": "reloaded"}, ".history is not a list"),
+    "entry a list": ({"history": [ENTRY, []]}, ".history[1] is not an object"),
+    "kind a number": (with_entry(kind=5), ".history[3].kind is not a string"),
+    "from null": (with_entry(**{"from": None}), ".history[3].from is not a string"),
+    "outcome missing": (with_entry(outcome=MISSING), ".history[3] has no 'outcome'"),
+    "time a string": (with_entry(time="yesterday"), ".history[3].time is not a number from 0 to"),
+    "time missing": (with_entry(time=MISSING), ".history[3] has no 'time'"),
+    "time true": (with_entry(time=True), ".history[3].time is not a number"),
+    "time negative": (with_entry(time=-1), ".history[3].time is not a number"),
+    "time too late": (with_entry(time=1e300), ".history[3].time is not a number"),
+    "seconds huge": (with_entry(seconds=10**400), BAD_SECONDS),
+    "seconds a string": (with_entry(seconds="1.5"), BAD_SECONDS),
+    "unknown entry key": (with_entry(pid=12), ".history[3] has an unknown key 'pid'"),
+    "processes an object": ({"processes": {}}, ".processes is not a list"),
+    "process pid a string": ({"processes": [{"pid": "12", "start": 5}]},
+                             ".processes[0]: a process record's pid is a positive integer"),
+    "process start missing": ({"processes": [{"pid": 12}]}, ".processes[0]: a process record"),
+    "process unknown key": ({"processes": [{"pid": 12, "start": 5, "uid": 0}]},
+                            ".processes[0] has an unknown key 'uid'"),
+}
+DAMAGED = {  # a state file's text, and what is wrong with it
     "not JSON": ("{programs", "not valid JSON: Expecting property name"),
     "empty": ("", "not valid JSON: Expecting value"),
-    "NaN": (with_entry(time=float("nan")), "not valid JSON: NaN"),
+    "NaN": (with_web(with_entry(time=float("nan"))), "not valid JSON: NaN"),
     "too deep": ("[" * 100_000, "not valid JSON: nested too deeply"),
     "a list": ("[]", "the top level is not an object"),
     "no programs": ("{}", "the top level has no programs"),
     "unknown top key": ('{"programs": {}, "version": 2}', "the top level has an unknown key 'version'"),
     "programs a list": ('{"programs": []}', "programs is not an object"),
-    "program a string": (with_web("web"), "programs.web is not an object"),
-    "path a number": (with_web({"path": 5}), "programs.web.path is not a string or null"),
-    "previous a list": (with_web({"previous": []}), "programs.web.previous is not a string or null"),
-    "command true": (with_web({"command": True}), "programs.web.command is not a string or null"),
-    "unknown program key": (with_web({"colour": "red"}), "programs.web has an unknown key 'colour'"),
-    "history a number": (with_web({"history": 5}), "programs.web.history is not a list"),
-    "history an object": (with_web({"history": {"0": ENTRY}}), "programs.web.history is not a list"),
-    "history a string": (with_web({"history": "reloaded"}), "programs.web.history is not a list"),
-    "entry a list": (with_web({"history": [ENTRY, []]}), "programs.web.history[1] is not an object"),
-    "kind a number": (with_entry(kind=5), "programs.web.history[3].kind is not a string"),
-    "from null": (with_entry(**{"from": None}), "programs.web.history[3].from is not a string"),
-    "outcome missing": (with_entry(outcome=MISSING), "programs.web.history[3] has no 'outcome'"),
-    "time a string": (with_entry(time="yesterday"), "programs.web.history[3].time is not a number from 0 to"),
-    "time missing": (with_entry(time=MISSING), "programs.web.history[3] has no 'time'"),
-    "time true": (with_entry(time=True), "programs.web.history[3].time is not a number"),
-    "time negative": (with_entry(time=-1), "programs.web.history[3].time is not a number"),
-    "time too late": (with_entry(time=1e300), "programs.web.history[3].time is not a number"),
-    "seconds huge": (with_entry(seconds=10**400), BAD_SECONDS),
-    "seconds 1e400": (with_entry(seconds=1).replace('"seconds": 1', '"seconds": 1e400'), BAD_SECONDS),
-    "seconds a string": (with_entry(seconds="1.5"), BAD_SECONDS),
-    "unknown entry key": (with_entry(pid=12), "programs.web.history[3] has an unknown key 'pid'"),
-    "processes an object": (with_web({"processes": {}}), "programs.web.processes is not a list"),
-    "process pid a string": (with_web({"processes": [{"pid": "12", "start": 5}]}),
-                             "programs.web.processes[0]: a process record's pid is a positive integer"),
-    "process start missing": (with_web({"processes": [{"pid": 12}]}), "programs.web.processes[0]: a process record"),
-    "process unknown key": (with_web({"processes": [{"pid": 12, "start": 5, "uid": 0}]}),
-                            "programs.web.processes[0] has an unknown key 'uid'"),
+    "seconds 1e400": (with_web(with_entry(seconds=1)).replace('"seconds": 1', '"seconds": 1e400'),
+                      "programs.web" + BAD_SECONDS),
+    "format 3": ('{"format": 3, "supervisord": {}}', "the top level's format is not 2"),
+    "format true": ('{"format": true}', "the top level's format is not 2"),
+    "format with programs": ('{"format": 2, "programs": {}}', "the top level has programs in format 2"),
+    "counts negative": ('{"format": 2, "supervisord": {"starts": -1}}', "supervisord is not an object of counts"),
+    **{name: (with_web(web), f"programs.web{problem}") for name, (web, problem) in PROGRAM_DAMAGED.items()},
 }
 
 
@@ -92,46 +103,96 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "supervisord-littleboss.json"
 
 
+def web_file(path: Path, name: str = "web") -> Path:
+    return Path(program_file(str(path), name))
+
+
+def saved(path: Path, name: str) -> ProgramState:
+    """Program ``name``'s state as its file holds it."""
+    return parse_program(web_file(path, name).read_text(), name)
+
+
 def asides(path: Path) -> list[Path]:
     return sorted(path.parent.glob(f"{path.name}.corrupt-*"))
 
 
-def assert_moved_aside(path: Path, logger: Logger, problem: str) -> Path:
-    """One error line names the file, the problem and where it went, which holds it now."""
+def assert_moved_aside(path: Path, logger: Logger, problem: str, consequence: str) -> Path:
+    """One error line names the file, the problem, where it went (which holds it now) and
+    what follows."""
     [aside] = asides(path)
     [(level, line)] = logger.lines
     assert level == "error"
-    assert line.startswith(f"littleboss: the state file {path} ")
-    assert problem in line and f"moved it to {aside};" in line, line
+    assert line.startswith(f"littleboss: the state file {path} {problem}"), line  # the problem, in part
+    assert line.endswith(f"; moved it to {aside}; {consequence}"), line
     assert not os.path.lexists(path)
     return aside
 
 
+EVERY_PROGRAM = "the programs start with their configured binaries"
+
+
 @pytest.mark.parametrize("text, problem", DAMAGED.values(), ids=DAMAGED.keys())
-def test_a_damaged_file_is_moved_aside_with_one_error_line(path: Path, text: str, problem: str):
+def test_a_damaged_state_file_is_moved_aside_with_one_error_line(path: Path, text: str, problem: str):
     path.write_text(text)
     logger = Logger()
     assert StateStore(str(path), logger).programs == {}
-    aside = assert_moved_aside(path, logger, f"is invalid: {problem}")
+    aside = assert_moved_aside(path, logger, f"is invalid: {problem}", EVERY_PROGRAM)
     assert aside.read_text() == text
+
+
+@pytest.mark.parametrize("web, problem", PROGRAM_DAMAGED.values(), ids=PROGRAM_DAMAGED.keys())
+def test_a_damaged_program_file_is_moved_aside_and_the_others_are_kept(path: Path, web: object, problem: str):
+    api = StateStore(str(path))
+    api.program("api").path = "/r/v2/api"
+    api.save()
+    web_file(path).write_text(json.dumps(web))
+    logger = Logger()
+    store = StateStore(str(path), logger)
+    assert store.programs == {"api": ProgramState(path="/r/v2/api")}
+    assert_moved_aside(web_file(path), logger, f"is invalid: web{problem}", "web starts with its configured binary")
+    store.program("web").path = "/r/v3/app"
+    store.save()  # a new file, alone
+    assert saved(path, "web").path == "/r/v3/app" and len(asides(web_file(path))) == 1
 
 
 def test_invalid_utf8_is_moved_aside(path: Path):
     path.write_bytes(b'{"programs": {"w\xffb": {}}}')
     logger = Logger()
     assert StateStore(str(path), logger).programs == {}
-    assert_moved_aside(path, logger, "is invalid: 'utf-8' codec can't decode byte 0xff")
+    assert_moved_aside(path, logger, "is invalid: 'utf-8' codec can't decode byte 0xff in position 16: invalid "
+                       "start byte", EVERY_PROGRAM)
 
 
 def test_a_directory_at_the_path_is_moved_aside(path: Path):
     (path / "inside").mkdir(parents=True)
     logger = Logger()
     store = StateStore(str(path), logger)
-    aside = assert_moved_aside(path, logger, "cannot be read: Is a directory")
+    aside = assert_moved_aside(path, logger, "cannot be read: Is a directory", EVERY_PROGRAM)
     assert (aside / "inside").is_dir()
     store.program("web").path = "/r/v2/app"
     store.save()
-    assert parse(path.read_text())["web"].path == "/r/v2/app"
+    assert saved(path, "web").path == "/r/v2/app" and parse_all(path.read_text())[0] is None
+
+
+def test_a_file_in_place_of_the_programs_directory_is_moved_aside(path: Path):
+    web_file(path).parent.write_text("not a directory")
+    logger = Logger()
+    store = StateStore(str(path), logger)
+    assert_moved_aside(web_file(path).parent, logger, "cannot be read: Not a directory", EVERY_PROGRAM)
+    store.program("web").path = "/r/v2/app"
+    store.save()
+    assert saved(path, "web").path == "/r/v2/app"
+
+
+def test_a_damaged_state_file_keeps_the_programs_files(path: Path):
+    store = StateStore(str(path))
+    store.program("web").path = "/r/v2/app"
+    store.save()
+    path.write_text("{")
+    logger = Logger()
+    assert StateStore(str(path), logger).programs == store.programs
+    assert_moved_aside(path, logger, "is invalid: not valid JSON: Expecting property name enclosed in double "
+                       "quotes: line 1 column 2 (char 1)", f"the programs' states in {web_file(path).parent} are kept")
 
 
 def test_an_unreadable_file_is_moved_aside(path: Path, mocker):
@@ -139,7 +200,7 @@ def test_an_unreadable_file_is_moved_aside(path: Path, mocker):
     mocker.patch.object(state_module, "open", side_effect=PermissionError(13, "Permission denied"), create=True)
     logger = Logger()
     assert StateStore(str(path), logger).programs == {}
-    assert_moved_aside(path, logger, "cannot be read: Permission denied")
+    assert_moved_aside(path, logger, "cannot be read: Permission denied", EVERY_PROGRAM)
 
 
 def test_a_second_damaged_file_in_the_same_second_keeps_the_first(path: Path, mocker):
@@ -165,7 +226,9 @@ def test_a_directory_that_cannot_be_moved_is_ignored_and_saving_logs_instead_of_
     Plugin.flush_state(SimpleNamespace(state=store, options=SimpleNamespace(logger=logger), unsaved=True))
     level, line = logger.lines[1]
     assert level == "error" and line.startswith(f"littleboss: cannot write the state file {path}: [Errno 21]")
-    assert path.is_dir() and os.listdir(path.parent) == [path.name]  # no temporary file left behind
+    assert saved(path, "web").path == "/r/v2/app"  # the program's own file is written
+    assert sorted(os.listdir(path.parent)) == [path.name, f"{path.name}.d"]  # no temporary file left behind
+    assert os.listdir(path) == [] and os.listdir(f"{path}.d") == ["web.json"]
 
 
 def test_a_missing_file_is_an_empty_state_and_says_nothing(path: Path):
@@ -174,95 +237,198 @@ def test_a_missing_file_is_an_empty_state_and_says_nothing(path: Path):
     assert logger.lines == [] and not os.path.lexists(path)
 
 
-def test_a_valid_state_round_trips(path: Path):
+NAMES = ["web", "plain", 'w\u00e9b"', "..", ".hidden", "x.json"]  # names a configuration may give
+
+
+def test_a_valid_state_round_trips_each_program_in_its_own_file(path: Path):
     store = StateStore(str(path), Logger())
     web = store.program("web")
     web.path, web.previous, web.command = "/r/v2/app", "/r/v1/app", "/r/v1/app --port 1"
     web.history = [history_entry(Kind.RELOAD, "/r/v1/app", "/r/v2/app", "succeeded", 1700000000.5, 1.234),
                    history_entry(Kind.CONFIG, "/r/v2/app", "/r/v1b/app", "the command changed", 1700000001.25)]
     web.processes = [ProcessRecord(1234, 56789), ProcessRecord(1240, 56790)]
-    store.program("plain")
+    for name in NAMES[1:]:
+        store.program(name).path = f"/r/{name}"
+    store.supervisord["starts"] = 3
     store.save()
+    (web_file(path).parent / ".littleboss-left.tmp").write_text("{")  # a crash's leftover: not a program
     logger = Logger()
-    assert StateStore(str(path), logger).programs == store.programs
+    loaded = StateStore(str(path), logger)
+    assert loaded.programs == store.programs and loaded.supervisord == {"starts": 3, "reloads": 0, "upgrades": 0}
+    assert sorted(os.listdir(web_file(path).parent)) == sorted([*(f"{name}.json" for name in NAMES),
+                                                                ".littleboss-left.tmp"])
+    assert json.loads(path.read_text()) == {"format": 2, "supervisord": loaded.supervisord}
+    assert stat.S_IMODE(os.stat(web_file(path).parent).st_mode) == 0o700
     assert logger.lines == [] and asides(path) == []
 
 
 def test_integer_times_and_seconds_are_valid():
-    [entry] = parse(with_web({"history": [{**ENTRY, "time": 1700000000, "seconds": 2}]}))["web"].history
+    [entry] = parse_program(json.dumps({"history": [{**ENTRY, "time": 1700000000, "seconds": 2}]}), "web").history
     assert entry == {**ENTRY, "time": 1700000000.0, "seconds": 2.0}
 
 
 def test_from_dict_fills_missing_keys_with_defaults():
-    assert ProgramState.from_dict({"path": "/r/v2/app"}, "programs.web") == ProgramState(path="/r/v2/app")
+    assert ProgramState.from_dict({"path": "/r/v2/app"}, "web") == ProgramState(path="/r/v2/app")
 
 
-def whole_encoding(store: StateStore) -> str:
-    """The state file's text as every save wrote it before programs' texts were kept."""
-    return json.dumps({"programs": {name: asdict(state) for name, state in store.programs.items()},
-                       "supervisord": store.supervisord}, indent=1)
+def files(path: Path) -> dict[str, int]:
+    """Each file of the state (the state file, the programs'), by name: its inode, which a
+    save that replaces it changes."""
+    return {name: os.stat(directory / name).st_ino
+            for directory in (path.parent, web_file(path).parent) if directory.exists()
+            for name in os.listdir(directory) if not os.path.isdir(directory / name)}
 
 
-def test_only_a_changed_program_is_encoded_again_and_the_file_is_as_before(path: Path, mocker):
+def test_a_save_writes_only_the_files_whose_state_changed(path: Path, mocker):
     store = StateStore(str(path), Logger())
     store.save()
-    assert path.read_text() == whole_encoding(store)  # no program yet
+    assert list(files(path)) == [path.name] and not web_file(path).parent.exists()  # no program yet
     for n in range(5):
         store.program(f"app{n}").processes = [ProcessRecord(100 + n, 5000)]
-    web = store.program('w\u00e9b "\n"')  # a name JSON escapes
+    web = store.program('w\u00e9b"')
     web.history = [history_entry(Kind.RELOAD, "/r/v1/app", "/r/v2/app", "succeeded", 1700000000.5, 1.234)]
     encode = mocker.spy(state_module, "asdict")
     store.save()
-    assert path.read_text() == whole_encoding(store) and encode.call_count == 6
+    assert encode.call_count == 6 and len(files(path)) == 7
     changes = [  # every way littleboss changes a program's state: in place or by a new value
-        ("app1", lambda: store.program("app1").processes.append(ProcessRecord(7, 8))),
-        ("app2", lambda: observe(store.program("app2").metrics["ready"], 0.3)),
-        ("app3", lambda: store.program("app3").metrics["reloads"].update({"reload succeeded": 1})),
-        ('w\u00e9b "\n"', lambda: setattr(web, "history", [*web.history, {**web.history[0], "outcome": "x"}])),
-        ("app4", lambda: setattr(store.program("app4"), "path", "/r/v2/app")),
-        (None, lambda: store.supervisord.update(reloads=3)),  # supervisord's counts: no program's
+        ("app1.json", lambda: store.program("app1").processes.append(ProcessRecord(7, 8))),
+        ("app2.json", lambda: observe(store.program("app2").metrics["ready"], 0.3)),
+        ("app3.json", lambda: store.program("app3").metrics["reloads"].update({"reload succeeded": 1})),
+        ('w\u00e9b".json', lambda: setattr(web, "history", [*web.history, {**web.history[0], "outcome": "x"}])),
+        ("app4.json", lambda: setattr(store.program("app4"), "path", "/r/v2/app")),
+        (path.name, lambda: store.supervisord.update(reloads=3)),  # supervisord's counts: the state file
+        ("new.json", lambda: store.program("new")),  # a new program, written though not said to have changed
+        (None, lambda: None),  # nothing changed: nothing written
     ]
     for n, (name, change) in enumerate(changes):
+        before = files(path)
         encode.reset_mock()
         change()
-        if name is not None:
-            store.changed(name)
+        if name not in (None, path.name, "new.json"):
+            store.changed(name.removesuffix(".json"))
         store.save()
-        assert path.read_text() == whole_encoding(store), n
-        assert encode.call_args_list == ([mocker.call(store.programs[name])] if name else []), n
-    encode.reset_mock()
-    store.program("new")
-    store.save()  # a new program, alone encoded
-    assert path.read_text() == whole_encoding(store) and encode.call_count == 1
-    assert parse(path.read_text()) == store.programs
+        after = files(path)
+        assert [file for file in after if before.get(file) != after[file]] == ([name] if name else []), n
+        assert encode.call_count == (name not in (None, path.name)), n
+    assert StateStore(str(path)).programs == store.programs
 
 
-def test_save_fsyncs_the_file_then_the_directory_after_the_rename(path: Path, mocker):
+def test_a_program_whose_file_could_not_be_written_is_written_at_the_next_save(path: Path, mocker):
+    store = StateStore(str(path))
+    store.program("web").path = "/r/v2/app"
+    mocker.patch.object(state_module.os, "fsync", side_effect=OSError(28, "No space left on device"))
+    with pytest.raises(OSError, match="No space left"):
+        store.save()
+    assert not web_file(path).exists() and os.listdir(web_file(path).parent) == []  # no temporary file left
+    mocker.stopall()
+    store.save()
+    assert saved(path, "web").path == "/r/v2/app"
+
+
+def test_many_programs_are_written_in_batches(path: Path, mocker):
+    mocker.patch.object(state_module, "WRITE_BATCH", 2)
+    store = StateStore(str(path))
+    for n in range(5):
+        store.program(f"app{n}").path = f"/r/{n}"
+    store.save()
+    assert StateStore(str(path)).programs == store.programs
+
+
+def test_save_fsyncs_each_file_before_its_rename_and_its_directory_after(path: Path, mocker):
     fsync, synced = os.fsync, []
 
     def spy(fd: int) -> None:
-        is_directory = stat.S_ISDIR(os.fstat(fd).st_mode)
-        synced.append((is_directory, is_directory and path.read_text()))
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        synced.append((name, sorted(os.listdir(name)) if os.path.isdir(name) else None))
         fsync(fd)
 
     mocker.patch.object(state_module.os, "fsync", side_effect=spy)
     store = StateStore(str(path), Logger())
     store.program("web").path = "/r/v2/app"
     store.save()
-    assert synced == [(False, False), (True, path.read_text())]  # the directory: after the rename
-    assert '"/r/v2/app"' in path.read_text()
+    directory = str(web_file(path).parent)
+    assert synced == [
+        (str(path.parent), [f"{path.name}.d"]),  # the programs' directory, made
+        (synced[1][0], None), (directory, ["web.json"]),  # web's temporary file, then after its rename
+        (synced[3][0], None), (str(path.parent), [path.name, f"{path.name}.d"]),  # the state file's
+    ]
+    assert synced[1][0].startswith(f"{directory}/.littleboss-")
+    assert synced[3][0].startswith(f"{path.parent}/.littleboss-")
+    assert saved(path, "web").path == "/r/v2/app"
+
+
+def first_format(path: Path) -> dict[str, ProgramState]:
+    """A state file of the first format, with two programs and supervisord's counts, and a
+    program's file that a later littleboss left (not in it: stale); its programs."""
+    programs = {"web": ProgramState(path="/r/v2/app", previous="/r/v1/app", command="/r/v1/app"),
+                "api": ProgramState(processes=[ProcessRecord(1234, 56789)])}
+    path.write_text(json.dumps({"programs": {name: asdict(state) for name, state in programs.items()},
+                                "supervisord": {"starts": 4}}, indent=1))
+    web_file(path, "gone").parent.mkdir()
+    web_file(path, "gone").write_text(json.dumps({"path": "/r/stale"}))
+    return programs
+
+
+def test_a_state_file_of_the_first_format_is_read_and_its_programs_moved_to_their_own_files(path: Path):
+    programs = first_format(path)
+    logger = Logger()
+    store = StateStore(str(path), logger)
+    assert store.programs == programs and store.supervisord == {"starts": 4, "reloads": 0, "upgrades": 0}
+    store.save()
+    assert sorted(os.listdir(web_file(path).parent)) == ["api.json", "web.json"]  # the stale one removed
+    assert json.loads(path.read_text()) == {"format": 2, "supervisord": store.supervisord}
+    loaded = StateStore(str(path), logger)
+    assert loaded.programs == programs and loaded.supervisord == store.supervisord and logger.lines == []
+
+
+def test_a_move_to_the_new_format_cut_short_is_made_again_from_the_first_format(path: Path, mocker):
+    programs = first_format(path)
+    first = path.read_text()
+    replace = os.replace
+
+    def crash_at_the_state_file(source: str, target: str) -> None:
+        if target == str(path):
+            raise OSError(5, "Input/output error")
+        replace(source, target)
+
+    mocker.patch.object(state_module.os, "replace", side_effect=crash_at_the_state_file)
+    store = StateStore(str(path))
+    store.program("web").path = "/r/v3/app"  # changed after the load: written to its file only
+    store.changed("web")
+    with pytest.raises(OSError):
+        store.save()
+    mocker.stopall()
+    assert path.read_text() == first and saved(path, "web").path == "/r/v3/app"
+    assert StateStore(str(path)).programs == programs  # the first format's state file still decides
+
+
+def test_changes_are_written_once_per_pass_of_the_main_loop(mocker):
+    plugin = SimpleNamespace(state=mocker.Mock(), options=SimpleNamespace(logger=Logger()), unsaved=False)
+    for _ in range(500):  # 500 programs changed in one pass
+        Plugin.save_state(plugin)
+    Plugin.flush_state(plugin)
+    Plugin.flush_state(plugin)  # the next pass: nothing changed
+    assert plugin.state.save.call_count == 1
 
 
 # --- end to end --------------------------------------------------------------------
-def write_directory(path: Path) -> None:
+def write_directory(path: Path) -> Path:
     path.mkdir()
     (path / "inside").write_text("not a state")
+    return path
 
 
-E2E = {
-    "wrong shape": lambda path: path.write_text('{"programs": {"web": {"path": 5}}}'),
+def write_program_file(path: Path) -> Path:
+    web_file(path).parent.mkdir()
+    web_file(path).write_text('{"path": "/r/v9/app", "history": 5}')
+    return web_file(path)
+
+
+E2E = {  # each damages the state (the state file ``path`` or a program's file) and returns the damaged file
+    "wrong shape": lambda path: path.write_text('{"programs": {"web": {"path": 5}}}') and path,
     "a directory": write_directory,
-    "history not a list": lambda path: path.write_text(with_web({"path": None, "history": {"0": ENTRY}})),
+    "history not a list": lambda path: path.write_text(with_web({"path": None, "history": {"0": ENTRY}})) and path,
+    "a program's file": write_program_file,
 }
 
 
@@ -275,7 +441,7 @@ def test_supervisord_starts_with_the_configured_binary_despite_a_damaged_state_f
     port = free_port()
     supervisord.littleboss_program("web", v1, port, releases.allow, ready=None)
     path = supervisord.root / "supervisord-littleboss.json"
-    damage(path)
+    damaged = damage(path)
     supervisord.start()
     supervisord.wait_running("web")
     assert http_get(("127.0.0.1", port)).split()[0] == b"v1"
@@ -286,25 +452,44 @@ def test_supervisord_starts_with_the_configured_binary_despite_a_damaged_state_f
         return [line for line in supervisord.log.read_text().splitlines() if " ERRO " in line]
 
     [error] = wait_for(errors, what="the state file's error line")
-    [aside] = asides(path)
-    assert f"littleboss: the state file {path} " in error and f"moved it to {aside};" in error
-    assert parse(path.read_text())["web"].path is None  # a fresh, valid state (it records the running pid)
+    [aside] = asides(damaged)
+    assert f"littleboss: the state file {damaged} " in error and f"moved it to {aside};" in error
+    assert saved(path, "web").path is None  # a fresh, valid state (it records the running pid)
 
     supervisord.rpc.littleboss.reload("web", v2)
     assert http_get(("127.0.0.1", port)).split()[0] == b"v2"
-    assert parse(path.read_text())["web"].path == v2
+    assert saved(path, "web").path == v2
     supervisord.hup()  # a new plugin loads the fresh file: the swapped-in binary, no new error
     supervisord.wait_running("web")
     assert http_get(("127.0.0.1", port)).split()[0] == b"v2"
     [_, line] = supervisord.ctl("littleboss:status", "--history", "web", check=True).stdout.splitlines()
     assert f"reload   {v1} \u2192 {v2}  succeeded" in line
-    assert errors() == [error] and asides(path) == [aside]
+    assert errors() == [error] and asides(damaged) == [aside]
 
 
-def test_changes_are_written_once_per_pass_of_the_main_loop(mocker):
-    plugin = SimpleNamespace(state=mocker.Mock(), options=SimpleNamespace(logger=Logger()), unsaved=False)
-    for _ in range(500):  # 500 programs changed in one pass
-        Plugin.save_state(plugin)
-    Plugin.flush_state(plugin)
-    Plugin.flush_state(plugin)  # the next pass: nothing changed
-    assert plugin.state.save.call_count == 1
+@pytest.mark.e2e
+def test_a_state_file_of_the_first_format_is_taken_up_and_rewritten(supervisord: Supervisord):
+    """A supervisord upgraded from a littleboss that kept every program in the state file
+    runs the binary swapped in before, and rewrites the state one file per program."""
+    releases = Releases(supervisord.root)
+    v1, v2 = releases.v1, releases.v2
+    port = free_port()
+    supervisord.littleboss_program("web", v1, port, releases.allow, ready=None)
+    path = supervisord.root / "supervisord-littleboss.json"
+    supervisord.start()
+    supervisord.wait_running("web")
+    supervisord.rpc.littleboss.reload("web", v2)
+    supervisord.stop()
+    web = json.loads(web_file(path).read_text())
+    counts = json.loads(path.read_text())["supervisord"]
+    path.write_text(json.dumps({"programs": {"web": web}, "supervisord": counts}))  # as the first format wrote it
+    shutil.rmtree(web_file(path).parent)
+
+    supervisord.start()
+    supervisord.wait_running("web")
+    assert http_get(("127.0.0.1", port)).split()[0] == b"v2"
+    info = supervisord.rpc.littleboss.getProgramInfo("web")
+    assert (info["path"], info["previous_path"]) == (v2, v1)
+    assert json.loads(path.read_text()) == {"format": 2, "supervisord": {**counts, "starts": counts["starts"] + 1}}
+    assert saved(path, "web").path == v2
+    assert " ERRO " not in supervisord.log.read_text()
