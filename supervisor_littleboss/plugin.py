@@ -89,9 +89,8 @@ class Plugin:
 
     def save_state(self, program: str | None = None) -> None:
         """The state changed (``program``'s; None: supervisord's counts): it is written once per
-        pass of supervisord's main loop (``flush_state``), however many programs changed (a
-        rewrite and fsync of the whole file each time would cost more, the more programs there
-        are), each changed program's part encoded again."""
+        pass of supervisord's main loop (``flush_state``), however many programs changed: each
+        changed program's file, and the state file if the counts changed."""
         if program is not None:
             self.state.changed(program)
         self.unsaved = True
@@ -107,8 +106,8 @@ class Plugin:
             self.state.save()
         except OSError as exc:
             self.options.logger.error(
-                f"littleboss: cannot write the state file {self.state.path}: {exc}; a swapped-in binary "
-                "will not survive a supervisord restart until it can be written"
+                f"littleboss: cannot write the state file {exc.filename or self.state.path}: {exc.strerror or exc}; "
+                "a swapped-in binary will not survive a supervisord restart until it can be written"
             )
 
     def littleboss_groups(self) -> list:

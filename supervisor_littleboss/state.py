@@ -1,16 +1,19 @@
 """The durable record of swapped-in binaries and reload history (``binaries.py`` changes it).
 
 ``state_file`` in ``[rpcinterface:littleboss]`` names the state file: supervisord's counts
-(``{"format": 2, "supervisord": {...}}``), and beside it the directory ``<state_file>.d``
-with one file per program, ``<program>.json``. A file is replaced atomically (temporary
-file, fsync, rename, fsync of its directory) when its content changed, so a swapped-in
-binary survives ``update``, ``supervisorctl reload`` and a supervisord restart, and a save
-writes only the programs whose state was said to have changed (``changed(name)``, which
-every change of a program's state is followed by): with 500 programs in one file, every
-save wrote and fsynced 0.4 MB, most of supervisord's CPU for a reload.
+(``{"format": 2, "supervisord": {...}}``), and beside it the directory
+``<state_file>.programs`` with one file per program, ``<program>.json`` (``file_name``: the
+name %-encoded; the file holds the name too). A file is replaced atomically (temporary file,
+fsync, rename, fsync of its directory) when its text changed, so a swapped-in binary
+survives ``update``, ``supervisorctl reload`` and a supervisord restart, and a save writes
+only the programs whose state was said to have changed (``changed(name)``, which every
+change of a program's state is followed by): with 500 programs in one file, every save
+wrote and fsynced 0.4 MB, most of supervisord's CPU for a reload.
 
-A state file of the first format (every program under ``"programs"``) is read, and the first
-save writes each of its programs to its own file, then the state file in the new format.
+A state file of the first format (every program under ``"programs"``) is read; the first
+save writes each of its programs to its own file, removes the files of any other program,
+then writes the state file in the new format. Until that is done the state file of the first
+format is the truth (a save that fails writes it whole, as that format did).
 
 Each file is validated whole when it is loaded. One entry of the wrong shape or type makes
 the whole file invalid: keeping the rest of a damaged program's state could run a binary its
@@ -21,15 +24,18 @@ program, for a state file of the first format) starts from an empty state.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
-from typing import BinaryIO, TypeVar
+from typing import TypeVar
+from urllib.parse import quote, unquote
 
 from .metrics import HISTOGRAMS, new_histogram, valid_histogram
 from .orphans import ProcessRecord
@@ -39,8 +45,10 @@ MAX_TIME = 253402300799.0  # 9999-12-31 23:59:59 UTC: the last time ``status --h
 ENTRY_STRINGS = ("kind", "from", "to", "outcome")  # history entry fields besides time and seconds
 SUPERVISORD_COUNTS = ("starts", "reloads", "upgrades")  # supervisord's own, for the metrics
 FORMAT = 2  # the state file holds supervisord's counts; each program has its own file
-SUFFIX = ".json"  # of a program's file in the state file's directory
-WRITE_BATCH = 64  # files written before they are fsynced, at most
+DIRECTORY_SUFFIX = ".programs"  # the programs' directory: the state file's path, then this
+SUFFIX = ".json"  # of a program's file
+TEMPORARY = (".littleboss-", ".tmp")  # a temporary file's name begins and ends so
+NAME_LIMIT = 200  # characters of a program file's name before its suffix, at most
 T = TypeVar("T")
 
 
@@ -124,6 +132,12 @@ class ProgramState:
     processes: list[ProcessRecord] = field(default_factory=list)  # running now, to find after a crash
     metrics: dict = field(default_factory=new_metrics)  # counted since the state file was made
 
+    def to_dict(self) -> dict:
+        """As ``dataclasses.asdict``, sharing the lists and dicts (only to be encoded), in a
+        tenth of the time."""
+        return {"path": self.path, "previous": self.previous, "command": self.command, "history": self.history,
+                "processes": [record.to_dict() for record in self.processes], "metrics": self.metrics}
+
     @classmethod
     def from_dict(cls, value: object, where: str) -> ProgramState:
         """The state saved as ``value``; ValueError names what is wrong, and ``where``.
@@ -181,14 +195,43 @@ def parse_all(text: str) -> tuple[dict[str, ProgramState] | None, dict[str, int]
     return programs, {**dict.fromkeys(SUPERVISORD_COUNTS, 0), **counts}
 
 
-def parse_program(text: str, name: str) -> ProgramState:
-    """Program ``name``'s state in the text of its file."""
-    return ProgramState.from_dict(_json(text), name)
+def file_name(name: str) -> str:
+    """The name of program ``name``'s file: its name, %-encoded but for letters, digits and
+    ``_.-~``; one longer than NAME_LIMIT is cut, a hash of the whole name after it."""
+    encoded = quote(name.encode("utf-8", "surrogatepass"), safe="")
+    if len(encoded) > NAME_LIMIT:
+        encoded = f"{encoded[:NAME_LIMIT - 65]}~{hashlib.sha256(encoded.encode()).hexdigest()}"
+    return f"{encoded}{SUFFIX}"
 
 
 def program_file(path: str, name: str) -> str:
     """Where program ``name``'s state is kept, for the state file ``path``."""
-    return os.path.join(f"{path}.d", f"{name}{SUFFIX}")
+    return os.path.join(f"{path}{DIRECTORY_SUFFIX}", file_name(name))
+
+
+def program_text(name: str, state: ProgramState) -> str:
+    """Program ``name``'s file: its name, then each field of its state, one a line."""
+    fields = {"name": name, **state.to_dict()}
+    return "{\n" + ",\n".join(f" {json.dumps(key)}: {json.dumps(value)}" for key, value in fields.items()) + "\n}\n"
+
+
+def parse_program(text: str) -> tuple[str, ProgramState]:
+    """The program's name and state in the text of its file."""
+    raw = _json(text)
+    if not isinstance(raw, dict):
+        raise _invalid("the top level", "an object")
+    if not isinstance(raw.get("name"), str):
+        raise _invalid("the top level's name", "a string")
+    name = raw["name"]
+    return name, ProgramState.from_dict({key: value for key, value in raw.items() if key != "name"}, name)
+
+
+def _program_in(entry: str, text: str) -> tuple[str, ProgramState, str]:
+    """The program's name, its state and ``text``, the text of its file ``entry``."""
+    name, state = parse_program(text)
+    if file_name(name) != entry:
+        raise ValueError(f"it holds the state of {name!r}, whose file is {file_name(name)}")
+    return name, state, text
 
 
 def _aside_name(path: str) -> str:
@@ -231,55 +274,54 @@ def _read(path: str, parse: Callable[[str], T], consequence: str, logger) -> T |
 def _fsync_directory(directory: str) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(fd)  # the renames themselves survive a crash
+        os.fsync(fd)  # the renames and removals in it survive a crash
     finally:
         os.close(fd)
 
 
-def replace_files(directory: str, texts: dict[str, str]) -> None:
-    """Replace each file ``texts`` names in ``directory`` with its text, each atomically: the
-    temporary files are written and fsynced (WRITE_BATCH at a time, so the disk flushes once
-    for many), renamed over, then the directory fsynced. An error leaves no temporary file."""
-    items = list(texts.items())
-    for start in range(0, len(items), WRITE_BATCH):
-        files: list[tuple[BinaryIO, str, str]] = []  # each temporary file, its path, the final name
+def _replace_file(directory: str, name: str, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=TEMPORARY[0], suffix=TEMPORARY[1], dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(text.encode("utf-8", "surrogatepass"))
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, os.path.join(directory, name))
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def replace_files(directory: str, texts: dict[str, str]) -> dict[str, OSError]:
+    """Replace each file ``texts`` names in ``directory`` with its text, atomically (a temporary
+    file written, fsynced and renamed over; one fd open at a time), then fsync the directory.
+    The files that could not be replaced, each with its error (naming the file)."""
+    failed = {}
+    for name, text in texts.items():
         try:
-            for name, text in items[start:start + WRITE_BATCH]:
-                fd, tmp = tempfile.mkstemp(prefix=".littleboss-", suffix=".tmp", dir=directory)
-                files.append((os.fdopen(fd, "wb"), tmp, name))
-                files[-1][0].write(text.encode("utf-8"))
-            for file, _, _ in files:
-                file.flush()
-                os.fsync(file.fileno())
-            for _, tmp, name in files:
-                os.replace(tmp, os.path.join(directory, name))
-        except BaseException:
-            for _, tmp, _ in files:
-                if os.path.lexists(tmp):
-                    os.unlink(tmp)
-            raise
-        finally:
-            for file, _, _ in files:
-                file.close()
-    _fsync_directory(directory)
+            _replace_file(directory, name, text)
+        except OSError as exc:
+            failed[name] = OSError(exc.errno, exc.strerror, os.path.join(directory, name))
+    if len(failed) < len(texts):
+        _fsync_directory(directory)
+    return failed
 
 
 class StateStore:
     """Every program's ProgramState, loaded from and saved to the state file ``path`` and its
-    directory ``<path>.d``."""
+    directory ``<path>.programs``."""
 
     def __init__(self, path: str, logger=None) -> None:
         self.path = path
-        self.directory = f"{path}.d"
+        self.directory = f"{path}{DIRECTORY_SUFFIX}"
         self.supervisord: dict[str, int]  # supervisord's starts, reloads (SIGHUP) and in-place upgrades
+        self._texts: dict[str, str] = {}  # each program's file as last read or written
         programs, self.supervisord = self._load_state_file(logger)
         self.migrating = programs is not None  # a state file of the first format: its programs
-        if programs is None:
-            programs = self._load_programs(logger)
-        self.programs: dict[str, ProgramState] = programs
-        self._written: set[str] = set() if self.migrating else set(programs)  # programs with a file
-        self._changed: set[str] = set()  # programs whose state changed since they were written
+        self.programs: dict[str, ProgramState] = self._load_programs(logger) if programs is None else programs
+        self._changed: set[str] = set()  # programs whose state changed since their file was written
         self._index: str | None = None  # the state file's text as last written; None: to write
+        self._directory_made = os.path.isdir(self.directory)  # and its creation fsynced
 
     def _load_state_file(self, logger) -> tuple[dict[str, ProgramState] | None, dict[str, int]]:
         consequence = ("the programs start with their configured binaries" if not os.path.isdir(self.directory)
@@ -289,7 +331,7 @@ class StateStore:
 
     def _load_programs(self, logger) -> dict[str, ProgramState]:
         try:
-            names = sorted(entry[:-len(SUFFIX)] for entry in os.listdir(self.directory) if entry.endswith(SUFFIX))
+            entries = sorted(os.listdir(self.directory))
         except FileNotFoundError:
             return {}
         except OSError as exc:
@@ -297,11 +339,16 @@ class StateStore:
                        "the programs start with their configured binaries", logger)
             return {}
         programs = {}
-        for name in names:
-            state = _read(program_file(self.path, name), partial(parse_program, name=name),
-                          f"{name} starts with its configured binary", logger)
-            if state is not None:
-                programs[name] = state
+        for entry in entries:
+            path = os.path.join(self.directory, entry)
+            if entry.startswith(TEMPORARY[0]) and entry.endswith(TEMPORARY[1]):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)  # a save cut short by a crash; supervisord is the only writer
+            elif entry.endswith(SUFFIX):
+                loaded = _read(path, partial(_program_in, entry), f"{unquote(entry[:-len(SUFFIX)])} starts with "
+                               "its configured binary", logger)
+                if loaded is not None:
+                    name, programs[name], self._texts[name] = loaded
         return programs
 
     def program(self, name: str) -> ProgramState:
@@ -316,24 +363,49 @@ class StateStore:
         return json.dumps({"format": FORMAT, "supervisord": self.supervisord}, indent=1)
 
     def save(self) -> None:
-        """Write the file of each program that changed (or has none yet), then the state file
-        if supervisord's counts changed. A program whose file could not be written is written
-        at the next save."""
-        names = (self._changed | (self.programs.keys() - self._written)) & self.programs.keys()
-        if names:
-            if not os.path.isdir(self.directory):
+        """Write the file of each program that changed (or has none yet) if its text changed,
+        then the state file if supervisord's counts changed. A program whose file could not be
+        written is written at the next save. OSError (naming a file) if a file could not be
+        written; while the programs of a state file of the first format are moved to their own
+        files, that state file is then written whole, as that format did, and stays the truth."""
+        try:
+            self._save()
+        except OSError:
+            if self.migrating:
+                with contextlib.suppress(OSError):
+                    replace_files(os.path.dirname(self.path) or ".", {os.path.basename(self.path): json.dumps(
+                        {"programs": {name: state.to_dict() for name, state in self.programs.items()},
+                         "supervisord": self.supervisord}, indent=1)})
+            raise
+
+    def _save(self) -> None:
+        pending = (self._changed | (self.programs.keys() - self._texts.keys())) & self.programs.keys()
+        texts = {name: program_text(name, self.programs[name]) for name in sorted(pending)}
+        texts = {name: text for name, text in texts.items() if text != self._texts.get(name)}
+        self._changed -= pending - texts.keys()  # encoded the same as their files
+        if texts:
+            if not self._directory_made:
                 os.makedirs(self.directory, mode=0o700, exist_ok=True)
                 _fsync_directory(os.path.dirname(os.path.abspath(self.directory)))
-            replace_files(self.directory, {f"{name}{SUFFIX}": json.dumps(asdict(self.programs[name]), indent=1)
-                                           for name in sorted(names)})
-            self._written |= names
-            self._changed -= names
-        if self.migrating:  # the first format's programs are in their own files: the rest is stale
-            for entry in os.listdir(self.directory) if os.path.isdir(self.directory) else ():
-                if entry.endswith(SUFFIX) and entry[:-len(SUFFIX)] not in self.programs:
-                    os.unlink(os.path.join(self.directory, entry))
+                self._directory_made = True
+            failed = replace_files(self.directory, {file_name(name): text for name, text in texts.items()})
+            for name, text in texts.items():
+                if file_name(name) not in failed:
+                    self._texts[name] = text
+                    self._changed.discard(name)
+            if failed:
+                raise next(iter(failed.values()))
+        if self.migrating and self._directory_made:  # the first format's programs are in their files
+            wanted = {file_name(name) for name in self.programs}
+            stale = [entry for entry in os.listdir(self.directory) if entry.endswith(SUFFIX) and entry not in wanted]
+            for entry in stale:  # a file of a program the state file of the first format has no state of
+                os.unlink(os.path.join(self.directory, entry))
+            if stale:
+                _fsync_directory(self.directory)
         index = self.index_text()
         if index != self._index:
-            replace_files(os.path.dirname(self.path) or ".", {os.path.basename(self.path): index})
+            failed = replace_files(os.path.dirname(self.path) or ".", {os.path.basename(self.path): index})
+            if failed:
+                raise next(iter(failed.values()))
             self._index = index
             self.migrating = False

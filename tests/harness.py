@@ -227,7 +227,7 @@ class Supervisord:
     def saved_state(self, name: str) -> ProgramState:
         """Program ``name``'s state as littleboss last saved it (the default state file's)."""
         path = program_file(str(self.root / STATE_FILE_NAME), name)
-        return parse_program(Path(path).read_text(), name)
+        return parse_program(Path(path).read_text())[1]
 
     def info(self, name: str) -> dict:
         return self.rpc.supervisor.getProcessInfo(name)

@@ -19,7 +19,14 @@ from supervisor_littleboss.contract import Kind, history_entry
 from supervisor_littleboss.metrics import observe
 from supervisor_littleboss.orphans import ProcessRecord
 from supervisor_littleboss.plugin import Plugin
-from supervisor_littleboss.state import ProgramState, StateStore, parse_all, parse_program, program_file
+from supervisor_littleboss.state import (
+    ProgramState,
+    StateStore,
+    file_name,
+    parse_all,
+    parse_program,
+    program_file,
+)
 
 ENTRY = {"time": 1700000000.5, "kind": "reload", "from": "/r/v1/app", "to": "/r/v2/app",
          "outcome": "succeeded", "seconds": 0.25}
@@ -109,7 +116,9 @@ def web_file(path: Path, name: str = "web") -> Path:
 
 def saved(path: Path, name: str) -> ProgramState:
     """Program ``name``'s state as its file holds it."""
-    return parse_program(web_file(path, name).read_text(), name)
+    saved_name, state = parse_program(web_file(path, name).read_text())
+    assert saved_name == name
+    return state
 
 
 def asides(path: Path) -> list[Path]:
@@ -140,7 +149,17 @@ def test_a_damaged_state_file_is_moved_aside_with_one_error_line(path: Path, tex
     assert aside.read_text() == text
 
 
-@pytest.mark.parametrize("web, problem", PROGRAM_DAMAGED.values(), ids=PROGRAM_DAMAGED.keys())
+FILE_DAMAGED = {  # a program's file, and what is wrong with it
+    **{name: ({"name": "web", **web}, f"web{problem}") for name, (web, problem) in PROGRAM_DAMAGED.items()
+       if isinstance(web, dict)},
+    "a list": (["web"], "the top level is not an object"),
+    "no name": ({"path": None}, "the top level's name is not a string"),
+    "name a number": ({"name": 5}, "the top level's name is not a string"),
+    "another program's": ({"name": "api"}, "it holds the state of 'api', whose file is api.json"),
+}
+
+
+@pytest.mark.parametrize("web, problem", FILE_DAMAGED.values(), ids=FILE_DAMAGED.keys())
 def test_a_damaged_program_file_is_moved_aside_and_the_others_are_kept(path: Path, web: object, problem: str):
     api = StateStore(str(path))
     api.program("api").path = "/r/v2/api"
@@ -149,7 +168,7 @@ def test_a_damaged_program_file_is_moved_aside_and_the_others_are_kept(path: Pat
     logger = Logger()
     store = StateStore(str(path), logger)
     assert store.programs == {"api": ProgramState(path="/r/v2/api")}
-    assert_moved_aside(web_file(path), logger, f"is invalid: web{problem}", "web starts with its configured binary")
+    assert_moved_aside(web_file(path), logger, f"is invalid: {problem}", "web starts with its configured binary")
     store.program("web").path = "/r/v3/app"
     store.save()  # a new file, alone
     assert saved(path, "web").path == "/r/v3/app" and len(asides(web_file(path))) == 1
@@ -225,10 +244,10 @@ def test_a_directory_that_cannot_be_moved_is_ignored_and_saving_logs_instead_of_
     store.program("web").path = "/r/v2/app"
     Plugin.flush_state(SimpleNamespace(state=store, options=SimpleNamespace(logger=logger), unsaved=True))
     level, line = logger.lines[1]
-    assert level == "error" and line.startswith(f"littleboss: cannot write the state file {path}: [Errno 21]")
+    assert level == "error" and line.startswith(f"littleboss: cannot write the state file {path}: Is a directory;")
     assert saved(path, "web").path == "/r/v2/app"  # the program's own file is written
-    assert sorted(os.listdir(path.parent)) == [path.name, f"{path.name}.d"]  # no temporary file left behind
-    assert os.listdir(path) == [] and os.listdir(f"{path}.d") == ["web.json"]
+    assert sorted(os.listdir(path.parent)) == [path.name, f"{path.name}.programs"]  # no temporary file left behind
+    assert os.listdir(path) == [] and os.listdir(web_file(path).parent) == ["web.json"]
 
 
 def test_a_missing_file_is_an_empty_state_and_says_nothing(path: Path):
@@ -237,7 +256,7 @@ def test_a_missing_file_is_an_empty_state_and_says_nothing(path: Path):
     assert logger.lines == [] and not os.path.lexists(path)
 
 
-NAMES = ["web", "plain", 'w\u00e9b"', "..", ".hidden", "x.json"]  # names a configuration may give
+NAMES = ["web", "plain", 'w\u00e9b"%', "..", ".hidden", "x.json", "a" * 300, "\u540d" * 100]  # names supervisord takes
 
 
 def test_a_valid_state_round_trips_each_program_in_its_own_file(path: Path):
@@ -251,19 +270,21 @@ def test_a_valid_state_round_trips_each_program_in_its_own_file(path: Path):
         store.program(name).path = f"/r/{name}"
     store.supervisord["starts"] = 3
     store.save()
-    (web_file(path).parent / ".littleboss-left.tmp").write_text("{")  # a crash's leftover: not a program
+    (web_file(path).parent / ".littleboss-left.tmp").write_text("{")  # a crash's leftover: removed
     logger = Logger()
     loaded = StateStore(str(path), logger)
     assert loaded.programs == store.programs and loaded.supervisord == {"starts": 3, "reloads": 0, "upgrades": 0}
-    assert sorted(os.listdir(web_file(path).parent)) == sorted([*(f"{name}.json" for name in NAMES),
-                                                                ".littleboss-left.tmp"])
+    assert sorted(os.listdir(web_file(path).parent)) == sorted(map(file_name, NAMES))
+    assert file_name('w\u00e9b"%') == "w%C3%A9b%22%25.json" and file_name("..") == "...json"
+    assert all(len(file_name(name).encode()) < 255 for name in NAMES)  # a file name's limit
     assert json.loads(path.read_text()) == {"format": 2, "supervisord": loaded.supervisord}
     assert stat.S_IMODE(os.stat(web_file(path).parent).st_mode) == 0o700
     assert logger.lines == [] and asides(path) == []
 
 
 def test_integer_times_and_seconds_are_valid():
-    [entry] = parse_program(json.dumps({"history": [{**ENTRY, "time": 1700000000, "seconds": 2}]}), "web").history
+    text = json.dumps({"name": "web", "history": [{**ENTRY, "time": 1700000000, "seconds": 2}]})
+    [entry] = parse_program(text)[1].history
     assert entry == {**ENTRY, "time": 1700000000.0, "seconds": 2.0}
 
 
@@ -287,51 +308,74 @@ def test_a_save_writes_only_the_files_whose_state_changed(path: Path, mocker):
         store.program(f"app{n}").processes = [ProcessRecord(100 + n, 5000)]
     web = store.program('w\u00e9b"')
     web.history = [history_entry(Kind.RELOAD, "/r/v1/app", "/r/v2/app", "succeeded", 1700000000.5, 1.234)]
-    encode = mocker.spy(state_module, "asdict")
+    encode = mocker.spy(state_module, "program_text")
     store.save()
     assert encode.call_count == 6 and len(files(path)) == 7
     changes = [  # every way littleboss changes a program's state: in place or by a new value
-        ("app1.json", lambda: store.program("app1").processes.append(ProcessRecord(7, 8))),
-        ("app2.json", lambda: observe(store.program("app2").metrics["ready"], 0.3)),
-        ("app3.json", lambda: store.program("app3").metrics["reloads"].update({"reload succeeded": 1})),
-        ('w\u00e9b".json', lambda: setattr(web, "history", [*web.history, {**web.history[0], "outcome": "x"}])),
-        ("app4.json", lambda: setattr(store.program("app4"), "path", "/r/v2/app")),
-        (path.name, lambda: store.supervisord.update(reloads=3)),  # supervisord's counts: the state file
-        ("new.json", lambda: store.program("new")),  # a new program, written though not said to have changed
-        (None, lambda: None),  # nothing changed: nothing written
+        ("app1", lambda: store.program("app1").processes.append(ProcessRecord(7, 8))),
+        ("app2", lambda: observe(store.program("app2").metrics["ready"], 0.3)),
+        ("app3", lambda: store.program("app3").metrics["reloads"].update({"reload succeeded": 1})),
+        ('w\u00e9b"', lambda: setattr(web, "history", [*web.history, {**web.history[0], "outcome": "x"}])),
+        ("app4", lambda: setattr(store.program("app4"), "path", "/r/v2/app")),
     ]
     for n, (name, change) in enumerate(changes):
         before = files(path)
         encode.reset_mock()
         change()
-        if name not in (None, path.name, "new.json"):
-            store.changed(name.removesuffix(".json"))
+        store.changed(name)
+        store.save()
+        after = files(path)
+        assert [file for file in after if before.get(file) != after[file]] == [file_name(name)], n
+        assert encode.call_count == 1, n
+    unchanged = [  # what writes no program's file
+        (path.name, 0, lambda: store.supervisord.update(reloads=3)),  # supervisord's counts: the state file
+        (None, 1, lambda: store.changed("app0")),  # said to have changed, but the same: encoded, not written
+        (None, 0, lambda: None),  # nothing changed
+    ]
+    for n, (name, encoded, change) in enumerate(unchanged):
+        before = files(path)
+        encode.reset_mock()
+        change()
         store.save()
         after = files(path)
         assert [file for file in after if before.get(file) != after[file]] == ([name] if name else []), n
-        assert encode.call_count == (name not in (None, path.name)), n
+        assert encode.call_count == encoded, n
+    store.program("new")
+    store.save()  # a new program: written though never said to have changed
+    assert saved(path, "new") == ProgramState()
     assert StateStore(str(path)).programs == store.programs
 
 
-def test_a_program_whose_file_could_not_be_written_is_written_at_the_next_save(path: Path, mocker):
+def test_a_file_that_cannot_be_written_leaves_the_others_written_and_is_written_at_the_next_save(path: Path, mocker):
     store = StateStore(str(path))
-    store.program("web").path = "/r/v2/app"
-    mocker.patch.object(state_module.os, "fsync", side_effect=OSError(28, "No space left on device"))
-    with pytest.raises(OSError, match="No space left"):
-        store.save()
-    assert not web_file(path).exists() and os.listdir(web_file(path).parent) == []  # no temporary file left
-    mocker.stopall()
     store.save()
-    assert saved(path, "web").path == "/r/v2/app"
-
-
-def test_many_programs_are_written_in_batches(path: Path, mocker):
-    mocker.patch.object(state_module, "WRITE_BATCH", 2)
-    store = StateStore(str(path))
-    for n in range(5):
+    for n in range(4):
         store.program(f"app{n}").path = f"/r/{n}"
+    fsync = os.fsync
+
+    def no_space_for_app2(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(web_file(path).parent / ".littleboss-")) \
+                and b'"app2"' in os.pread(fd, 100, 0):
+            raise OSError(28, "No space left on device")
+        fsync(fd)
+
+    mocker.patch.object(state_module.os, "fsync", side_effect=no_space_for_app2)
+    with pytest.raises(OSError) as failed:
+        store.save()
+    assert (failed.value.filename, failed.value.strerror) == (str(web_file(path, "app2")), "No space left on device")
+    assert sorted(os.listdir(web_file(path).parent)) == ["app0.json", "app1.json", "app3.json"]  # no temporary file
+    mocker.stopall()
+    before = files(path)
     store.save()
+    after = files(path)
+    assert [file for file in after if before.get(file) != after[file]] == ["app2.json"]
     assert StateStore(str(path)).programs == store.programs
+
+
+def test_to_dict_is_asdict():
+    state = ProgramState("/r/v2/app", "/r/v1/app", "/r/v1/app -x", [ENTRY], [ProcessRecord(12, 34)])
+    observe(state.metrics["ready"], 0.5)
+    assert state.to_dict() == asdict(state)
 
 
 def test_save_fsyncs_each_file_before_its_rename_and_its_directory_after(path: Path, mocker):
@@ -348,9 +392,9 @@ def test_save_fsyncs_each_file_before_its_rename_and_its_directory_after(path: P
     store.save()
     directory = str(web_file(path).parent)
     assert synced == [
-        (str(path.parent), [f"{path.name}.d"]),  # the programs' directory, made
+        (str(path.parent), [f"{path.name}.programs"]),  # the programs' directory, made
         (synced[1][0], None), (directory, ["web.json"]),  # web's temporary file, then after its rename
-        (synced[3][0], None), (str(path.parent), [path.name, f"{path.name}.d"]),  # the state file's
+        (synced[3][0], None), (str(path.parent), [path.name, f"{path.name}.programs"]),  # the state file's
     ]
     assert synced[1][0].startswith(f"{directory}/.littleboss-")
     assert synced[3][0].startswith(f"{path.parent}/.littleboss-")
@@ -381,25 +425,33 @@ def test_a_state_file_of_the_first_format_is_read_and_its_programs_moved_to_thei
     assert loaded.programs == programs and loaded.supervisord == store.supervisord and logger.lines == []
 
 
-def test_a_move_to_the_new_format_cut_short_is_made_again_from_the_first_format(path: Path, mocker):
+def test_a_move_to_the_new_format_cut_short_keeps_the_state_file_of_the_first_format_whole_and_current(
+        path: Path, mocker):
     programs = first_format(path)
-    first = path.read_text()
     replace = os.replace
+    index_writes = 0
 
-    def crash_at_the_state_file(source: str, target: str) -> None:
+    def cannot_write_the_state_file(source: str, target: str) -> None:
+        nonlocal index_writes
         if target == str(path):
-            raise OSError(5, "Input/output error")
+            index_writes += 1
+            if index_writes == 1:  # the new format's; the first format's, whole, goes through
+                raise OSError(5, "Input/output error")
         replace(source, target)
 
-    mocker.patch.object(state_module.os, "replace", side_effect=crash_at_the_state_file)
+    mocker.patch.object(state_module.os, "replace", side_effect=cannot_write_the_state_file)
     store = StateStore(str(path))
-    store.program("web").path = "/r/v3/app"  # changed after the load: written to its file only
+    store.program("web").path = "/r/v3/app"  # changed after the load
     store.changed("web")
-    with pytest.raises(OSError):
+    with pytest.raises(OSError) as failed:
         store.save()
+    assert (failed.value.filename, index_writes) == (str(path), 2)
     mocker.stopall()
-    assert path.read_text() == first and saved(path, "web").path == "/r/v3/app"
-    assert StateStore(str(path)).programs == programs  # the first format's state file still decides
+    first, counts = parse_all(path.read_text())
+    assert first == {**programs, "web": store.programs["web"]} and counts == store.supervisord
+    assert StateStore(str(path)).programs == store.programs  # the first format's state file still decides
+    store.save()  # the move, made again
+    assert parse_all(path.read_text())[0] is None and StateStore(str(path)).programs == store.programs
 
 
 def test_changes_are_written_once_per_pass_of_the_main_loop(mocker):
@@ -420,7 +472,7 @@ def write_directory(path: Path) -> Path:
 
 def write_program_file(path: Path) -> Path:
     web_file(path).parent.mkdir()
-    web_file(path).write_text('{"path": "/r/v9/app", "history": 5}')
+    web_file(path).write_text('{"name": "web", "path": "/r/v9/app", "history": 5}')
     return web_file(path)
 
 
@@ -480,7 +532,7 @@ def test_a_state_file_of_the_first_format_is_taken_up_and_rewritten(supervisord:
     supervisord.wait_running("web")
     supervisord.rpc.littleboss.reload("web", v2)
     supervisord.stop()
-    web = json.loads(web_file(path).read_text())
+    web = {key: value for key, value in json.loads(web_file(path).read_text()).items() if key != "name"}
     counts = json.loads(path.read_text())["supervisord"]
     path.write_text(json.dumps({"programs": {"web": web}, "supervisord": counts}))  # as the first format wrote it
     shutil.rmtree(web_file(path).parent)
