@@ -70,6 +70,9 @@ class LittlebossProcessGroup(ProcessGroup):
         # (config_pending) are swapped at the next transition
         self.config_due = False
         self.answered: Rollout | None = None  # the last rollout seen finished
+        # nothing to do in a pass until one of its processes changes state (``change_state``) or
+        # the group changes (``wake``): its ``transition()`` returns at once
+        self.quiet = False
         self.listeners: list[socket.socket] = []
         self.stdin_waiting = False  # a process's stdin has input to write (sendProcessStdin)
         self.orphans = Orphans(config.name, state.processes, self._warn, self._forget)
@@ -185,19 +188,28 @@ class LittlebossProcessGroup(ProcessGroup):
     # --- supervisord's group interface, counting the extra processes --------
     def transition(self) -> None:
         plugin = self.plugin
+        if self.quiet and not plugin.signalled and not plugin.unsaved:
+            return  # supervisord's loop asks every program each pass: an idle one costs it nothing
         if plugin.signalled:
             plugin.reap_signalled()
         rollout = self.rollout
         if self.extras or self.orphans.records or self.config_due or self.config.littleboss.reload.watchdog \
                 or (rollout is not None and (not rollout.settled or self.answered is not rollout)):
             self._move_on(time.time())
-        else:  # nothing under way (supervisord's loop asks every program each pass: kept cheap)
-            now = time.time()
+        else:  # nothing under way: quiet if no process has a step due, until one changes state
+            now, quiet = time.time(), True
             for process in self.processes.values():
                 if transition_due(process, now):
+                    quiet = False
                     process.transition()
+            self.quiet = quiet
         if plugin.unsaved:
             plugin.flush_state()
+
+    def wake(self) -> None:
+        """The group changed (a reload began, a process joined or left it, its configuration):
+        its next ``transition()`` looks at it whole."""
+        self.quiet = False
 
     def _move_on(self, now: float) -> None:
         """A pass of the main loop while something is under way: a reload, processes draining,
@@ -283,6 +295,7 @@ class LittlebossProcessGroup(ProcessGroup):
         if isinstance(reload, Rollout):
             self.rollout = reload
             self.plugin.ticker.keep_ticking()
+        self.wake()
         return reload
 
     def abort_rollout(self, why: str, stopping: bool = True) -> None:
@@ -290,6 +303,7 @@ class LittlebossProcessGroup(ProcessGroup):
         (else they run on)."""
         if self.rollout:
             self.rollout.abort(why, time.time(), stopping)
+            self.wake()
 
     def start_candidate(self, slot: int, path: str, binary: CheckedBinary | None) -> LittlebossSubprocess:
         """Spawn a candidate for ``slot`` running ``binary`` (else ``path``), beside its process."""
@@ -297,6 +311,7 @@ class LittlebossProcessGroup(ProcessGroup):
         candidate = LittlebossSubprocess(self.config_running(pconfig, path), self, slot, Role.CANDIDATE)
         candidate.binary = binary
         self.extras.append(candidate)
+        self.wake()
         candidate.spawn()
         return candidate
 
@@ -359,6 +374,7 @@ class LittlebossProcessGroup(ProcessGroup):
     def retire(self, old: LittlebossSubprocess) -> None:
         """A process no slot has any more drains: the stop signal, SIGKILL after the lameduck."""
         old.set_role(Role.DRAINING)
+        self.wake()
         if old.pid:
             self.extras.append(old)
             old.stop()

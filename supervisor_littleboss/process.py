@@ -73,6 +73,12 @@ class LittlebossSubprocess(ChildSetupSubprocess):
         self.tail = bytearray()  # the end of its stderr (stdout if redirected), for failure reports
         self.set_role(role)
 
+    def change_state(self, new_state, expected=True):
+        """supervisord's ``Subprocess.change_state`` (since 3.0), which every state change goes
+        through: the group's next ``transition()`` looks at it again (``group.quiet``)."""
+        self.group.wake()
+        return super().change_state(new_state, expected)
+
     def set_role(self, role: Role) -> None:
         """Only the serving process's state changes are the program's; listeners hear no others."""
         self.role = role

@@ -111,6 +111,7 @@ def resume(group, config: LittlebossGroupConfig):
         group.rollout.resume(group.program)
     group.bind_sockets()
     group.config_due = group.config_pending
+    group.wake()
     return group
 
 
