@@ -195,6 +195,7 @@ class LittlebossProcessGroup(ProcessGroup):
         rollout = self.rollout
         if self.extras or self.orphans.records or self.config_due or self.config.littleboss.reload.watchdog \
                 or (rollout is not None and (not rollout.settled or self.answered is not rollout)):
+            self.quiet = False  # (already: a group with work under way is never quiet)
             self._move_on(time.time())
         else:  # nothing under way: quiet if no process has a step due, until one changes state
             now, quiet = time.time(), True
@@ -208,7 +209,9 @@ class LittlebossProcessGroup(ProcessGroup):
 
     def wake(self) -> None:
         """The group changed (a reload began, a process joined or left it, its configuration):
-        its next ``transition()`` looks at it whole."""
+        its next ``transition()`` looks at it whole. What changes a group without a wake does so
+        while it is not quiet: a rollout's steps, promote and abort (a rollout under way), the
+        drain of its extras."""
         self.quiet = False
 
     def _move_on(self, now: float) -> None:
