@@ -10,6 +10,7 @@ first, then audit each failure against littleboss's code.
 from __future__ import annotations
 
 import inspect
+import re
 import socket
 import time
 from pathlib import Path
@@ -218,6 +219,17 @@ def test_process_Subprocess_transition_leaves_a_running_process_past_startsecs_a
         assert transition_due(proc, proc.laststart + 0.5)
         proc.state = states.ProcessStates.EXITED
         assert transition_due(proc, now)
+
+
+def test_process_Subprocess_changes_state_only_through_change_state():
+    """LittlebossSubprocess.change_state wakes its group (``group.quiet``): supervisord's
+    ``Subprocess`` sets ``state`` only there (and to STOPPED when it is made), with the
+    signature littleboss overrides."""
+    source = inspect.getsource(process.Subprocess)
+    assignments = re.findall(r"self\.state = (.*)", source)
+    assert assignments == ["ProcessStates.STOPPED", "new_state"], assignments
+    assert "self.state = new_state" in inspect.getsource(process.Subprocess.change_state)
+    assert list(inspect.signature(process.Subprocess.change_state).parameters) == ["self", "new_state", "expected"]
 
 
 def test_process_Subprocess_event_map_on_the_instance_silences_events():
