@@ -5,7 +5,8 @@
 ``littleboss reload ...``; ``help littleboss`` and ``help littleboss:CMD`` explain them.
 Exit status: 0 success, 1 refused before anything started (or supervisord
 unreachable, or without littleboss's RPC interface; for ``upgrade``, also not upgraded in
-place), 7 the new binary was started and failed, 2 bad usage.
+place), 7 the new binary was started and failed, 2 bad usage, 130 Ctrl-C (it stopped
+waiting; what it waited for goes on in supervisord).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from supervisor.xmlrpc import Faults
 
 from .config import interface_missing
 from .contract import RolloutPhase
-from .faults import LittlebossFaults, exit_status
+from .faults import EXIT_INTERRUPTED, LittlebossFaults, exit_status
 from .glue import one_shot_words, wrap_completer, wrap_help, wrap_update
 from .outcome import check_line, done_line, slot_label, step_line, steps_reached, version_changes
 
@@ -40,11 +41,12 @@ SUBCOMMANDS = {  # usage lines (supervisorctl's help layout: usage, tab, what it
 TAKES_NAMES = ("reload", "rollback", "status", "promote", "abort")
 EXIT_STATUSES = {
     "reload": "Exit status: 0 done; 1 refused before anything started; 7 the new binary failed "
-              "(the old one kept serving), or the reload was aborted by a stop or restart; 2 bad usage.",
+              "(the old one kept serving), or the reload was aborted by a stop or restart; 2 bad usage; 130 "
+              "Ctrl-C (the reload goes on).",
     "status": "Exit status: 0 shown; 1 an unknown or not a littleboss program; 2 bad usage.",
     "upgrade": "Exit status: 0 upgraded (the same pid runs the installed code); 1 refused (a reload in progress, "
                "the preflight failed) or supervisord unreachable, or it was not upgraded in place, or did not "
-               "answer again within 60 s; 2 bad usage.",
+               "answer again within 60 s; 2 bad usage; 130 Ctrl-C (the upgrade goes on).",
 }
 EXIT_STATUSES["rollback"] = EXIT_STATUSES["reload"]
 EXIT_STATUSES["promote"] = EXIT_STATUSES["abort"] = "Exit status: 0 done; 1 no reload to act on; 2 bad usage."
@@ -152,6 +154,11 @@ class LittlebossControllerPlugin(ControllerPluginBase):
         self._say(message)
         self.ctl.exitstatus = exit_status(code)
 
+    def _interrupted(self, message: str) -> None:
+        """Ctrl-C: what goes on without us, and EXIT_INTERRUPTED."""
+        self._say(message)
+        self.ctl.exitstatus = EXIT_INTERRUPTED
+
     # --- subcommands --------------------------------------------------------------
     def _reload(self, args: list[str]) -> None:
         args, canary, hold = canary_options(args)
@@ -214,9 +221,8 @@ class LittlebossControllerPlugin(ControllerPluginBase):
                     return
                 time.sleep(POLL_SECONDS)
         except KeyboardInterrupt:
-            self._say(f"{name}: stopped waiting; the {started['kind']} goes on in supervisord "
-                      f"(see: littleboss:status {name})")
-            self.ctl.exitstatus = LSBInitExitStatuses.GENERIC
+            self._interrupted(f"{name}: stopped waiting; the {started['kind']} goes on in supervisord "
+                              f"(see: littleboss:status {name})")
         except OSError as exc:
             self._fail(None, f"ERROR: lost supervisord at {self.ctl.options.serverurl} while the {started['kind']} "
                              f"ran ({exc}): its outcome is unknown; see littleboss:status {name} once it is back")
@@ -301,8 +307,8 @@ class LittlebossControllerPlugin(ControllerPluginBase):
         try:
             answer = self.rpc.upgrade()  # once supervisord has tried the installed code (about a second)
         except KeyboardInterrupt:
-            self._fail(None, f"supervisord (pid {pid}): stopped before it answered; nothing changes, unless its "
-                             "answer was already on its way (then the upgrade goes on)")
+            self._interrupted(f"supervisord (pid {pid}): stopped before it answered; nothing changes, unless its "
+                              "answer was already on its way (then the upgrade goes on)")
             return
         self._say(f"supervisord (pid {pid}) is being upgraded in place: "
                   f"{version_changes(answer['from'], answer['to'])}; littleboss programs run on, other programs "
@@ -310,8 +316,8 @@ class LittlebossControllerPlugin(ControllerPluginBase):
         try:
             after = through_restart(lambda: self.rpc.getRunInfo())  # a new connection each time
         except KeyboardInterrupt:
-            self._fail(None, f"supervisord (pid {pid}): stopped waiting; the upgrade goes on in supervisord "
-                             "(supervisorctl status shows the programs once it answers again)")
+            self._interrupted(f"supervisord (pid {pid}): stopped waiting; the upgrade goes on in supervisord "
+                              "(supervisorctl status shows the programs once it answers again)")
             return
         except xmlrpc.client.Fault as fault:
             if fault.faultCode != Faults.SHUTDOWN_STATE:

@@ -52,6 +52,7 @@ class LittlebossRPCError(RPCError):
 
 
 EXIT_REFUSED, EXIT_FAILED = 1, 7  # supervisorctl's GENERIC and NOT_RUNNING (LSBInitExitStatuses)
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as a shell says): the outcome is not known to the caller
 
 
 def exit_status(code: int | None) -> int:

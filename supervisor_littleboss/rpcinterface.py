@@ -65,7 +65,7 @@ def program_info(group: LittlebossProcessGroup) -> dict:
             for fd, spec in enumerate(group.sockets, LISTEN_FDS_START)
         ],
         "processes": infos,
-        "notify_status": processes[0].notify.status if processes[0].notify else "",
+        "notify_status": processes[0].notify.status if processes[0].pid and processes[0].notify else "",
         "phase": rollout.shown_phase if active else IDLE,
         "candidate_pid": candidates[0].pid if candidates else 0,
         "candidate_pids": [candidate.pid for candidate in candidates],
@@ -134,7 +134,7 @@ class LittlebossNamespaceRPCInterface:
                              (the executable in use), previous_path (what rollback
                              returns to), command, sockets (each: name, url, fd it is
                              passed as), processes (each: name, state, statename, pid,
-                             spawnerr), notify_status (its last STATUS=), phase (idle,
+                             spawnerr), notify_status (its last STATUS=, while it runs), phase (idle,
                              or of a reload under way: starting, checking, settling,
                              holding, rolling back), candidate_pid (of the first slot under way),
                              candidate_pids, draining_pids, draining (each: pid,

@@ -79,6 +79,9 @@ def test_under_supervisord_it_takes_its_socket_by_name_and_says_ready(myblog):
         load.wait_for_requests(100)
     assert load.result.failed == 0, load.result
     assert hello(port).endswith(f"pid {result['new_pid']}\n")
+    myblog.ctl("stop", "myblog", check=True)  # a stopped program has no status of its own
+    assert myblog.rpc.littleboss.getProgramInfo("myblog")["notify_status"] == ""
+    assert "status" not in myblog.ctl("littleboss:status", "myblog", check=True).stdout
 
 
 def test_littleboss_reload_flag_swaps_in_this_executable(myblog):

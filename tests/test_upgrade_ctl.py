@@ -106,10 +106,10 @@ def test_supervisord_not_back_in_time_says_what_to_check(monkeypatch, last, said
 
 def test_ctrl_c_stops_waiting_but_not_the_upgrade(monkeypatch):
     status, lines = upgrade(ScriptedRPC([SHUTDOWN, KeyboardInterrupt()]), monkeypatch)
-    assert status == 1
+    assert status == 130
     assert lines[-1].startswith("supervisord (pid 123): stopped waiting; the upgrade goes on in supervisord")
     status, lines = upgrade(ScriptedRPC([], upgrade=KeyboardInterrupt()), monkeypatch)  # during the preflight
-    assert status == 1 and lines == ["supervisord (pid 123): stopped before it answered; nothing changes, unless its "
+    assert status == 130 and lines == ["supervisord (pid 123): stopped before it answered; nothing changes, unless its "
                                      "answer was already on its way (then the upgrade goes on)"]
 
 

@@ -51,6 +51,12 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except ConnectionError:  # the client went away (it gave up while it waited): no one to answer
+            self.close_connection = True
+
     def log_message(self, *args) -> None:
         pass
 
