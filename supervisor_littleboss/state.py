@@ -373,10 +373,16 @@ class StateStore:
         except OSError:
             if self.migrating:
                 with contextlib.suppress(OSError):
-                    replace_files(os.path.dirname(self.path) or ".", {os.path.basename(self.path): json.dumps(
+                    self._write_state_file(json.dumps(
                         {"programs": {name: state.to_dict() for name, state in self.programs.items()},
-                         "supervisord": self.supervisord}, indent=1)})
+                         "supervisord": self.supervisord}, indent=1))
             raise
+
+    def _write_state_file(self, text: str) -> None:
+        """Replace the state file with ``text``; OSError (naming it) if it cannot be."""
+        failed = replace_files(os.path.dirname(self.path) or ".", {os.path.basename(self.path): text})
+        if failed:
+            raise next(iter(failed.values()))
 
     def _save(self) -> None:
         pending = (self._changed | (self.programs.keys() - self._texts.keys())) & self.programs.keys()
@@ -388,9 +394,10 @@ class StateStore:
                 os.makedirs(self.directory, mode=0o700, exist_ok=True)
                 _fsync_directory(os.path.dirname(os.path.abspath(self.directory)))
                 self._directory_made = True
-            failed = replace_files(self.directory, {file_name(name): text for name, text in texts.items()})
+            files = {name: file_name(name) for name in texts}
+            failed = replace_files(self.directory, {files[name]: text for name, text in texts.items()})
             for name, text in texts.items():
-                if file_name(name) not in failed:
+                if files[name] not in failed:
                     self._texts[name] = text
                     self._changed.discard(name)
             if failed:
@@ -404,8 +411,6 @@ class StateStore:
                 _fsync_directory(self.directory)
         index = self.index_text()
         if index != self._index:
-            failed = replace_files(os.path.dirname(self.path) or ".", {os.path.basename(self.path): index})
-            if failed:
-                raise next(iter(failed.values()))
+            self._write_state_file(index)
             self._index = index
             self.migrating = False
